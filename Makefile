@@ -1,0 +1,29 @@
+# Two commands for a newcomer: `make run` and `make test`. Both build .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CAMPAIGN ?= campaigns/quickstart.toml
+
+.PHONY: run test venv bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: the pinned CPU build; GPU servers bring their own build instead.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hpo-tui run $(CAMPAIGN)
+
+test: venv
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadgroup tests
+
+bench: venv
+	$(PY) -m benchmarks.efficiency --quick
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,132 @@
+"""The objective contract: what a user's function receives and must return.
+
+    def objective(ctx: TrialContext) -> float:
+        lr = ctx.params["lr"]; epochs = ctx.fidelity["epochs"]
+        for epoch in range(epochs):
+            ...
+            ctx.report(val_metric, step=epoch)   # raises TrialPruned when the pruner says so
+        ctx.save_artifact("val_probs", probs=probs, labels=labels)
+        return val_metric
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+
+TrialPruned = optuna.TrialPruned
+
+
+class ObjectiveImportError(ImportError):
+    pass
+
+
+class BadObjectiveValue(ValueError):
+    """The objective returned something that is not a finite number."""
+
+
+def load_objective(path: str) -> Callable[["TrialContext"], float]:
+    module_name, _, func_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # noqa: BLE001 - report any import failure, with its cause
+        raise ObjectiveImportError(f"cannot import module {module_name!r}: {type(err).__name__}: {err}") from err
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise ObjectiveImportError(f"module {module_name!r} has no attribute {func_name!r}")
+    if not callable(func):
+        raise ObjectiveImportError(f"{path!r} is not callable")
+    return func
+
+
+def check_value(value: Any) -> float:
+    if value is None:
+        raise BadObjectiveValue("objective returned nothing (None)")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise BadObjectiveValue(f"objective returned {type(value).__name__} {value!r:.60}, not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise BadObjectiveValue(f"objective returned {value}")
+    return value
+
+
+@dataclass
+class TrialContext:
+    """Everything one trial needs. `trial` is the live Optuna trial (None in dry runs)."""
+
+    params: dict[str, Any]
+    fidelity: dict[str, Any]
+    settings: dict[str, Any]
+    trial_number: int
+    sprint: str
+    run_dir: Path
+    device: str = "cpu"
+    trial: optuna.trial.Trial | None = None
+    artifact_store: Any = None
+    last_step: int | None = field(default=None, init=False)
+    stage_runner: Any = None  # engine.stages.StageRunner when the campaign memoizes stages
+
+    def report(self, value: float, step: int) -> None:
+        """Record an intermediate value; raises TrialPruned when the pruner stops the trial."""
+        value = float(value)
+        self.last_step = step
+        if self.trial is None:
+            return
+        if not math.isfinite(value):
+            raise BadObjectiveValue(f"intermediate value at step {step} is {value}")
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_at", {"step": step, "value": value})
+            raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
+
+    def set_attr(self, key: str, value: Any) -> None:
+        if self.trial is not None:
+            self.trial.set_user_attr(key, value)
+
+    def save_artifact(self, name: str, **arrays: np.ndarray) -> str | None:
+        """Save named arrays (npz) as an Optuna artifact of this trial; returns its id."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+        return self.save_bytes(name, buffer.getvalue(), suffix=".npz")
+
+    def save_bytes(self, name: str, data: bytes, suffix: str = ".bin") -> str | None:
+        if self.trial is None or self.artifact_store is None:
+            return None
+        from optuna.artifacts import upload_artifact
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}{suffix}"
+            path.write_bytes(data)
+            artifact_id = upload_artifact(
+                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=self.trial
+            )
+        index = dict(self.trial.user_attrs.get("artifacts", {}))
+        index[name] = artifact_id
+        self.trial.set_user_attr("artifacts", index)
+        return artifact_id
+
+    def stage(self, name: str, fn: Callable[..., Any], *, depends_on: dict[str, Any], upstream: tuple = (), cache: bool = True):
+        """Run a named pipeline stage, memoized by its inputs when the campaign caches stages."""
+        if self.stage_runner is None:
+            return fn()
+        return self.stage_runner.run(self, name, fn, depends_on=depends_on, upstream=upstream, cache=cache)
+
+
+def load_trial_arrays(artifact_store: Any, artifact_id: str) -> dict[str, np.ndarray]:
+    with artifact_store.open_reader(artifact_id) as reader:
+        data = reader.read()
+    with np.load(io.BytesIO(data)) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def to_jsonable(value: Any) -> Any:
+    """NumPy scalars (skopt returns them) and tuples into plain JSON types."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
