@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SAMPLERS = ("tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu")
+SAMPLERS = ("tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes")
 PRUNERS = ("hyperband", "successive-halving", "median", "none")
 POLICIES = ("auto", "wait", "plan")
 MAX_ABS_BOUND = 1e15  # anything larger is a typo, and breaks log-space arithmetic

@@ -1,0 +1,177 @@
+"""Gate proposals: narrowed ranges from the evidence of a finished sprint.
+
+Per numeric parameter: the min/max over the top-k trials, widened by `margin` × their span (in log
+space for log parameters), at least `min_width` of the current width, clipped to the campaign's
+original bounds. Where the best values sit at a bound of the current range the range is widened
+there instead (the optimum may lie outside), up to the original bound.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from engine.ledger import now_iso
+from engine.spec import CampaignSpec, GateRules
+from engine.space import Space, describe
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(done, key=lambda t: t.value, reverse=reverse)[:k]
+
+
+def _to_t(value: float, log: bool) -> float:
+    return math.log(value) if log else value
+
+
+def _from_t(value: float, log: bool) -> float:
+    return math.exp(value) if log else value
+
+
+def narrow_numeric(
+    current: dict[str, Any], original: dict[str, Any], values: list[float], best: float, rules: GateRules
+) -> tuple[dict[str, Any], str | None, str]:
+    """Return (proposed record, edge side or None, note) for one float/int parameter."""
+    log = bool(original.get("log"))
+    lo_t, hi_t = _to_t(min(values), log), _to_t(max(values), log)
+    cur_lo, cur_hi = _to_t(current["low"], log), _to_t(current["high"], log)
+    org_lo, org_hi = _to_t(original["low"], log), _to_t(original["high"], log)
+    width = cur_hi - cur_lo
+    span = hi_t - lo_t
+    new_lo, new_hi = lo_t - rules.margin * span, hi_t + rules.margin * span
+    floor = rules.min_width * width
+    if new_hi - new_lo < floor:
+        centre = (new_lo + new_hi) / 2
+        new_lo, new_hi = centre - floor / 2, centre + floor / 2
+
+    best_t = _to_t(best, log)
+    edge = None
+    notes = []
+    near = rules.edge_fraction * width
+    for side, at_edge in (("low", best_t - cur_lo <= near or lo_t - cur_lo <= near * 0.01),
+                          ("high", cur_hi - best_t <= near or cur_hi - hi_t <= near * 0.01)):
+        if not at_edge:
+            continue
+        edge = side if edge is None else "both"
+        bound = org_lo if side == "low" else org_hi
+        current_bound = cur_lo if side == "low" else cur_hi
+        if math.isclose(current_bound, bound, rel_tol=1e-9, abs_tol=1e-12):
+            notes.append(f"best values sit at the campaign's {side} bound: the optimum may lie beyond it")
+        else:
+            notes.append(f"best values sit at the {side} edge: widened there, not narrowed")
+        if side == "low":
+            new_lo = min(new_lo, cur_lo - 0.5 * width)
+        else:
+            new_hi = max(new_hi, cur_hi + 0.5 * width)
+    new_lo, new_hi = max(new_lo, org_lo), min(new_hi, org_hi)
+    low, high = _from_t(new_lo, log), _from_t(new_hi, log)
+    record = dict(current)
+    if original["type"] == "int":
+        step = original.get("step", 1)
+        base = original["low"]
+        low = base + math.floor((low - base) / step + 1e-9) * step
+        high = base + math.ceil((high - base) / step - 1e-9) * step
+        low, high = max(int(low), original["low"]), min(int(high), original["high"])
+        if low >= high:  # an int range needs two values at least
+            low, high = (low - step, high) if low - step >= original["low"] else (low, high + step)
+    else:
+        low, high = float(low), float(high)
+        if log:  # exp(log(x)) drifts by an ulp; never step outside the original bounds
+            low, high = max(low, original["low"]), min(high, original["high"])
+    record.update(low=low, high=high)
+    return record, edge, "; ".join(notes)
+
+
+def make_proposal(
+    spec: CampaignSpec,
+    gate: int,
+    study: optuna.Study,
+    current: Space,
+    original: Space,
+    importances: dict[str, float],
+) -> dict[str, Any]:
+    """The proposal after sprint `gate` for sprint `gate + 1`."""
+    rules = spec.gate_rules(gate)
+    finished, upcoming = spec.sprints[gate], spec.sprints[gate + 1]
+    top = top_trials(study, rules.top_k)
+    all_done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = top[0] if top else None
+    proposed: Space = {}
+    rows: dict[str, dict[str, Any]] = {}
+    tuned = finished.params or [n for n, r in current.items() if r["type"] != "fixed"]
+    for name, record in current.items():
+        row: dict[str, Any] = {
+            "kind": original[name]["type"],
+            "original": original[name],
+            "current": record,
+            "importance": importances.get(name),
+            "edge": None,
+            "freeze": False,
+            "note": "",
+        }
+        values = [t.params[name] for t in top if name in t.params]
+        proposal_record = dict(record)
+        if record["type"] in ("float", "int") and name in tuned and values and best is not None and name in best.params:
+            row["top_min"], row["top_max"], row["best"] = min(values), max(values), best.params[name]
+            proposal_record, row["edge"], row["note"] = narrow_numeric(record, original[name], values, best.params[name], rules)
+        elif record["type"] == "categorical" and name in tuned and values:
+            counts = Counter(map(repr, values))
+            row["top_counts"] = {str(c): counts.get(repr(c), 0) for c in record["choices"]}
+            row["best"] = best.params.get(name) if best else None
+            if len(all_done) >= 2 * rules.top_k:
+                keep = [c for c in record["choices"] if counts.get(repr(c), 0) / len(values) > rules.categorical_keep]
+                if keep and len(keep) < len(record["choices"]):
+                    proposal_record = {"type": "categorical", "choices": keep}
+                    row["note"] = f"dropped {[c for c in record['choices'] if c not in keep]}: absent from the top {len(values)}"
+            else:
+                row["note"] = f"kept all choices: {len(all_done)} completed trials is too little evidence"
+        if (
+            rules.freeze_importance > 0
+            and importances
+            and importances.get(name, 0.0) < rules.freeze_importance
+            and record["type"] != "fixed"
+            and best is not None
+            and name in best.params
+        ):
+            row["freeze"] = True
+            proposal_record = {"type": "fixed", "value": best.params[name]}
+            row["note"] = (row["note"] + "; " if row["note"] else "") + (
+                f"importance {importances.get(name, 0.0):.3f} < {rules.freeze_importance}: frozen at the best value"
+            )
+        row["proposed"] = proposal_record
+        proposed[name] = proposal_record
+        rows[name] = row
+    return {
+        "gate": gate,
+        "after": finished.name,
+        "next": upcoming.name,
+        "created": now_iso(),
+        "params": rows,
+        "space": proposed,
+        "fidelity": {"level": upcoming.fidelity, "values": dict(spec.fidelity.levels[upcoming.fidelity])},
+        "sampler": upcoming.sampler,
+        "pruner": upcoming.pruner,
+        "n_trials": upcoming.n_trials,
+        "evidence": {
+            "completed": len(all_done),
+            "top_k": len(top),
+            "best_value": best.value if best else None,
+            "best_params": dict(best.params) if best else {},
+            "best_trial": best.number if best else None,
+        },
+    }
+
+
+def summary_lines(proposal: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, row in proposal["params"].items():
+        if row["current"] == row["proposed"]:
+            continue
+        flag = f"  [edge: {row['edge']}]" if row["edge"] else ""
+        lines.append(f"{name}: {describe(row['current'])} -> {describe(row['proposed'])}{flag}")
+    return lines

@@ -1,0 +1,126 @@
+"""`hpo-tui status`: the campaign as stored — sprints, trial counts, best, pending gate, decisions."""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from engine.ledger import Ledger
+from engine.proposal import summary_lines
+
+
+def campaign_status(storage, campaign: str) -> dict[str, Any]:
+    ledger = Ledger(storage, campaign)
+    records = ledger.records()
+    spec = records.get("spec") or {}
+    maximize = spec.get("metric", {}).get("direction") == "maximize"
+    sprints = []
+    best: dict[str, Any] | None = None
+    for record in ledger.sprints():
+        try:
+            study = optuna.load_study(study_name=record["study"], storage=storage)
+        except KeyError:
+            continue
+        trials = study.get_trials(deepcopy=False)
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        sprint_best = (max if maximize else min)(done, key=lambda t: t.value) if done else None
+        entry = {
+            "index": record["index"], "name": record["name"], "study": record["study"],
+            "sampler": record["sampler"], "pruner": record["pruner"], "level": record["level"],
+            "fidelity": record["fidelity"], "n_trials": record.get("n_trials"), "status": record["status"],
+            "counts": counts, "tuned": record["tuned"],
+            "best_value": sprint_best.value if sprint_best else None,
+            "best_trial": sprint_best.number if sprint_best else None,
+            "best_params": {**record["fixed"], **sprint_best.params} if sprint_best else None,
+        }
+        sprints.append(entry)
+        if sprint_best is not None:
+            best = {"sprint": record["name"], "trial": sprint_best.number, "value": sprint_best.value,
+                    "params": entry["best_params"]}  # the latest sprint's best: highest fidelity so far
+    state = ledger.state()
+    pending = ledger.pending_gate()
+    return {
+        "campaign": campaign,
+        "status": state.get("status"),
+        "paused": state.get("paused", False),
+        "sprint": state.get("sprint", 0),
+        "sprints_planned": len(spec.get("sprints", [])),
+        "metric": spec.get("metric", {}),
+        "sprints": sprints,
+        "best": best,
+        "pending_gate": pending,
+        "pending_proposal": ledger.proposal(pending) if pending is not None else None,
+        "decisions": ledger.decisions(),
+        "thresholds": ledger.thresholds(),
+        "error": state.get("error"),
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    metric = status["metric"]
+    lines = [
+        f"campaign {status['campaign']}: {status['status']}" + (" (paused)" if status["paused"] else "")
+        + f", sprint {min(status['sprint'] + 1, status['sprints_planned'])}/{status['sprints_planned']}"
+        + f", metric {metric.get('name', 'value')} ({metric.get('direction', 'minimize')})",
+    ]
+    if status.get("error"):
+        lines.append(f"error: {status['error']}")
+    lines.append(f"{'#':>2}  {'sprint':<14}{'sampler':<10}{'pruner':<19}{'fidelity':<10}{'status':<9}"
+                 f"{'done':>5}{'pruned':>7}{'failed':>7}{'run':>5}  best")
+    for s in status["sprints"]:
+        c = s["counts"]
+        best = f"{s['best_value']:.6g} (#{s['best_trial']})" if s["best_value"] is not None else "-"
+        lines.append(f"{s['index'] + 1:>2}  {s['name']:<14}{s['sampler']:<10}{s['pruner']:<19}{s['level']:<10}"
+                     f"{s['status']:<9}{c.get('COMPLETE', 0):>5}{c.get('PRUNED', 0):>7}{c.get('FAIL', 0):>7}"
+                     f"{c.get('RUNNING', 0):>5}  {best}")
+    if status["best"]:
+        b = status["best"]
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
+        lines.append(f"best: {b['value']:.6g} in {b['sprint']} trial {b['trial']}: {params}")
+    if status["pending_gate"] is not None:
+        p = status["pending_proposal"]
+        lines.append(f"PENDING gate {status['pending_gate']} after {p['after']} -> {p['next']} "
+                     f"(fidelity {p['fidelity']['level']}): approve with `hpo-tui approve {status['campaign']}`")
+        lines += [f"    {line}" for line in summary_lines(p)] or ["    (no range changes proposed)"]
+    if status["decisions"]:
+        lines.append("decisions:")
+        for d in status["decisions"]:
+            lines.append(f"  gate {d['gate']}: {d['action']} by {d['who']['user']}@{d['who']['host']} "
+                         f"via {d['source']} at {d['when']}")
+            lines += [f"      {line}" for line in d.get("diff", [])]
+    for key, result in status["thresholds"].items():
+        lines.append(f"thresholds for {key}:")
+        lines += ["  " + line for line in format_thresholds(result).splitlines()]
+    return "\n".join(lines)
+
+
+def format_thresholds(result: dict[str, Any]) -> str:
+    """Per-class table: threshold and F1 at 0.5, global and per-class thresholds, validation (CV) and test."""
+    lines = [f"{'class':<16}{'thr':>6}{'val@0.5':>9}{'val@glob':>9}{'val@cls':>9}"
+             f"{'test@0.5':>9}{'test@glob':>10}{'test@cls':>9}"]
+    for row in result.get("table", []):
+        lines.append(
+            f"{str(row.get('class'))[:15]:<16}{_num(row.get('threshold')):>6}"
+            f"{_num(row.get('val_f1_at_05')):>9}{_num(row.get('val_f1_global')):>9}{_num(row.get('val_f1_per_class')):>9}"
+            f"{_num(row.get('test_f1_at_05')):>9}{_num(row.get('test_f1_global')):>10}{_num(row.get('test_f1_per_class')):>9}"
+        )
+    overall = result.get("overall", {})
+    if overall:
+        lines.append(
+            f"{'OVERALL':<16}{_num(result.get('global_threshold')):>6}"
+            f"{_num(overall.get('val_f1_at_05')):>9}{_num(overall.get('val_f1_global')):>9}{_num(overall.get('val_f1_per_class')):>9}"
+            f"{_num(overall.get('test_f1_at_05')):>9}{_num(overall.get('test_f1_global')):>10}{_num(overall.get('test_f1_per_class')):>9}"
+        )
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,204 @@
+"""Running one trial: ask, build the context, call the objective, record the outcome and its reason."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from engine.objective import BadObjectiveValue, TrialContext, check_value
+from engine.space import Space, distributions
+
+RETRY_ATTR = "failed_trial"  # the system attribute Optuna's own RetryFailedTrialCallback uses
+
+
+class TrialTimeout(Exception):
+    pass
+
+
+def worker_id(index: int | str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def suggest(trial: optuna.Trial, space: Space, tuned: list[str]) -> dict[str, Any]:
+    params = {}
+    for name, dist in distributions(space, tuned).items():
+        if isinstance(dist, optuna.distributions.FloatDistribution):
+            params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        elif isinstance(dist, optuna.distributions.IntDistribution):
+            params[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        else:
+            params[name] = trial.suggest_categorical(name, dist.choices)
+    return params
+
+
+def trial_cost(fidelity: dict[str, Any], full: dict[str, Any], cost_knobs: list[str], steps_run: int | None) -> float:
+    """Fidelity-weighted cost: the product of cost knobs relative to the highest level.
+
+    A pruned trial costs only the epochs it ran.
+    """
+    cost = 1.0
+    for knob in cost_knobs:
+        value = float(fidelity[knob])
+        if knob == "epochs" and steps_run is not None:
+            value = min(value, steps_run)
+        cost *= value / float(full[knob])
+    return cost
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise TrialTimeout in the main thread after `seconds` (SIGALRM; no-op off the main thread)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expire(signum, frame):
+        raise TrialTimeout(f"exceeded the trial time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def describe_failure(err: BaseException) -> str:
+    name = type(err).__name__
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, MemoryError) or "out of memory" in text.lower() or name == "OutOfMemoryError":
+        return f"out of memory: {name}: {text}"[:500]
+    if isinstance(err, (BadObjectiveValue, TrialTimeout)):
+        return text[:500]
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})" if frame else ""
+    return f"{name}: {text}{where}"[:500]
+
+
+class Heartbeat:
+    """Records heartbeats for a running trial on RDB storages, so a dead worker is detected."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int):
+        self._storage, self._trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._thread = None
+        interval = getattr(storage, "heartbeat_interval", None)
+        if interval and hasattr(storage, "record_heartbeat"):
+            self._interval = interval
+            storage.record_heartbeat(trial_id)
+            self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+            self._thread.start()
+
+    def _beat(self):
+        while not self._stop.wait(self._interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
+                pass
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
+def run_trial(
+    study: optuna.Study,
+    *,
+    objective: Callable[[TrialContext], Any],
+    sprint: dict[str, Any],
+    settings: dict[str, Any],
+    full_fidelity: dict[str, Any],
+    cost_knobs: list[str],
+    run_dir,
+    artifact_store,
+    worker: str,
+    device: str = "cpu",
+    timeout_s: float | None = None,
+    stage_runner=None,
+) -> FrozenTrial:
+    """Ask one trial of `study`, run the objective, tell the outcome. Never raises for a bad trial."""
+    trial = study.ask()
+    heartbeat = Heartbeat(study._storage, trial._trial_id)
+    started = time.perf_counter()
+    trial.set_user_attr("worker", worker)
+    ctx = None
+    try:
+        params = suggest(trial, sprint["space"], sprint["tuned"])
+        ctx = TrialContext(
+            params={**sprint["fixed"], **params},
+            fidelity=dict(sprint["fidelity"]),
+            settings=dict(settings),
+            trial_number=trial.number,
+            sprint=sprint["name"],
+            run_dir=run_dir,
+            device=device,
+            trial=trial,
+            artifact_store=artifact_store,
+            stage_runner=stage_runner,
+        )
+        with time_limit(timeout_s):
+            value = check_value(objective(ctx))
+        state, reason = TrialState.COMPLETE, None
+    except optuna.TrialPruned:
+        value, state, reason = None, TrialState.PRUNED, None
+    except (Exception, MemoryError) as err:  # noqa: BLE001 - any failure of user code is recorded
+        value, state, reason = None, TrialState.FAIL, describe_failure(err)
+    finally:
+        heartbeat.stop()
+    duration = time.perf_counter() - started
+    steps = ctx.last_step + 1 if ctx is not None and ctx.last_step is not None else None
+    trial.set_user_attr("duration_s", round(duration, 4))
+    trial.set_user_attr("cost", trial_cost(sprint["fidelity"], full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None))
+    if reason:
+        trial.set_user_attr("fail_reason", reason)
+    if state == TrialState.COMPLETE:
+        return study.tell(trial, value)
+    return study.tell(trial, state=state)
+
+
+def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retry: int) -> bool:
+    """Mark a RUNNING trial failed with `reason`; enqueue it again unless retried `max_retry` times.
+
+    Returns True when a retry was enqueued.
+    """
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return False
+    except RuntimeError:  # already finished by someone else
+        return False
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    if len(history) > max_retry:
+        return False
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs={**trial.system_attrs, RETRY_ATTR: trial.number, "retry_history": history, "fixed_params": trial.params},
+        )
+    )
+    storage.set_trial_user_attr(trial._trial_id, "retried", True)
+    return True
+
+
+def counted_trials(trials: list[FrozenTrial]) -> int:
+    """Trials that count against a sprint's budget: a failed trial that was re-run counts once."""
+    retried = {t.system_attrs.get(RETRY_ATTR) for t in trials} - {None}
+    return sum(1 for t in trials if t.number not in retried)
+
+
+def is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

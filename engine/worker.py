@@ -1,0 +1,150 @@
+"""A long-lived worker: runs trials of the campaign's current sprint until the campaign ends.
+
+The same loop serves the coordinator's local worker processes and `hpo-tui worker` on other
+hosts: everything it needs (spec, sprint record, trials) comes from the storage.
+Run as `python -m engine.worker --storage URL --campaign NAME --index I [--parent-pid P]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from engine.ledger import CampaignNotFound, Ledger
+from engine.objective import load_objective
+from engine.spec import CampaignSpec
+from engine.sprint import budget_left, open_study
+from engine.storage import StorageUnavailable, artifact_store, open_storage, redact, run_dir, with_retries
+from engine.trials import run_trial, worker_id
+
+POLL_S = 0.2
+ENDED = ("finished", "stopped", "failed")
+
+
+class Stop(BaseException):
+    """Raised by the SIGTERM handler; a BaseException so no trial records it as its own failure."""
+
+
+def limit_threads(threads: int = 1) -> None:
+    """One intra-op thread per worker on CPU: on a busy box more threads are 3-40x slower."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+class Worker:
+    def __init__(self, storage, campaign: str, index: int | str = 0, *, device: str = "cpu", log: Callable = print,
+                 runs_root: Path | None = None, parent_pid: int | None = None, stage_runner_factory=None):
+        self.storage = storage
+        self.ledger = Ledger(storage, campaign)
+        self.spec = CampaignSpec.model_validate(self.ledger.spec())
+        self.objective = load_objective(self.spec.objective.path)
+        self.index = index
+        self.device = device
+        self.log = log
+        self.id = worker_id(index)
+        self.run_dir = run_dir(campaign, runs_root)
+        self.artifacts = artifact_store(campaign, runs_root)
+        self.parent_pid = parent_pid
+        self._studies: dict[str, optuna.Study] = {}
+        self.full_fidelity = list(self.spec.fidelity.levels.values())[-1]
+        self.stage_runner = stage_runner_factory(self) if stage_runner_factory else None
+        self.trials_run = 0
+
+    def _study(self, record: dict) -> optuna.Study:
+        study = self._studies.get(record["study"])
+        if study is None:
+            study = open_study(self.spec, self.storage, record, worker_index=hash(str(self.index)) % 10_000)
+            self._studies = {record["study"]: study}  # only the current sprint's study is needed
+        return study
+
+    def step(self) -> str:
+        """Run at most one trial. Returns 'ran', 'idle' or 'ended'."""
+        state = self.ledger.state()
+        if state["status"] in ENDED:
+            return "ended"
+        if state.get("paused"):
+            return "idle"
+        record = self.ledger.sprint(state["sprint"])
+        if record is None or record["status"] != "running":
+            return "idle"
+        study = self._study(record)
+        if not budget_left(record, study.get_trials(deepcopy=False)):
+            return "idle"
+        trial = run_trial(
+            study,
+            objective=self.objective,
+            sprint=record,
+            settings=self.spec.objective.settings,
+            full_fidelity=self.full_fidelity,
+            cost_knobs=self.spec.fidelity.cost_knobs,
+            run_dir=self.run_dir,
+            artifact_store=self.artifacts,
+            worker=self.id,
+            device=self.device,
+            timeout_s=self.spec.objective.timeout_s,
+            stage_runner=self.stage_runner,
+        )
+        self.trials_run += 1
+        reason = trial.user_attrs.get("fail_reason")
+        value = f"{trial.value:.6g}" if trial.value is not None else "-"
+        self.log(f"[worker {self.index}] {record['name']} trial {trial.number}: {trial.state.name} {value}"
+                 + (f" ({reason})" if reason else ""))
+        return "ran"
+
+    def parent_gone(self) -> bool:
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+    def run(self) -> int:
+        while True:
+            if self.parent_gone():
+                self.log(f"[worker {self.index}] coordinator is gone; leaving")
+                return 0
+            outcome = with_retries(self.step, what="worker step", log=self.log)
+            if outcome == "ended":
+                return 0
+            if outcome == "idle":
+                time.sleep(POLL_S)
+
+
+def _on_sigterm(signum, frame):
+    raise Stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.worker")
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--campaign", required=True)
+    parser.add_argument("--index", default="0")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--runs-root", type=Path)
+    parser.add_argument("--retries", type=int, default=1)
+    args = parser.parse_args(argv)
+    limit_threads(int(os.environ.get("HPO_TUI_THREADS", "1")))
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        storage = open_storage(args.storage, retries=args.retries)
+        worker = Worker(storage, args.campaign, args.index, device=args.device,
+                        runs_root=args.runs_root, parent_pid=args.parent_pid,
+                        log=lambda m: print(m, flush=True))
+        return worker.run()
+    except (Stop, KeyboardInterrupt):
+        return 0
+    except CampaignNotFound as err:
+        print(f"worker: {err} at {redact(args.storage)}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as err:
+        print(f"worker: storage unavailable, stopping: {err}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The `hpo-tui` entry point: the engine's headless CLI plus the console commands (run on a TTY, attach)."""
+from __future__ import annotations
+
+import sys
+
+from engine.cli import add_storage, build_parser, dispatch, run_cli
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def parser():
+    p = build_parser()
+    sub = next(a for a in p._actions if a.dest == "command")
+    attach = sub.add_parser("attach", help="open the console on a campaign run elsewhere (shared storage)")
+    attach.add_argument("campaign", help="campaign file or campaign name")
+    add_storage(attach)
+    attach.add_argument("--fps", type=float, default=4.0, help="console refresh rate (lower it on slow links)")
+    return p
+
+
+def console_dispatch(args) -> int:
+    if args.command == "attach" or (args.command == "run" and not args.headless and interactive()):
+        from tui.app import run_console  # textual is imported only for the console
+
+        return run_console(args)
+    return dispatch(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(argv, console_dispatch, parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
