@@ -85,6 +85,22 @@ def describe_failure(err: BaseException) -> str:
     return f"{name}: {text}{where}"[:500]
 
 
+# fail_kind user attribute: why a trial failed. The first four come from the objective itself,
+# the last two from the engine when a worker disappeared (its trial may be retried: user attr `retried`).
+FAIL_KINDS = ("raised", "bad_value", "timeout", "oom", "worker_died", "stale")
+
+
+def failure_kind(err: BaseException) -> str:
+    text = str(err).lower()
+    if isinstance(err, MemoryError) or "out of memory" in text or type(err).__name__ == "OutOfMemoryError":
+        return "oom"
+    if isinstance(err, TrialTimeout):
+        return "timeout"
+    if isinstance(err, BadObjectiveValue):
+        return "bad_value"
+    return "raised"
+
+
 class Heartbeat:
     """Records heartbeats for a running trial on RDB storages, so a dead worker is detected."""
 
@@ -126,15 +142,23 @@ def run_trial(
     device: str = "cpu",
     timeout_s: float | None = None,
     stage_runner=None,
+    log: Callable[[str], None] = print,
 ) -> FrozenTrial:
-    """Ask one trial of `study`, run the objective, tell the outcome. Never raises for a bad trial."""
+    """Ask one trial of `study`, run the objective, tell the outcome. Never raises for a bad trial.
+
+    Storage writes after ask() wait for a database outage (engine.storage.with_retries) rather than
+    lose the trial's result; an outage during ask() is the caller's to retry.
+    """
+    from engine.storage import with_retries
+
     trial = study.ask()
-    heartbeat = Heartbeat(study._storage, trial._trial_id)
+    heartbeat = with_retries(lambda: Heartbeat(study._storage, trial._trial_id), what="start heartbeat", log=log)
     started = time.perf_counter()
-    trial.set_user_attr("worker", worker)
+    with_retries(lambda: trial.set_user_attr("worker", worker), what=f"claim trial {trial.number}", log=log)
     ctx = None
     try:
-        params = suggest(trial, sprint["space"], sprint["tuned"])
+        params = with_retries(lambda: suggest(trial, sprint["space"], sprint["tuned"]),
+                              what=f"suggest trial {trial.number}", log=log)
         ctx = TrialContext(
             params={**sprint["fixed"], **params},
             fidelity=dict(sprint["fidelity"]),
@@ -154,44 +178,60 @@ def run_trial(
         value, state, reason = None, TrialState.PRUNED, None
     except (Exception, MemoryError) as err:  # noqa: BLE001 - any failure of user code is recorded
         value, state, reason = None, TrialState.FAIL, describe_failure(err)
+        kind = failure_kind(err)
     finally:
         heartbeat.stop()
     duration = time.perf_counter() - started
     steps = ctx.last_step + 1 if ctx is not None and ctx.last_step is not None else None
-    trial.set_user_attr("duration_s", round(duration, 4))
-    trial.set_user_attr("cost", trial_cost(sprint["fidelity"], full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None))
-    if reason:
-        trial.set_user_attr("fail_reason", reason)
-    if state == TrialState.COMPLETE:
-        return study.tell(trial, value)
-    return study.tell(trial, state=state)
+    cost = trial_cost(sprint["fidelity"], full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None)
+
+    def finish() -> FrozenTrial:
+        trial.set_user_attr("duration_s", round(duration, 4))
+        trial.set_user_attr("cost", cost)
+        if reason:
+            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr("fail_kind", kind)
+        if state == TrialState.COMPLETE:
+            return study.tell(trial, value, skip_if_finished=True)
+        return study.tell(trial, state=state, skip_if_finished=True)
+
+    try:
+        return with_retries(finish, what=f"record trial {trial.number}", log=log)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # The coordinator failed it as stale meanwhile (no heartbeat while this worker was cut off)
+        # and queued a retry: the stored outcome stands, this late result is dropped.
+        log(f"trial {trial.number} was already failed as stale by the coordinator; its late result is dropped")
+        return study._storage.get_trial(trial._trial_id)
 
 
-def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retry: int) -> bool:
+def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retry: int,
+                   kind: str = "worker_died") -> bool:
     """Mark a RUNNING trial failed with `reason`; enqueue it again unless retried `max_retry` times.
 
     Returns True when a retry was enqueued.
     """
     storage = study._storage
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    will_retry = len(history) <= max_retry
     try:
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial._trial_id, "fail_kind", kind)
+        storage.set_trial_user_attr(trial._trial_id, "retried", will_retry)
         if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             return False
-    except RuntimeError:  # already finished by someone else
+    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # finished by someone else meanwhile
         return False
-    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
-    if len(history) > max_retry:
-        return False
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            system_attrs={**trial.system_attrs, RETRY_ATTR: trial.number, "retry_history": history, "fixed_params": trial.params},
+    if will_retry:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                system_attrs={**trial.system_attrs, RETRY_ATTR: trial.number, "retry_history": history,
+                              "fixed_params": trial.params},
+            )
         )
-    )
-    storage.set_trial_user_attr(trial._trial_id, "retried", True)
-    return True
+    return will_retry
 
 
 def counted_trials(trials: list[FrozenTrial]) -> int:

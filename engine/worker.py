@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,10 @@ from engine.ledger import CampaignNotFound, Ledger
 from engine.objective import load_objective
 from engine.spec import CampaignSpec
 from engine.sprint import budget_left, open_study
-from engine.storage import StorageUnavailable, artifact_store, open_storage, redact, run_dir, with_retries
+from engine.storage import (StorageUnavailable, artifact_store, open_storage, redact, run_dir, tune_heartbeat,
+                            with_retries)
+
+STORAGE_ENV = "HPO_TUI_STORAGE_URL"  # how a pool hands the URL over: not on the command line, which `ps` shows
 from engine.trials import run_trial, worker_id
 
 POLL_S = 0.2
@@ -45,6 +49,7 @@ class Worker:
         self.storage = storage
         self.ledger = Ledger(storage, campaign)
         self.spec = CampaignSpec.model_validate(self.ledger.spec())
+        tune_heartbeat(storage, self.spec.stale_after_s)
         self.objective = load_objective(self.spec.objective.path)
         self.index = index
         self.device = device
@@ -61,7 +66,7 @@ class Worker:
     def _study(self, record: dict) -> optuna.Study:
         study = self._studies.get(record["study"])
         if study is None:
-            study = open_study(self.spec, self.storage, record, worker_index=hash(str(self.index)) % 10_000)
+            study = open_study(self.spec, self.storage, record, worker_index=zlib.crc32(str(self.index).encode()) % 10_000)
             self._studies = {record["study"]: study}  # only the current sprint's study is needed
         return study
 
@@ -91,6 +96,7 @@ class Worker:
             device=self.device,
             timeout_s=self.spec.objective.timeout_s,
             stage_runner=self.stage_runner,
+            log=self.log,
         )
         self.trials_run += 1
         reason = trial.user_attrs.get("fail_reason")
@@ -120,7 +126,8 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.worker")
-    parser.add_argument("--storage", required=True)
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
+                        help=f"storage URL (default: ${STORAGE_ENV})")
     parser.add_argument("--campaign", required=True)
     parser.add_argument("--index", default="0")
     parser.add_argument("--device", default="cpu")
@@ -128,13 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-root", type=Path)
     parser.add_argument("--retries", type=int, default=1)
     args = parser.parse_args(argv)
+    if not args.storage:
+        parser.error(f"--storage or ${STORAGE_ENV} is required")
     limit_threads(int(os.environ.get("HPO_TUI_THREADS", "1")))
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        log = lambda m: print(m, flush=True)  # noqa: E731
         storage = open_storage(args.storage, retries=args.retries)
-        worker = Worker(storage, args.campaign, args.index, device=args.device,
-                        runs_root=args.runs_root, parent_pid=args.parent_pid,
-                        log=lambda m: print(m, flush=True))
+        worker = with_retries(lambda: Worker(storage, args.campaign, args.index, device=args.device,
+                                             runs_root=args.runs_root, parent_pid=args.parent_pid, log=log),
+                              what="join the campaign", log=log)
         return worker.run()
     except (Stop, KeyboardInterrupt):
         return 0

@@ -1,0 +1,117 @@
+"""Gate narrowing maths: top-k span plus margin, log space, clipping, ints, categoricals, edges, freezing."""
+import math
+
+import optuna
+import pytest
+
+from engine.proposal import make_proposal, narrow_numeric
+from engine.space import initial_space
+from engine.spec import GateRules
+from enginekit import branin_campaign, spec_of
+
+RULES = GateRules(top_k=3, margin=0.5, min_width=0.0, edge_fraction=0.05)
+
+
+def test_linear_range_is_topk_span_plus_margin():
+    record = {"type": "float", "low": 0.0, "high": 10.0, "log": False}
+    proposed, edge, _ = narrow_numeric(record, record, [4.0, 5.0, 6.0], best=5.0, rules=RULES)
+    assert (proposed["low"], proposed["high"]) == pytest.approx((3.0, 7.0))
+    assert edge is None
+
+
+def test_log_range_narrows_in_log_space():
+    record = {"type": "float", "low": 1e-6, "high": 1e-1, "log": True}
+    proposed, _, _ = narrow_numeric(record, record, [1e-4, 1e-3], best=3e-4, rules=RULES)
+    # span is one decade in log space; half a decade of margin on each side
+    assert proposed["low"] == pytest.approx(1e-4 / math.sqrt(10))
+    assert proposed["high"] == pytest.approx(1e-3 * math.sqrt(10))
+
+
+def test_margin_is_clipped_to_original_bounds():
+    original = {"type": "float", "low": 0.0, "high": 1.0, "log": False}
+    current = {"type": "float", "low": 0.2, "high": 1.0, "log": False}
+    proposed, _, _ = narrow_numeric(current, original, [0.5, 0.9, 0.95], best=0.5, rules=GateRules(top_k=3, margin=1.0, min_width=0.0, edge_fraction=0.01))
+    assert proposed["high"] == 1.0
+    assert proposed["low"] == pytest.approx(0.05)
+
+
+def test_edge_warning_widens_instead_of_narrowing():
+    original = {"type": "float", "low": 0.0, "high": 100.0, "log": False}
+    current = {"type": "float", "low": 40.0, "high": 60.0, "log": False}
+    proposed, edge, note = narrow_numeric(current, original, [40.2, 41.0, 45.0], best=40.2, rules=RULES)
+    assert edge == "low"
+    assert proposed["low"] == pytest.approx(30.0)  # widened by half the current width, past the old bound
+    assert "widened" in note
+
+
+def test_edge_at_the_campaign_bound_says_so():
+    record = {"type": "float", "low": 0.0, "high": 1.0, "log": False}
+    proposed, edge, note = narrow_numeric(record, record, [0.0, 0.01, 0.2], best=0.0, rules=RULES)
+    assert edge == "low" and proposed["low"] == 0.0
+    assert "campaign's low bound" in note
+
+
+def test_min_width_keeps_a_usable_range():
+    record = {"type": "float", "low": 0.0, "high": 10.0, "log": False}
+    rules = GateRules(top_k=3, margin=0.1, min_width=0.2, edge_fraction=0.0)
+    proposed, _, _ = narrow_numeric(record, record, [5.0, 5.0, 5.0], best=5.0, rules=rules)
+    assert proposed["high"] - proposed["low"] == pytest.approx(2.0)
+
+
+def test_int_bounds_round_outward_on_the_step_grid():
+    record = {"type": "int", "low": 8, "high": 512, "log": False, "step": 8}
+    proposed, _, _ = narrow_numeric(record, record, [100, 130], best=120, rules=GateRules(top_k=2, margin=0.1, min_width=0.0, edge_fraction=0.0))
+    assert proposed["low"] == 96 and proposed["high"] == 136
+    assert (proposed["low"] - 8) % 8 == 0 and (proposed["high"] - 8) % 8 == 0
+
+
+def _study_with(values_params, direction="minimize"):
+    study = optuna.create_study(direction=direction)
+    dists = {
+        "x1": optuna.distributions.FloatDistribution(-5, 10),
+        "x2": optuna.distributions.FloatDistribution(0, 15),
+        "act": optuna.distributions.CategoricalDistribution(["relu", "tanh", "gelu"]),
+    }
+    for value, params in values_params:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    return study
+
+
+def test_proposal_drops_categories_absent_from_the_top_and_freezes_unimportant():
+    data = branin_campaign(gate={"top_k": 3, "margin": 0.2, "min_width": 0.0, "freeze_importance": 0.05})
+    data["space"]["act"] = {"type": "categorical", "choices": ["relu", "tanh", "gelu"]}
+    spec = spec_of(data)
+    rows = []
+    for i in range(8):
+        act = "relu" if i < 4 else ["tanh", "relu"][i % 2]
+        rows.append((float(i), {"x1": 1.0 + 0.1 * i, "x2": 5.0 + i, "act": act}))
+    study = _study_with(rows)
+    space = initial_space(spec)
+    proposal = make_proposal(spec, 0, study, space, space, importances={"x1": 0.9, "x2": 0.08, "act": 0.02})
+    act = proposal["params"]["act"]
+    assert act["freeze"] and proposal["space"]["act"] == {"type": "fixed", "value": "relu"}
+    x1 = proposal["space"]["x1"]
+    assert x1["low"] == pytest.approx(1.0 - 0.2 * 0.2) and x1["high"] == pytest.approx(1.2 + 0.2 * 0.2)
+    assert proposal["evidence"]["best_trial"] == 0
+    assert proposal["next"] == "refine" and proposal["fidelity"]["level"] == "low"
+
+
+def test_categorical_choice_absent_from_topk_is_dropped_with_enough_evidence():
+    data = branin_campaign(gate={"top_k": 3, "margin": 0.2})
+    data["space"]["act"] = {"type": "categorical", "choices": ["relu", "tanh", "gelu"]}
+    spec = spec_of(data)
+    rows = [(float(i), {"x1": 1.0, "x2": 5.0 + i, "act": ["relu", "tanh", "gelu"][0 if i < 3 else 1 + i % 2]}) for i in range(8)]
+    space = initial_space(spec)
+    proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
+    assert proposal["space"]["act"] == {"type": "categorical", "choices": ["relu"]}
+    assert "dropped" in proposal["params"]["act"]["note"]
+
+
+def test_maximize_takes_the_largest_values_as_top():
+    data = branin_campaign(gate={"top_k": 2, "margin": 0.0, "min_width": 0.0}, metric={"name": "acc", "direction": "maximize"})
+    spec = spec_of(data)
+    rows = [(float(i), {"x1": float(i), "x2": 7.0, "act": "relu"}) for i in range(6)]
+    space = initial_space(spec)
+    proposal = make_proposal(spec, 0, _study_with(rows, "maximize"), space, space, importances={})
+    assert proposal["space"]["x1"]["low"] == pytest.approx(4.0)
+    assert proposal["evidence"]["best_value"] == 5.0
