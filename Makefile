@@ -4,11 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CAMPAIGN ?= campaigns/quickstart.toml
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv system-deps bench clean
+
+# The suite starts a throwaway PostgreSQL and drives the console in tmux: install them when absent
+# (Debian/Ubuntu, as root; elsewhere install tmux and the PostgreSQL server binaries yourself).
+system-deps:
+	@command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux)
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| (apt-get update -qq && apt-get install -y -qq postgresql)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	# torch first: the pinned CPU build; GPU servers bring their own build instead.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
@@ -19,7 +25,7 @@ venv: $(VENV)/.installed
 run: venv
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hpo-tui run $(CAMPAIGN)
 
-test: venv
+test: venv system-deps
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 bench: venv
