@@ -18,12 +18,13 @@ from optuna.trial import TrialState
 from engine.importance import param_importances
 from engine.ledger import Ledger, now_iso, who
 from engine.policy import AutoPolicy, Policy
-from engine.pool import WorkerPool, recover_orphans
+from engine.pool import WorkerPool, fail_stale_trials, recover_orphans
 from engine.proposal import make_proposal
 from engine.space import initial_space
 from engine.spec import CampaignSpec
 from engine.sprint import make_record, open_study, seed_study, sprint_done
-from engine.storage import artifact_store, default_storage_url, open_storage, redact, run_dir
+from engine.storage import (artifact_store, default_storage_url, is_storage_outage, open_storage, outage_cause,
+                            redact, run_dir, with_retries)
 from engine.worker import Worker
 
 POLL_S = 0.25
@@ -38,7 +39,10 @@ class CampaignMismatch(RuntimeError):
 
 
 def spec_json(spec: CampaignSpec) -> dict[str, Any]:
-    return json.loads(spec.model_dump_json())
+    data = json.loads(spec.model_dump_json())
+    if data.get("storage"):
+        data["storage"] = redact(data["storage"])  # the ledger is readable by every tool: no password in it
+    return data
 
 
 def check_compatible(stored: dict[str, Any], spec: CampaignSpec) -> None:
@@ -71,7 +75,7 @@ class Coordinator:
         self.workers = spec.workers if workers is None else workers
         self.gpus = gpus
         self.log = log
-        self.storage = open_storage(self.storage_url, retries=spec.trial_retries)
+        self.storage = open_storage(self.storage_url, retries=spec.trial_retries, stale_after_s=spec.stale_after_s)
         self.ledger = Ledger(self.storage, spec.name, create=True)
         self.run_dir = run_dir(spec.name, runs_root)
         self._stop = threading.Event()
@@ -114,7 +118,7 @@ class Coordinator:
         self.ledger.set_state(status="running", coordinator={**who(), "since": now_iso()})
         self._start_workers()
         try:
-            finished = self._run_sprints()
+            finished = self._run_sprints_through_outages()
             if finished:
                 self._learn_thresholds()
                 self.ledger.set_state(status="finished", pending_gate=None)
@@ -124,7 +128,11 @@ class Coordinator:
                 self.log("campaign stopped; run the same command again to resume")
         except BaseException as err:
             status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-            self.ledger.set_state(status=status, error=None if status == "stopped" else str(err))
+            try:
+                self.ledger.set_state(status=status, error=None if status == "stopped" else redact(str(err)))
+            except Exception as inner:  # noqa: BLE001 - the database may be the reason we are here
+                if not is_storage_outage(inner):
+                    raise
             raise
         finally:
             self._stop_workers()
@@ -139,10 +147,31 @@ class Coordinator:
                                runs_root=self.runs_root)
         self.pool.start()
 
+    def _run_sprints_through_outages(self) -> bool:
+        """_run_sprints, re-entered (it resumes from the ledger) after the database comes back."""
+        while True:
+            try:
+                return self._run_sprints()
+            except Exception as err:  # noqa: BLE001 - only outages are waited for
+                if not is_storage_outage(err):
+                    raise
+                cause = str(outage_cause(err)).strip().splitlines() or [type(err).__name__]
+                self.log(f"storage: the coordinator lost the database ({redact(cause[0])}); "
+                         "waiting for it with backoff")
+                with_retries(self.ledger.state, what="coordinator reconnect", log=self.log)
+                self.log("storage: database reachable again; the coordinator carries on")
+
     def _stop_workers(self) -> None:
         if self.pool is None:
             return
         self.pool.stop()
+        try:
+            self._fail_trials_of_stopped_workers()
+        except Exception as err:  # noqa: BLE001 - left RUNNING, they are recovered on the next run
+            if not is_storage_outage(err):
+                raise
+
+    def _fail_trials_of_stopped_workers(self) -> None:
         state = self.ledger.state()
         record = self.ledger.sprint(state["sprint"])
         if record is not None:
@@ -208,10 +237,9 @@ class Coordinator:
                 return True
             if self.pool is not None:
                 self.pool.supervise(study, campaign_ended=False)
-            if time.time() - last_stale_check > 5:
+            if time.time() - last_stale_check > (getattr(self.storage, "heartbeat_interval", None) or 5):
                 last_stale_check = time.time()
-                if hasattr(self.storage, "heartbeat_interval") and self.storage.heartbeat_interval:
-                    optuna.storages.fail_stale_trials(study)
+                fail_stale_trials(study, self.spec.trial_retries, self.log)
             if self._local is not None:
                 if self._local.step() != "ran":
                     time.sleep(POLL_S)
@@ -276,8 +304,7 @@ class Coordinator:
     def _learn_thresholds(self) -> None:
         if self.spec.thresholds is None or not self.spec.thresholds.enabled:
             return
-        from engine.status import format_thresholds
-        from engine.thresholds import thresholds_for_trial
+        from engine.thresholds import format_report, thresholds_for_trial
 
         found = self.best_trial_with_artifact(self.spec.thresholds.artifact)
         if found is None:
@@ -295,7 +322,7 @@ class Coordinator:
         )
         result.update(study=study_name, trial=trial.number, source="policy", when=now_iso())
         self.ledger.put_thresholds(study_name, trial.number, result)
-        self.log(format_thresholds(result))
+        self.log(format_report(result))
 
     def best_trial_with_artifact(self, artifact: str):
         """The best completed trial of the latest sprint that saved `artifact`."""

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage(thresholds)
     thresholds.add_argument("--trial", type=int, help="trial number in the latest sprint (default: its best with probabilities)")
     thresholds.add_argument("--sprint", help="sprint name (default: the latest with saved probabilities)")
+
+    cache = sub.add_parser("cache", help="memoized stages: hits, misses, size and time saved")
+    cache.add_argument("campaign", help="campaign file or campaign name")
+    add_storage(cache)
+    cache.add_argument("--json", action="store_true")
+    cache.add_argument("--clear", action="store_true", help="delete every cached entry first")
     return parser
 
 
@@ -197,8 +203,8 @@ def cmd_approve(args) -> int:
     original = ledger.get("original_space")
     for item in args.freeze:
         key, sep, value = item.partition("=")
-        freeze[key.strip()] = _parse_value(value, original.get(key.strip())) if sep else None
-    action = "reject" if args.reject else "extend" if args.extend else "approve"
+        freeze[key.strip()] = _parse_value(value, original.get(key.strip()), key.strip()) if sep else None
+    action = "reject" if args.reject else "extend" if args.extend is not None else "approve"
     record = ledger.sprint(proposal["sprint"])
     levels = (ledger.spec() or {}).get("fidelity", {}).get("levels", {})
     decision = build_decision(
@@ -212,12 +218,12 @@ def cmd_approve(args) -> int:
     return 0
 
 
-def _parse_value(text: str, original: dict | None):
+def _parse_value(text: str, original: dict | None, name: str | None = None):
     from engine.space import _parse_scalar
 
     if original is None:
         return text
-    return _parse_scalar(text, original)
+    return _parse_scalar(text, original, name)
 
 
 def _usage(message: str) -> Exception:
@@ -235,17 +241,19 @@ def cmd_pause(args, paused: bool) -> int:
 
 def cmd_worker(args) -> int:
     """Run worker processes on this host until the campaign ends."""
+    import socket
     import time
 
     from engine.ledger import Ledger
     from engine.pool import WorkerPool
-    from engine.storage import open_storage, redact, run_dir
+    from engine.storage import open_storage, redact, run_dir, with_retries
 
     name, url, _ = resolve_campaign(args.campaign, args.storage)
     ledger = Ledger(open_storage(url, heartbeat=False), name)
-    spec = CampaignSpec.model_validate(ledger.spec())
+    spec = CampaignSpec.model_validate(with_retries(ledger.spec, what="read the campaign", log=log_line))
+    # The tag makes these workers' sampler seeds differ from other hosts' (and other `worker` commands').
     pool = WorkerPool(url, name, count=args.workers, gpus=_gpus(args.gpus), log_dir=run_dir(name) / "logs",
-                      retries=spec.trial_retries, log=log_line)
+                      retries=spec.trial_retries, log=log_line, tag=f"{socket.gethostname()}.{os.getpid()}.")
     log_line(f"joining campaign {name} at {redact(url)}")
     pool.start()
     stop = []
@@ -257,12 +265,14 @@ def cmd_worker(args) -> int:
             if not alive and all(w.process.returncode == 0 for w in pool.workers):
                 log_line(f"campaign {name} ended; workers left")
                 return 0
-            if ledger.state()["status"] not in ("finished", "stopped", "failed"):
+            state = with_retries(ledger.state, what="watch the campaign", log=log_line)
+            if state["status"] not in ("finished", "stopped", "failed"):
                 pool.supervise(None, campaign_ended=False)  # the coordinator fails their trials
             time.sleep(1)
     except KeyboardInterrupt:
         pass
-    pool.stop()
+    finally:
+        pool.stop()  # also when the storage stayed down: no worker is left behind
     return 0
 
 
@@ -270,9 +280,8 @@ def cmd_thresholds(args) -> int:
     import optuna
 
     from engine.campaign import Coordinator  # noqa: F401 - keeps optuna's log level in one place
-    from engine.status import format_thresholds
     from engine.storage import artifact_store
-    from engine.thresholds import thresholds_for_trial
+    from engine.thresholds import format_report, thresholds_for_trial
 
     name, _, storage, ledger = _open(args)
     spec = CampaignSpec.model_validate(ledger.spec())
@@ -304,7 +313,28 @@ def cmd_thresholds(args) -> int:
     result.update(study=study_name, trial=trial.number, source="cli", when=now_iso())
     ledger.put_thresholds(study_name, trial.number, result)
     print(f"thresholds for {study_name} trial {trial.number} (stored in the campaign):")
-    print(format_thresholds(result))
+    print(format_report(result))
+    return 0
+
+
+def cmd_cache(args) -> int:
+    import optuna
+
+    from engine.stages import StageCache, cache_dir_for, format_stats, stage_stats
+    from engine.storage import run_dir
+
+    name, _, storage, ledger = _open(args)
+    settings = (ledger.spec() or {}).get("cache") or {}
+    directory = cache_dir_for(run_dir(name), settings.get("dir"))
+    cache = StageCache(directory, max_bytes=settings.get("max_bytes")) if directory.is_dir() else None
+    if args.clear and cache is not None:
+        log_line(f"{name}: cleared {cache.clear()} cached entries from {directory}")
+    trials = {}
+    for record in ledger.sprints():
+        study = optuna.load_study(study_name=record["study"], storage=storage)
+        trials[record["name"]] = study.get_trials(deepcopy=False)
+    stats = stage_stats(trials, cache)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(name, stats))
     return 0
 
 
@@ -323,6 +353,8 @@ def dispatch(args) -> int:
         return cmd_pause(args, args.command == "pause")
     if args.command == "thresholds":
         return cmd_thresholds(args)
+    if args.command == "cache":
+        return cmd_cache(args)
     raise SystemExit(f"hpo-tui: {args.command} needs the console (tui)")
 
 

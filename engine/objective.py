@@ -82,8 +82,10 @@ class TrialContext:
             return
         if not math.isfinite(value):
             raise BadObjectiveValue(f"intermediate value at step {step} is {value}")
-        self.trial.report(value, step)
-        if self.trial.should_prune():
+        from engine.storage import with_retries  # a database outage waits here, not fails the trial
+
+        with_retries(lambda: self.trial.report(value, step), what=f"report trial {self.trial_number}")
+        if with_retries(self.trial.should_prune, what=f"pruning check of trial {self.trial_number}"):
             self.trial.set_user_attr("pruned_at", {"step": step, "value": value})
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
 

@@ -1,6 +1,7 @@
 """Local worker processes: started, watched, restarted; their dead trials failed with a reason."""
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from optuna.trial import TrialState
 from engine.trials import fail_and_retry
 
 MAX_RESTARTS_PER_MINUTE = 10
+ABANDONED_AFTER_S = 60.0
 
 
 @dataclass
@@ -40,7 +42,10 @@ def exit_reason(code: int) -> str:
 
 class WorkerPool:
     def __init__(self, storage_url: str, campaign: str, *, count: int, gpus: list[str] | None, log_dir: Path,
-                 retries: int, log: Callable = print, runs_root: Path | None = None, threads: int = 1):
+                 retries: int, log: Callable = print, runs_root: Path | None = None, threads: int = 1,
+                 tag: str = ""):
+        """`tag` prefixes worker indices (`hpo-tui worker` uses host and pid) so that workers of
+        different pools never share a sampler seed, hence never propose the same parameters."""
         self.storage_url = storage_url
         self.campaign = campaign
         self.gpus = gpus or []
@@ -50,6 +55,7 @@ class WorkerPool:
         self.log = log
         self.runs_root = runs_root
         self.threads = threads
+        self.tag = tag
         self.workers: list[WorkerProcess] = []
         self.host = socket.gethostname()
 
@@ -60,12 +66,13 @@ class WorkerPool:
             env[var] = str(self.threads)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env["PYTHONUNBUFFERED"] = "1"
+        env["HPO_TUI_STORAGE_URL"] = self.storage_url  # not in argv: `ps` would show a password to every user
         device = "cpu"
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
             device = "cuda"
-        cmd = [sys.executable, "-m", "engine.worker", "--storage", self.storage_url, "--campaign", self.campaign,
-               "--index", str(index), "--device", device, "--parent-pid", str(os.getpid()),
+        cmd = [sys.executable, "-m", "engine.worker", "--campaign", self.campaign,
+               "--index", f"{self.tag}{index}", "--device", device, "--parent-pid", str(os.getpid()),
                "--retries", str(self.retries)]
         if self.runs_root is not None:
             cmd += ["--runs-root", str(self.runs_root)]
@@ -163,3 +170,35 @@ def _is_worker(pid: int) -> bool:
         return "engine.worker" in " ".join(psutil.Process(pid).cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+def fail_stale_trials(study: optuna.Study, retries: int, log: Callable = print) -> list[str]:
+    """RUNNING trials whose worker (on any host) sent no heartbeat for the grace period fail as stale.
+
+    Only RDB storages heartbeat. Unlike optuna.storages.fail_stale_trials, the reason is recorded
+    on the trial (user attrs fail_reason, fail_kind="stale", retried) before it is failed.
+    """
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's _CachedStorage
+    if not getattr(storage, "heartbeat_interval", None) or not hasattr(storage, "_get_stale_trial_ids"):
+        return []
+    events = []
+    grace = storage.grace_period or 2 * storage.heartbeat_interval
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        trial = study._storage.get_trial(trial_id)
+        owner = trial.user_attrs.get("worker", "an unknown worker")
+        reason = (f"stale: no heartbeat for over {grace} s from worker {owner} "
+                  "(killed, out of memory, or its host or network was lost)")
+        retried = fail_and_retry(study, trial, reason, retries, kind="stale")
+        events.append(f"trial {trial.number}: {reason}; failed" + ("; queued again" if retried else ""))
+    # A worker that died (or lost the database) between ask() and its first heartbeat left a RUNNING
+    # trial that no heartbeat will ever make stale: give it a generous while (clocks of hosts differ).
+    limit = max(ABANDONED_AFTER_S, 3 * grace)
+    now = datetime.datetime.now()
+    for trial in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" not in trial.user_attrs and trial.datetime_start and (now - trial.datetime_start).total_seconds() > limit:
+            reason = f"stale: claimed but never started by its worker for over {limit:g} s (worker died or lost the database)"
+            retried = fail_and_retry(study, trial, reason, retries, kind="stale")
+            events.append(f"trial {trial.number}: {reason}; failed" + ("; queued again" if retried else ""))
+    for event in events:
+        log(event)
+    return events

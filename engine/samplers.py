@@ -21,6 +21,10 @@ def make_sampler(
         return optuna.samplers.TPESampler(seed=seed, **options)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, **options)
+    if name == "eeipu":
+        from engine.eeipu import EEIPUSampler
+
+        return EEIPUSampler(space, seed=seed, **options)
     if name == "skopt-gp":
         return SkoptGPSampler(space, seed=seed, **options)
     if name == "random":

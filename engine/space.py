@@ -134,7 +134,7 @@ def parse_bound_edit(name: str, text: str, original: dict[str, Any]) -> dict[str
     kind = original["type"]
     text = text.strip()
     if text.startswith("="):
-        return {"type": "fixed", "value": _parse_scalar(text[1:], original)}
+        return {"type": "fixed", "value": _parse_scalar(text[1:], original, name)}
     if kind in ("float", "int"):
         low_text, sep, high_text = text.partition(":")
         if not sep:
@@ -152,27 +152,28 @@ def parse_bound_edit(name: str, text: str, original: dict[str, Any]) -> dict[str
         check_range(name, record, original)
         return record
     if kind == "categorical":
-        choices = [_parse_scalar(part, original) for part in text.split(",") if part.strip()]
+        choices = [_parse_scalar(part, original, name) for part in text.split(",") if part.strip()]
         record = {"type": "categorical", "choices": choices}
         check_range(name, record, original)
         return record
     raise SpaceEditError(f"{name}: is fixed by the campaign file and cannot be edited")
 
 
-def _parse_scalar(text: str, original: dict[str, Any]) -> Any:
+def _parse_scalar(text: str, original: dict[str, Any], name: str | None = None) -> Any:
     text = text.strip()
+    who = f"{name}: " if name else ""
     if original["type"] == "categorical":
         for choice in original["choices"]:
             if str(choice).lower() == text.lower():
                 return choice
-        raise SpaceEditError(f"{text!r} is not one of {original['choices']}")
+        raise SpaceEditError(f"{who}{text!r} is not one of {original['choices']}")
     try:
         value = float(text)
     except ValueError:
-        raise SpaceEditError(f"{text!r} is not a number") from None
+        raise SpaceEditError(f"{who}{text!r} is not a number") from None
     if original["type"] == "int":
         if value != int(value):
-            raise SpaceEditError(f"{text!r} is not a whole number")
+            raise SpaceEditError(f"{who}{text!r} is not a whole number")
         return int(value)
     return value
 

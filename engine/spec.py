@@ -12,10 +12,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SAMPLERS = ("tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes")
+SAMPLERS = ("tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu")
 PRUNERS = ("hyperband", "successive-halving", "median", "none")
 POLICIES = ("auto", "wait", "plan")
 MAX_ABS_BOUND = 1e15  # anything larger is a typo, and breaks log-space arithmetic
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class CampaignFileError(Exception):
@@ -173,6 +174,7 @@ class SprintSpec(_Strict):
     n_trials: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_s: float | None = Field(default=None, gt=0)
     budget_cost: float | None = Field(default=None, gt=0, description="budget in fidelity-weighted cost units")
+    budget_seconds: float | None = Field(default=None, gt=0, description="budget in seconds of trial cost (sum of trials' duration)")
     fidelity: str
     params: list[str] | None = Field(default=None, description="parameters tuned; others stay at their best value")
     seed_top: int = Field(default=0, ge=0, description="best configurations of earlier sprints enqueued first")
@@ -183,8 +185,8 @@ class SprintSpec(_Strict):
 
     @model_validator(mode="after")
     def _budget(self) -> "SprintSpec":
-        if self.n_trials is None and self.timeout_s is None and self.budget_cost is None:
-            raise ValueError("a sprint needs a budget: n_trials, timeout_s or budget_cost")
+        if self.n_trials is None and self.timeout_s is None and self.budget_cost is None and self.budget_seconds is None:
+            raise ValueError("a sprint needs a budget: n_trials, timeout_s, budget_cost or budget_seconds")
         return self
 
 
@@ -194,6 +196,26 @@ class ThresholdSpec(_Strict):
     metric: Literal["micro_f1", "macro_f1"] = "micro_f1"
     folds: int = Field(default=5, ge=2, le=20)
     optimizer: Literal["grid", "skopt-gp"] = "grid"
+
+
+class CacheSpec(_Strict):
+    """Memoized pipeline stages (engine.stages): `[cache] enabled = true`."""
+
+    enabled: bool = True
+    max_bytes: int | None = Field(default=None, gt=0, description="size limit (bytes, or '500MB', '2GiB'); LRU eviction past it")
+    dir: str | None = Field(default=None, description="cache directory; relative paths are inside the run directory (default: cache)")
+    salt: str = Field(default="", description="change it to invalidate every cached stage (e.g. after editing the objective)")
+    pin_top: int = Field(default=5, ge=0, le=1000, description="best configurations per sprint whose entries are never evicted")
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        from engine.stages import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise ValueError(f"a size in bytes, or with a unit ('500MB', '2GiB'), got {value!r}") from None
 
 
 class CampaignSpec(_Strict):
@@ -209,8 +231,12 @@ class CampaignSpec(_Strict):
     storage: str | None = None
     workers: int = Field(default=1, ge=1, le=256)
     trial_retries: int = Field(default=1, ge=0, le=10, description="re-runs of a trial whose worker died")
+    stale_after_s: float = Field(default=20, ge=2, le=86_400,
+                                 description="on a database storage, a running trial whose worker sent no heartbeat "
+                                             "for this long is failed as stale (and retried)")
     seed: int = 0
     thresholds: ThresholdSpec | None = None
+    cache: CacheSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -259,6 +285,8 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
             msg = f"type must be one of float, int, categorical, fixed (got {item.get('input', {}).get('type')!r})" if isinstance(item.get("input"), dict) else msg
         elif item["type"] == "union_tag_not_found":
             msg = "missing 'type' (float, int, categorical or fixed)"
+        elif item["type"] not in ("missing", "value_error") and isinstance(item.get("input"), (str, int, float, bool)):
+            msg = f"{msg} (got {item['input']!r:.60})"  # say what was there: a typo is easier to spot
         problems.append((".".join(p for p in loc if not p.startswith("function-")), msg))
     return problems
 
@@ -273,7 +301,10 @@ def parse_campaign(data: dict[str, Any], path: str | Path = "<campaign>") -> Cam
 def load_campaign(path: str | Path) -> CampaignSpec:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:  # read a bounded amount: a mistyped path may be a huge log or a device
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise CampaignFileError(path, [("", f"file is larger than {MAX_FILE_BYTES // 1024} KiB: not a campaign file")])
     except FileNotFoundError:
         raise CampaignFileError(path, [("", "file not found")]) from None
     except OSError as err:
@@ -283,8 +314,31 @@ def load_campaign(path: str | Path) -> CampaignSpec:
     except UnicodeDecodeError:
         raise CampaignFileError(path, [("", "not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as err:
-        raise CampaignFileError(path, [("", f"TOML syntax: {err}")]) from None
+        raise CampaignFileError(path, [_toml_problem(err, raw.decode("utf-8"))]) from None
     return parse_campaign(data, path)
+
+
+def _toml_problem(err: tomllib.TOMLDecodeError, text: str) -> tuple[str, str]:
+    """A TOML error with its key when it is a repeat, else the offending line quoted."""
+    message = str(err)
+    where = re.search(r"\(at line (\d+), column \d+\)", message)
+    line_no = int(where.group(1)) if where else None
+    lines = text.splitlines()
+    line = lines[line_no - 1].strip() if line_no and line_no <= len(lines) else ""
+    declared = re.match(r"Cannot declare \((.*)\) twice", message)
+    if declared:  # a table repeated: [space.lr] twice
+        key = ".".join(part.strip(" '\"") for part in declared.group(1).split(",") if part.strip())
+        return key, f"declared twice (again at line {line_no}): each parameter and table may appear once"
+    if message.startswith("Cannot overwrite a value") and "=" in line:  # a key repeated in one table
+        table = ""
+        for previous in reversed(lines[: line_no - 1]):
+            header = re.match(r"\s*\[+\s*([^\]]+?)\s*\]+", previous)
+            if header:
+                table = header.group(1).replace('"', "").replace("'", "")
+                break
+        key = line.split("=", 1)[0].strip().strip("'\"")
+        return f"{table}.{key}" if table else key, f"set twice (again at line {line_no}: {line})"
+    return "", f"TOML syntax: {message}" + (f": {line}" if line else "")
 
 
 def check_objective_imports(spec: CampaignSpec, path: str | Path = "<campaign>") -> None:

@@ -73,6 +73,7 @@ def make_record(
         "n_trials": sprint.n_trials,
         "timeout_s": sprint.timeout_s,
         "budget_cost": sprint.budget_cost,
+        "budget_seconds": sprint.budget_seconds,
         "status": "running",
         "started": now_iso(),
         "started_ts": time.time(),
@@ -83,7 +84,11 @@ def make_record(
 def open_study(spec: CampaignSpec, storage, record: dict[str, Any], *, worker_index: int = 0) -> optuna.Study:
     dists = distributions(record["space"], record["tuned"])
     seed = spec.seed * 1_000_003 + record["index"] * 1009 + worker_index * 7919
-    sampler = make_sampler(record["sampler"], dists, seed=seed, options=record.get("sampler_options"))
+    options = dict(record.get("sampler_options") or {})
+    if record["sampler"] == "eeipu":  # its cost cooling runs down the sprint's budget
+        options.setdefault("budget_seconds", record.get("budget_seconds"))
+        options.setdefault("n_trials", record.get("n_trials"))
+    sampler = make_sampler(record["sampler"], dists, seed=seed, options=options)
     epochs = record["fidelity"].get("epochs")
     max_resource = int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None
     pruner = make_pruner(record["pruner"], max_resource=max_resource, options=record.get("pruner_options"))
@@ -143,7 +148,19 @@ def budget_left(record: dict[str, Any], trials: list) -> bool:
         expected = running * (spent / len(costs) if costs else 0.0)
         if spent + expected >= record["budget_cost"]:
             return False
+    if record.get("budget_seconds") is not None and seconds_spent(trials) >= record["budget_seconds"]:
+        return False
     return True
+
+
+def seconds_spent(trials: list, now: float | None = None) -> float:
+    """Seconds of trial cost: finished trials' duration, plus the time running ones have run so far."""
+    spent = sum(float(t.user_attrs["duration_s"]) for t in trials if "duration_s" in t.user_attrs)
+    now = time.time() if now is None else now
+    for t in trials:
+        if t.state == TrialState.RUNNING and "duration_s" not in t.user_attrs and t.datetime_start is not None:
+            spent += max(0.0, now - t.datetime_start.timestamp())
+    return spent
 
 
 def sprint_done(record: dict[str, Any], trials: list) -> bool:

@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from engine.ledger import Ledger
 from engine.proposal import summary_lines
+from engine.thresholds import format_report
 
 
 def campaign_status(storage, campaign: str) -> dict[str, Any]:
@@ -24,8 +25,12 @@ def campaign_status(storage, campaign: str) -> dict[str, Any]:
             continue
         trials = study.get_trials(deepcopy=False)
         counts: dict[str, int] = {}
+        fail_kinds: dict[str, int] = {}
         for t in trials:
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
+            if t.state == TrialState.FAIL:
+                kind = t.user_attrs.get("fail_kind", "raised")
+                fail_kinds[kind] = fail_kinds.get(kind, 0) + 1
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         sprint_best = (max if maximize else min)(done, key=lambda t: t.value) if done else None
         entry = {
@@ -33,6 +38,9 @@ def campaign_status(storage, campaign: str) -> dict[str, Any]:
             "sampler": record["sampler"], "pruner": record["pruner"], "level": record["level"],
             "fidelity": record["fidelity"], "n_trials": record.get("n_trials"), "status": record["status"],
             "counts": counts, "tuned": record["tuned"],
+            # why trials failed (engine.trials.FAIL_KINDS: stale and worker_died are the engine's, not the objective's)
+            "fail_kinds": fail_kinds,
+            "retried": sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried")),
             "best_value": sprint_best.value if sprint_best else None,
             "best_trial": sprint_best.number if sprint_best else None,
             "best_params": {**record["fixed"], **sprint_best.params} if sprint_best else None,
@@ -77,6 +85,9 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"{s['index'] + 1:>2}  {s['name']:<14}{s['sampler']:<10}{s['pruner']:<19}{s['level']:<10}"
                      f"{s['status']:<9}{c.get('COMPLETE', 0):>5}{c.get('PRUNED', 0):>7}{c.get('FAIL', 0):>7}"
                      f"{c.get('RUNNING', 0):>5}  {best}")
+        if s.get("fail_kinds"):
+            kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(s["fail_kinds"].items()))
+            lines.append(f"    failed: {kinds}; {s.get('retried', 0)} queued again")
     if status["best"]:
         b = status["best"]
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
@@ -94,32 +105,8 @@ def format_status(status: dict[str, Any]) -> str:
             lines += [f"      {line}" for line in d.get("diff", [])]
     for key, result in status["thresholds"].items():
         lines.append(f"thresholds for {key}:")
-        lines += ["  " + line for line in format_thresholds(result).splitlines()]
+        lines += ["  " + line for line in format_report(result).splitlines()]
     return "\n".join(lines)
-
-
-def format_thresholds(result: dict[str, Any]) -> str:
-    """Per-class table: threshold and F1 at 0.5, global and per-class thresholds, validation (CV) and test."""
-    lines = [f"{'class':<16}{'thr':>6}{'val@0.5':>9}{'val@glob':>9}{'val@cls':>9}"
-             f"{'test@0.5':>9}{'test@glob':>10}{'test@cls':>9}"]
-    for row in result.get("table", []):
-        lines.append(
-            f"{str(row.get('class'))[:15]:<16}{_num(row.get('threshold')):>6}"
-            f"{_num(row.get('val_f1_at_05')):>9}{_num(row.get('val_f1_global')):>9}{_num(row.get('val_f1_per_class')):>9}"
-            f"{_num(row.get('test_f1_at_05')):>9}{_num(row.get('test_f1_global')):>10}{_num(row.get('test_f1_per_class')):>9}"
-        )
-    overall = result.get("overall", {})
-    if overall:
-        lines.append(
-            f"{'OVERALL':<16}{_num(result.get('global_threshold')):>6}"
-            f"{_num(overall.get('val_f1_at_05')):>9}{_num(overall.get('val_f1_global')):>9}{_num(overall.get('val_f1_per_class')):>9}"
-            f"{_num(overall.get('test_f1_at_05')):>9}{_num(overall.get('test_f1_global')):>10}{_num(overall.get('test_f1_per_class')):>9}"
-        )
-    return "\n".join(lines)
-
-
-def _num(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
 def _fmt(value: Any) -> str:

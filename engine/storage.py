@@ -71,7 +71,7 @@ def open_storage(url: str, *, retries: int = 1, heartbeat: bool = True,
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    url = normalize_url(url)
+    shown, url = redact(url), normalize_url(url)
     kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}} if url.startswith("postgresql") else {}
     if heartbeat:
         interval, grace = heartbeat_settings(stale_after_s)
@@ -80,7 +80,12 @@ def open_storage(url: str, *, retries: int = 1, heartbeat: bool = True,
             grace_period=grace,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=retries),
         )
-    return with_retries(lambda: RDBStorage(url, **kwargs), what=f"open storage {redact(url)}")
+    try:
+        return with_retries(lambda: RDBStorage(url, **kwargs), what=f"open storage {shown}")
+    except StorageUnavailable:
+        raise
+    except Exception as err:  # noqa: BLE001 - a malformed URL: say so without echoing its password
+        raise StorageUnavailable(f"cannot open storage {shown}: {type(err).__name__}: {_first_line(err)}") from None
 
 
 def tune_heartbeat(storage, stale_after_s: float) -> None:
@@ -97,13 +102,26 @@ def storage_patience_s() -> float:
         return DEFAULT_PATIENCE_S
 
 
-def is_storage_outage(err: BaseException) -> bool:
-    """A database that is unreachable, restarting or locked (worth waiting for), not a bug."""
+def outage_cause(err: BaseException | None) -> BaseException | None:
+    """The database error behind `err` if it is an outage (unreachable, restarting, locked), else None.
+
+    Optuna wraps SQLAlchemy's errors in StorageInternalError, so the causes are searched too.
+    """
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    if isinstance(err, (OperationalError, InterfaceError, ConnectionError)):
-        return True
-    return isinstance(err, DBAPIError) and bool(getattr(err, "connection_invalidated", False))
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, (OperationalError, InterfaceError, ConnectionError)):
+            return err
+        if isinstance(err, DBAPIError) and getattr(err, "connection_invalidated", False):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+def is_storage_outage(err: BaseException) -> bool:
+    """A database that is unreachable, restarting or locked (worth waiting for), not a bug."""
+    return outage_cause(err) is not None
 
 
 def with_retries(action, *, what: str, attempts: int | None = None, first_wait_s: float = 0.5, log=print,
@@ -121,15 +139,16 @@ def with_retries(action, *, what: str, attempts: int | None = None, first_wait_s
         attempt += 1
         try:
             return action()
-        except Exception as err:  # noqa: BLE001 - only outages are retried, the rest re-raised
-            if not is_storage_outage(err):
+        except Exception as raised:  # noqa: BLE001 - only outages are retried, the rest re-raised
+            err = outage_cause(raised)
+            if err is None:
                 raise
             waited = time.monotonic() - started
             if (attempt >= attempts) if attempts is not None else (waited + wait > patience):
                 raise StorageUnavailable(
                     f"{what}: the database stayed unreachable; gave up after {attempt} attempts in {waited:.0f} s "
                     f"({_first_line(err)})"
-                ) from err
+                ) from raised
             _say(log, f"storage: {what} failed ({_first_line(err)}); waiting {wait:.1f} s before retry {attempt} "
                       f"(gives up after {patience:g} s)" if attempts is None else
                       f"storage: {what} failed ({_first_line(err)}); retry {attempt}/{attempts - 1} in {wait:.1f} s")

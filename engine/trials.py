@@ -108,7 +108,8 @@ class Heartbeat:
         self._storage, self._trial_id = storage, trial_id
         self._stop = threading.Event()
         self._thread = None
-        interval = getattr(storage, "heartbeat_interval", None)
+        # study._storage is Optuna's _CachedStorage around the RDBStorage: ask it, not its attributes.
+        interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
         if interval and hasattr(storage, "record_heartbeat"):
             self._interval = interval
             storage.record_heartbeat(trial_id)
@@ -156,9 +157,11 @@ def run_trial(
     started = time.perf_counter()
     with_retries(lambda: trial.set_user_attr("worker", worker), what=f"claim trial {trial.number}", log=log)
     ctx = None
+    sampled = None  # the sampler's time (relative sampling runs at the first suggest) is not trial cost
     try:
         params = with_retries(lambda: suggest(trial, sprint["space"], sprint["tuned"]),
                               what=f"suggest trial {trial.number}", log=log)
+        sampled = time.perf_counter()
         ctx = TrialContext(
             params={**sprint["fixed"], **params},
             fidelity=dict(sprint["fidelity"]),
@@ -181,12 +184,15 @@ def run_trial(
         kind = failure_kind(err)
     finally:
         heartbeat.stop()
-    duration = time.perf_counter() - started
+    duration = time.perf_counter() - (sampled or started)
+    sample_s = sampled - started if sampled is not None else None
     steps = ctx.last_step + 1 if ctx is not None and ctx.last_step is not None else None
     cost = trial_cost(sprint["fidelity"], full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None)
 
     def finish() -> FrozenTrial:
         trial.set_user_attr("duration_s", round(duration, 4))
+        if sample_s is not None:
+            trial.set_user_attr("sample_s", round(sample_s, 4))
         trial.set_user_attr("cost", cost)
         if reason:
             trial.set_user_attr("fail_reason", reason)

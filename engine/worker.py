@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+from optuna.trial import TrialState
 
 from engine.ledger import CampaignNotFound, Ledger
 from engine.objective import load_objective
@@ -60,15 +61,28 @@ class Worker:
         self.parent_pid = parent_pid
         self._studies: dict[str, optuna.Study] = {}
         self.full_fidelity = list(self.spec.fidelity.levels.values())[-1]
-        self.stage_runner = stage_runner_factory(self) if stage_runner_factory else None
+        if stage_runner_factory is None:  # the campaign's [cache] table: memoized stages, else timings only
+            from engine.stages import default_stage_runner_factory as stage_runner_factory
+        self.stage_runner = stage_runner_factory(self)
         self.trials_run = 0
 
     def _study(self, record: dict) -> optuna.Study:
         study = self._studies.get(record["study"])
         if study is None:
-            study = open_study(self.spec, self.storage, record, worker_index=zlib.crc32(str(self.index).encode()) % 10_000)
+            # A restarted worker (same index) or a resumed campaign must not replay its predecessor's
+            # sampler seed: that would propose the same parameters again. Fresh sprints keep the index's seed.
+            done = self._trials_started(record["study"])
+            key = str(self.index) if done == 0 else f"{self.index}:{done}"
+            study = open_study(self.spec, self.storage, record, worker_index=zlib.crc32(key.encode()) % 10_000)
             self._studies = {record["study"]: study}  # only the current sprint's study is needed
         return study
+
+    def _trials_started(self, study_name: str) -> int:
+        try:
+            study_id = self.storage.get_study_id_from_name(study_name)
+        except KeyError:
+            return 0
+        return sum(1 for t in self.storage.get_all_trials(study_id, deepcopy=False) if t.state != TrialState.WAITING)
 
     def step(self) -> str:
         """Run at most one trial. Returns 'ran', 'idle' or 'ended'."""
@@ -109,6 +123,7 @@ class Worker:
         return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     def run(self) -> int:
+        self.log(f"[worker {self.index}] joined campaign {self.ledger.campaign} as {self.id}")
         while True:
             if self.parent_gone():
                 self.log(f"[worker {self.index}] coordinator is gone; leaving")
@@ -138,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.storage:
         parser.error(f"--storage or ${STORAGE_ENV} is required")
     limit_threads(int(os.environ.get("HPO_TUI_THREADS", "1")))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         log = lambda m: print(m, flush=True)  # noqa: E731

@@ -177,8 +177,9 @@ OTHER_NAMES = ("Nobel Prize", "Olympic Games", "World Cup", "Treaty of Lisbon", 
 SLOT_TYPES = {"P": "Peop", "O": "Org", "C": "Loc", "K": "Loc", "X": "Other"}
 _SLOT = re.compile(r"\{([POCKX])(\d)\}")
 
-# (weight, text, relations as (head slot, tail slot, type)). Weights make some relations rare (Kill).
-TEMPLATES: tuple[tuple[float, str, tuple[tuple[str, str, str], ...]], ...] = (
+# (weight, text, relations as (head slot, tail slot, type[, probability it is annotated])).
+# Weights make some relation types rare (Kill).
+TEMPLATES: tuple[tuple[float, str, tuple[tuple, ...]], ...] = (
     # Work_For
     (3, "{P1} works for {O1} .", (("P1", "O1", "Work_For"),)),
     (3, "{O1} hired {P1} as chief engineer last year .", (("P1", "O1", "Work_For"),)),
@@ -215,6 +216,16 @@ TEMPLATES: tuple[tuple[float, str, tuple[tuple[str, str, str], ...]], ...] = (
     (1.5, "{O1} moved its headquarters from {C1} to {C2} .", (("O1", "C2", "OrgBased_In"),)),
     (1.5, "{P1} quit {O1} to join {O2} .", (("P1", "O2", "Work_For"),)),
     (1.5, "{O1} opened a small office in {C1} , far from its base in {C2} .", (("O1", "C2", "OrgBased_In"),)),
+    # Ambiguous: the text does not settle it, annotators marked the relation only with this probability.
+    # Even a perfect model stays below F1 1.0 here, and the best decision threshold moves off 0.5.
+    (4, "{P1} ( {O1} ) said the talks would continue .", (("P1", "O1", "Work_For", 0.6),)),
+    (4, "{P1} , speaking in {C1} , praised the {X1} .", (("P1", "C1", "Live_In", 0.3),)),
+    (4, "{O1} officials in {C1} confirmed the deal .", (("O1", "C1", "OrgBased_In", 0.5),)),
+    (3, "{P1} returned to {C1} after the {X1} .", (("P1", "C1", "Live_In", 0.5),)),
+    (3, "{P1} of {O1} said prices would fall .", (("P1", "O1", "Work_For", 0.8),)),
+    (2, "{P1} , a former adviser to {O1} , criticized {O2} .", (("P1", "O1", "Work_For", 0.4),)),
+    (0.6, "{P1} was found dead after a fight with {P2} .", (("P2", "P1", "Kill", 0.4),)),
+    (2, "Talks between {C1} and {K1} officials ended .", (("C1", "K1", "Located_In", 0.5),)),
     # Distractors: typed pairs that co-occur without a relation
     (2, "{P1} denied working for {O1} .", ()),
     (1.5, "{P1} visited {C1} last week .", ()),
@@ -283,7 +294,11 @@ def generate_sentence(rng: random.Random) -> Sentence:
 
     ordered = sorted(spans, key=lambda s: spans[s].start)
     index = {slot: i for i, slot in enumerate(ordered)}
-    relations = tuple(Relation(index[h], index[t], kind) for h, t, kind in relation_slots)
+    relations = tuple(
+        Relation(index[head], index[tail], kind)
+        for head, tail, kind, *chance in relation_slots
+        if not chance or rng.random() < chance[0]
+    )
     return Sentence(tuple(tokens), tuple(spans[s] for s in ordered), relations)
 
 
@@ -311,9 +326,15 @@ def generate_corpus(seed: int, n_train: int, n_val: int, n_test: int) -> Corpus:
     )
 
 
+# Part of the cache key: editing the generator's tables must not reuse a corpus cached before.
+GENERATOR_FINGERPRINT = hashlib.sha256(
+    repr((FIRST_NAMES, LAST_NAMES, ORG_ROOTS, ORG_SUFFIXES, ORG_NAMES, CITIES, OTHER_NAMES, TEMPLATES, OPENERS)).encode()
+).hexdigest()[:10]
+
+
 def prepare_generated_corpus(cache_dir: str | Path, seed: int, n_train: int, n_val: int, n_test: int) -> Path:
     """Generate once into cache_dir/<seed and sizes>/ and return that data directory."""
-    data_dir = Path(cache_dir) / f"seed{seed}-train{n_train}-val{n_val}-test{n_test}"
+    data_dir = Path(cache_dir) / f"seed{seed}-train{n_train}-val{n_val}-test{n_test}-{GENERATOR_FINGERPRINT}"
     if not all((data_dir / f"{name}.jsonl").is_file() for name in SPLITS):
         write_corpus(data_dir, generate_corpus(seed, n_train, n_val, n_test))
     return data_dir

@@ -14,7 +14,7 @@ import functools
 import importlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id typed by mistake must fail, not download
 
@@ -62,7 +62,7 @@ def resolve_encoder_dir(spec: str) -> Path:
     return path.resolve()
 
 
-def build_tiny_tokenizer(texts: Iterable[list[str] | tuple[str, ...]], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """A WordPiece tokenizer trained here on pre-split words, so unseen names still split into pieces."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -100,7 +100,7 @@ def build_tiny_encoder(vocab_size: int, dropout: float = 0.1, hidden_size: int =
 def load_pretrained_tokenizer(model_dir: Path) -> PreTrainedTokenizerFast:
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     if not tokenizer.is_fast:
-        raise EncoderNotFoundError(f"encoder directory {model_dir}: a fast tokenizer (tokenizer.json) is needed for word alignment")
+        raise EncoderNotFoundError(f"encoder directory {model_dir}: word alignment needs a fast tokenizer (tokenizer.json)")
     return tokenizer
 
 

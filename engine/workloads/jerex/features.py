@@ -120,11 +120,13 @@ def collate(features: Sequence[Features], pad_id: int, n_relation_types: int) ->
         entity_spans=torch.tensor(entity_spans, dtype=torch.long).reshape(-1, 2),
         pair_heads=torch.tensor(heads, dtype=torch.long),
         pair_tails=torch.tensor(tails, dtype=torch.long),
-        pair_labels=torch.from_numpy(np.concatenate(labels) if labels else np.zeros((0, n_relation_types), np.float32)).reshape(-1, n_relation_types),
+        pair_labels=torch.from_numpy(np.concatenate(labels)).reshape(-1, n_relation_types),
     )
 
 
-def make_batches(features: Sequence[Features], batch_size: int, pad_id: int, n_relation_types: int, order: Sequence[int] | None = None) -> list[Batch]:
+def make_batches(
+    features: Sequence[Features], batch_size: int, pad_id: int, n_relation_types: int, order: Sequence[int] | None = None
+) -> list[Batch]:
     order = list(range(len(features))) if order is None else list(order)
     return [
         collate([features[i] for i in order[start : start + batch_size]], pad_id, n_relation_types)

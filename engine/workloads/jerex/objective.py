@@ -21,6 +21,7 @@ from engine.workloads.jerex import corpus as corpus_io
 from engine.workloads.jerex import encoder as encoders
 from engine.workloads.jerex.features import bio_tags, encode_sentence, make_batches
 from engine.workloads.jerex.model import JointModel
+from engine.workloads.jerex.resume import TrainingResume
 from engine.workloads.jerex.training import (
     Hyperparameters,
     evaluate,
@@ -85,6 +86,7 @@ def prepare_data_dir(ctx: TrialContext, settings: Settings) -> Path:
     if settings.data_dir is not None:
         return Path(settings.data_dir).expanduser()
     sizes = {k: getattr(settings, k) for k in ("corpus_seed", "n_train", "n_val", "n_test")}
+    sizes["generator"] = corpus_io.GENERATOR_FINGERPRINT  # a changed generator must miss a memoized corpus
     build = lambda: str(  # noqa: E731
         corpus_io.prepare_generated_corpus(
             Path(ctx.run_dir) / "jerex-corpus", settings.corpus_seed, settings.n_train, settings.n_val, settings.n_test
@@ -130,7 +132,10 @@ def objective(ctx: TrialContext) -> float:
         return [encode_sentence(s, tokenizer, entity_types, relation_types, fidelity.max_length) for s in sentences]
 
     train_features = featurize(_prefix(corpus.train, fidelity.train_fraction))
-    val_batches = make_batches(featurize(_prefix(corpus.val, fidelity.val_fraction)), settings.eval_batch_size, tokenizer.pad_token_id, len(relation_types))
+    def batches_of(features, batch_size, order=None):
+        return make_batches(features, batch_size, tokenizer.pad_token_id, len(relation_types), order)
+
+    val_batches = batches_of(featurize(_prefix(corpus.val, fidelity.val_fraction)), settings.eval_batch_size)
 
     model = JointModel(
         encoder, len(bio_tags(entity_types)), len(relation_types),
@@ -143,22 +148,29 @@ def objective(ctx: TrialContext) -> float:
 
     order_rng = np.random.default_rng(settings.seed)
     history = []
-    for epoch in range(1, epochs_to_run + 1):
+    # Checkpoint inheritance + per-stage cost records (resume.py); inert when the campaign caches nothing.
+    resume = TrainingResume(ctx, hp, fidelity, settings, train_features, steps_per_epoch, epochs_to_run)
+    start = resume.restore(model, optimizer, scheduler, order_rng, history)
+    if start:
+        val = evaluate(model, val_batches, entity_types, device)
+        resume.report_inherited(history, val.relation_f1)
+    for epoch in range(start + 1, epochs_to_run + 1):
         order = order_rng.permutation(len(train_features))
-        batches = make_batches(train_features, hp.batch_size, tokenizer.pad_token_id, len(relation_types), order)
+        batches = batches_of(train_features, hp.batch_size, order)
         loss = train_epoch(model, batches, optimizer, scheduler, hp, device)
         val = evaluate(model, val_batches, entity_types, device)
         history.append({
             "epoch": epoch, "loss": round(loss, 5), "relation_micro_f1": round(val.relation_f1, 5),
             "entity_f1": round(val.entity_f1, 5), "seconds": round(time.perf_counter() - started, 2),
         })
+        resume.epoch_done(epoch, model, optimizer, scheduler, order_rng, history)
         ctx.set_attr("history", history)
         ctx.report(val.relation_f1, step=epoch)
 
     ctx.set_attr("entity_f1", val.entity_f1)
     ctx.set_attr("epochs_run", epochs_to_run)
     if settings.save_artifacts:
-        test_batches = make_batches(featurize(corpus.test), settings.eval_batch_size, tokenizer.pad_token_id, len(relation_types))
+        test_batches = batches_of(featurize(corpus.test), settings.eval_batch_size)
         test = evaluate(model, test_batches, entity_types, device)
         classes = np.array(relation_types)
         ctx.save_artifact("val_probs", probs=val.relation_probs, labels=val.relation_labels, classes=classes)

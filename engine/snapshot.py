@@ -1,0 +1,540 @@
+"""Immutable campaign snapshots, read incrementally from the storage off any UI thread.
+
+The console renders these and nothing else: a `SnapshotReader` turns the Optuna storage (trials of
+one sprint's study plus the ledger records) into a `CampaignSnapshot` of frozen dataclasses. A
+finished trial never changes, so its row is built once and cached; each read touches only the
+running trials and the ones created since the last read, which keeps a read cheap at 10,000 trials
+on any storage. Parts that did not change keep their identity from one snapshot to the next, so a
+renderer can skip them with an `is` check.
+
+Rows, events and the history are frozen; the ledger records carried along (`proposal`,
+`decisions`, `thresholds`, `original_space`, `levels`) are the storage's JSON and must be treated
+as read-only (copy before editing).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from engine.ledger import Ledger
+from engine.trials import RETRY_ATTR
+
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+ENGINE_ENDED = ("finished", "stopped", "failed")
+MAX_EVENTS = 200
+MAX_HISTORY_POINTS = 300
+BULK_READ_AFTER = 64  # more unread trials than this: one bulk read beats per-trial reads
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str  # an Optuna TrialState name
+    value: float | None
+    duration_s: float | None  # running trials: time since they started, as of the read
+    last_step: int | None
+    params: tuple[tuple[str, Any], ...]
+    reason: str | None = None  # why a trial failed, or where it was pruned
+    worker: str | None = None
+    retried: bool = False  # failed, and queued again as another trial
+    retry_of: int | None = None  # this trial re-runs that (failed) trial
+    stale: bool = False  # still RUNNING although no engine runs the campaign
+    cost: float | None = None
+    seeded: bool = False
+    artifacts: tuple[str, ...] = ()  # names of the artifacts the trial saved
+    started: float | None = None  # epoch seconds
+    completed: float | None = None
+
+    def param(self, name: str, default: Any = None) -> Any:
+        for key, value in self.params:
+            if key == name:
+                return value
+        return default
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """A pruned or failed trial, for the events feed."""
+
+    trial: int
+    kind: str  # "pruned" | "failed"
+    step: int | None
+    value: float | None
+    reason: str
+    time: float | None  # epoch seconds
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    trial: int
+    value: float
+    best: float  # best so far at this trial
+
+
+@dataclass(frozen=True)
+class SprintInfo:
+    index: int
+    name: str
+    study: str
+    sampler: str
+    pruner: str
+    level: str
+    fidelity: tuple[tuple[str, Any], ...]
+    tuned: tuple[str, ...]
+    status: str
+    n_trials: int | None
+    timeout_s: float | None
+    budget_cost: float | None
+    started_ts: float | None
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    number: int
+    value: float
+
+
+@dataclass(frozen=True)
+class CampaignSnapshot:
+    campaign: str
+    status: str  # new | running | waiting | finished | stopped | failed
+    paused: bool
+    sprints_planned: int
+    sprint_names: tuple[str, ...]
+    metric: str
+    direction: str
+    sprint: SprintInfo | None  # the sprint shown (the current one unless another was asked for)
+    current_sprint: int  # the campaign's current sprint index
+    trials: tuple[TrialRow, ...] = ()
+    param_names: tuple[str, ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()
+    counted: int = 0  # trials that count against the budget (a re-run failure counts once)
+    cost_used: float = 0.0
+    best: BestTrial | None = None
+    events: tuple[TrialEvent, ...] = ()  # newest first
+    history: tuple[HistoryPoint, ...] = ()
+    pending_gate: int | None = None
+    next_gate: int = 0  # the pending gate, else the gate the current sprint ends at
+    proposal: Mapping[str, Any] | None = None
+    decisions: tuple[Mapping[str, Any], ...] = ()
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+    original_space: Mapping[str, Any] = field(default_factory=dict)
+    levels: Mapping[str, Any] = field(default_factory=dict)
+    fidelity_request: Mapping[str, Any] | None = None  # a fidelity staged for the next gate
+    thresholds_settings: Mapping[str, Any] = field(default_factory=dict)  # the campaign's [thresholds]
+    seed: int = 0
+    error: str | None = None
+    read_at: float = 0.0
+
+    @property
+    def running(self) -> int:
+        return self.count("RUNNING")
+
+    def count(self, state: str) -> int:
+        return dict(self.counts).get(state, 0)
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def last_sprint(self) -> bool:
+        """The current sprint is the campaign's last: no gate follows it."""
+        return self.current_sprint >= self.sprints_planned - 1
+
+    def trial(self, number: int) -> TrialRow | None:
+        rows = self.trials
+        if 0 <= number < len(rows) and rows[number].number == number:
+            return rows[number]  # rows are in number order: the usual case is O(1)
+        return next((row for row in rows if row.number == number), None)
+
+
+@dataclass(frozen=True)
+class TrialDetail:
+    """Everything about one trial, read on demand for the detail screen."""
+
+    study: str
+    number: int
+    state: str
+    value: float | None
+    params: tuple[tuple[str, Any], ...]  # the trial's tuned params
+    fixed: tuple[tuple[str, Any], ...]  # the sprint's params held fixed
+    intermediate: tuple[tuple[int, float], ...]
+    user_attrs: tuple[tuple[str, Any], ...]
+    artifacts: tuple[tuple[str, str], ...]
+    reason: str | None
+    started: float | None
+    completed: float | None
+    thresholds: Mapping[str, Any] | None
+
+
+def fidelity_request_key(gate: int) -> str:
+    """The ledger key of a fidelity staged (in the console) for a gate not reached yet."""
+    return f"fidelity_request:{gate}"
+
+
+def _epoch(moment) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _rung(trial: FrozenTrial) -> int | None:
+    """Successive halving (and Hyperband's brackets) mark each rung a trial completed."""
+    rungs = [key for key in trial.system_attrs if key.startswith("completed_rung_")]
+    return len(rungs) - 1 if rungs else None
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
+    state = trial.state.name
+    attrs = trial.user_attrs
+    started, completed = _epoch(trial.datetime_start), _epoch(trial.datetime_complete)
+    duration = attrs.get("duration_s")
+    if duration is None and started is not None:
+        duration = (completed or now) - started
+    reason = attrs.get("fail_reason")
+    if trial.state == TrialState.PRUNED:
+        pruned = attrs.get("pruned_at") or {}
+        step = pruned.get("step", trial.last_step)
+        rung = _rung(trial)
+        reason = f"pruned at step {step}" + (f" (rung {rung})" if rung is not None else "")
+    return TrialRow(
+        number=trial.number,
+        state=state,
+        value=_finite(trial.value),
+        duration_s=_finite(duration),
+        last_step=trial.last_step,
+        params=tuple(trial.params.items()),
+        reason=reason,
+        worker=attrs.get("worker"),
+        retried=bool(attrs.get("retried")),
+        retry_of=trial.system_attrs.get(RETRY_ATTR),
+        stale=trial.state == TrialState.RUNNING and not engine_running,
+        cost=_finite(attrs.get("cost")),
+        seeded=bool(attrs.get("seeded")),
+        artifacts=tuple(attrs.get("artifacts") or ()),
+        started=started,
+        completed=completed,
+    )
+
+
+def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | None:
+    if row.state == "PRUNED":
+        pruned = trial.user_attrs.get("pruned_at") or {}
+        step = pruned.get("step", trial.last_step)
+        value = pruned.get("value")
+        if value is None and step is not None:
+            value = trial.intermediate_values.get(step)
+        rung = _rung(trial)
+        reason = f"rung {rung}" if rung is not None else pruner
+        return TrialEvent(row.number, "pruned", step, _finite(value), reason, row.completed)
+    if row.state == "FAIL":
+        reason = row.reason or "failed"
+        if row.retried:
+            reason += "; queued again"
+        return TrialEvent(row.number, "failed", trial.last_step, None, reason, row.completed)
+    return None
+
+
+def downsample_history(values: list[tuple[int, float]], maximize: bool, limit: int = MAX_HISTORY_POINTS) -> tuple[HistoryPoint, ...]:
+    """Values and best-so-far in trial order; above `limit`, the best point of each bucket."""
+    better = max if maximize else min
+    points: list[HistoryPoint] = []
+    best: float | None = None
+    for number, value in values:
+        best = value if best is None else better(best, value)
+        points.append(HistoryPoint(number, value, best))
+    if len(points) <= limit:
+        return tuple(points)
+    size = len(points) / limit
+    buckets = []
+    for i in range(limit):
+        chunk = points[int(i * size):int((i + 1) * size)]
+        if chunk:
+            chosen = better(chunk, key=lambda p: p.value)
+            buckets.append(HistoryPoint(chosen.trial, chosen.value, chunk[-1].best))
+    return tuple(buckets)
+
+
+def summarise(rows: tuple[TrialRow, ...], maximize: bool) -> tuple[tuple[tuple[str, int], ...], int, float, BestTrial | None]:
+    """(counts by state, trials counted against the budget, cost used, best trial)."""
+    counts: dict[str, int] = {}
+    cost = 0.0
+    best: TrialRow | None = None
+    retries = 0
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+        cost += row.cost or 0.0
+        retries += row.retry_of is not None
+        if row.state == "COMPLETE" and row.value is not None and (
+            best is None or (row.value > best.value if maximize else row.value < best.value)
+        ):
+            best = row
+    return (tuple(sorted(counts.items())), len(rows) - retries, cost,
+            BestTrial(best.number, best.value) if best else None)
+
+
+class _StudyCache:
+    """The rows of one sprint's study read so far."""
+
+    def __init__(self, study_id: int):
+        self.study_id = study_id
+        self.rows: dict[int, TrialRow] = {}
+        self.open: set[int] = set()  # numbers of rows that may still change
+        self.seen = 0  # trials numbered below this were read at least once
+        self.events: list[TrialEvent] = []
+        self.retried: set[int] = set()  # failed trials that a later trial re-runs
+        self.trials: tuple[TrialRow, ...] = ()
+        self.history: tuple[HistoryPoint, ...] = ()
+        self.events_view: tuple[TrialEvent, ...] = ()
+        self.summary: tuple[Any, Any] = (None, None)  # (the rows it summarises, summarise(rows))
+        self.completed = 0
+
+
+class SnapshotReader:
+    """Reads a campaign's snapshots from its storage. Use one reader per thread."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, campaign: str):
+        self.storage = storage
+        self.campaign = campaign
+        self.ledger = Ledger(storage, campaign)
+        self._caches: dict[str, _StudyCache] = {}
+
+    # Snapshots -------------------------------------------------------------------------------
+    def read(self, sprint: int | None = None) -> CampaignSnapshot:
+        """A snapshot of the campaign, with the trials of `sprint` (default: the current one)."""
+        now = time.time()
+        records = self.ledger.records()
+        spec = records.get("spec") or {}
+        state = records.get("state") or {"status": "new", "sprint": 0, "paused": False}
+        current = int(state.get("sprint", 0))
+        index = current if sprint is None else sprint
+        record = records.get(f"sprint:{index}")
+        metric = spec.get("metric", {})
+        maximize = metric.get("direction") == "maximize"
+        engine_running = state.get("status") in ("running", "waiting")
+        pending = state.get("pending_gate")
+        if pending is not None and f"decision:{pending}" in records:
+            pending = None
+        next_gate = pending if pending is not None else state.get("gate", 0)
+        decisions = tuple(records[k] for k in sorted((k for k in records if k.startswith("decision:")), key=_index))
+        thresholds = {k.removeprefix("thresholds:"): v for k, v in records.items() if k.startswith("thresholds:")}
+        base = dict(
+            campaign=self.campaign,
+            status=state.get("status", "new"),
+            paused=bool(state.get("paused")),
+            sprints_planned=len(spec.get("sprints", [])),
+            sprint_names=tuple(s.get("name", "?") for s in spec.get("sprints", [])),
+            metric=metric.get("name", "value"),
+            direction=metric.get("direction", "minimize"),
+            current_sprint=current,
+            pending_gate=pending,
+            next_gate=next_gate,
+            proposal=records.get(f"proposal:{pending}") if pending is not None else None,
+            decisions=decisions,
+            thresholds=thresholds,
+            original_space=records.get("original_space") or {},
+            levels=spec.get("fidelity", {}).get("levels", {}),
+            fidelity_request=records.get(fidelity_request_key(next_gate)),
+            thresholds_settings=spec.get("thresholds") or {},
+            seed=int(spec.get("seed", 0) or 0),
+            error=state.get("error"),
+            read_at=now,
+        )
+        if record is None:
+            return CampaignSnapshot(sprint=None, **base)
+        info = SprintInfo(
+            index=record["index"], name=record["name"], study=record["study"], sampler=record["sampler"],
+            pruner=record["pruner"], level=record["level"], fidelity=tuple(record["fidelity"].items()),
+            tuned=tuple(record["tuned"]), status=record["status"], n_trials=record.get("n_trials"),
+            timeout_s=record.get("timeout_s"), budget_cost=record.get("budget_cost"),
+            started_ts=record.get("started_ts"),
+        )
+        cache = self._read_study(record, now, engine_running, maximize)
+        if cache is None:
+            return CampaignSnapshot(sprint=info, param_names=info.tuned, **base)
+        if cache.summary[0] is not cache.trials:
+            cache.summary = (cache.trials, summarise(cache.trials, maximize))
+        counts, counted, cost, best = cache.summary[1]
+        return CampaignSnapshot(
+            sprint=info,
+            trials=cache.trials,
+            param_names=info.tuned,
+            counts=counts,
+            counted=counted,
+            cost_used=cost,
+            best=best,
+            events=cache.events_view,
+            history=cache.history,
+            **base,
+        )
+
+    def _read_study(self, record: dict[str, Any], now: float, engine_running: bool,
+                    maximize: bool) -> _StudyCache | None:
+        cache = self._caches.get(record["study"])
+        if cache is None:
+            try:
+                study_id = self.storage.get_study_id_from_name(record["study"])
+            except KeyError:
+                return None  # the coordinator records the sprint just before it creates the study
+            cache = self._caches[record["study"]] = _StudyCache(study_id)
+        total = self.storage.get_n_trials(cache.study_id)
+        unread = sorted(cache.open | set(range(cache.seen, total)))
+        if not unread:
+            return cache
+        if len(unread) > BULK_READ_AFTER:
+            wanted = set(unread)
+            trials = [t for t in self.storage.get_all_trials(cache.study_id, deepcopy=False) if t.number in wanted]
+        else:
+            trials = [self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(cache.study_id, n))
+                      for n in unread]
+        changed = False
+        completed = False
+        new_events = []
+        for trial in trials:
+            row = trial_row(trial, now, engine_running)
+            if row.retry_of is not None and row.retry_of not in cache.retried:
+                cache.retried.add(row.retry_of)
+                old = cache.rows.get(row.retry_of)
+                if old is not None and not old.retried:
+                    cache.rows[row.retry_of] = _replace(old, retried=True)
+            if row.number in cache.retried and not row.retried:
+                row = _replace(row, retried=True)
+            previous = cache.rows.get(row.number)
+            if previous != row:
+                cache.rows[row.number] = row
+                changed = True
+                completed = completed or (row.state == "COMPLETE" and (previous is None or previous.state != "COMPLETE"))
+            if row.finished:
+                cache.open.discard(row.number)
+                event = trial_event(trial, row, record["pruner"])
+                if event is not None:
+                    new_events.append(event)
+            else:
+                cache.open.add(row.number)
+        cache.seen = max(cache.seen, total)
+        if new_events:
+            cache.events.extend(new_events)
+            cache.events.sort(key=lambda e: (e.time or 0.0, e.trial))
+            del cache.events[:-MAX_EVENTS]
+            cache.events_view = tuple(reversed(cache.events))
+        if changed:
+            cache.trials = tuple(cache.rows[n] for n in sorted(cache.rows))
+            if completed:  # the history only moves when a trial completes
+                done = [(r.number, r.value) for r in cache.trials if r.state == "COMPLETE" and r.value is not None]
+                cache.history = downsample_history(done, maximize, MAX_HISTORY_POINTS)
+        return cache
+
+    # On demand -------------------------------------------------------------------------------
+    def study_name(self, sprint: int) -> str | None:
+        record = self.ledger.sprint(sprint)
+        return record["study"] if record else None
+
+    def importances(self, sprint: int) -> dict[str, float]:
+        """PED-ANOVA importances of a sprint's tuned parameters (about a second at 10k trials)."""
+        return importances_of(*self.completed_trials(sprint))
+
+    def completed_trials(self, sprint: int) -> tuple[list[FrozenTrial], list[str], str]:
+        """(completed trials, tuned params, direction) of a sprint: a quick read, for importances_of."""
+        record = self.ledger.sprint(sprint)
+        if record is None:
+            return [], [], "minimize"
+        try:
+            study_id = self.storage.get_study_id_from_name(record["study"])
+        except KeyError:
+            return [], [], "minimize"
+        trials = self.storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        direction = self.storage.get_study_directions(study_id)[0].name.lower()
+        return list(trials), list(record["tuned"]), direction
+
+    def trial_detail(self, sprint: int, number: int) -> TrialDetail | None:
+        record = self.ledger.sprint(sprint)
+        if record is None:
+            return None
+        try:
+            study_id = self.storage.get_study_id_from_name(record["study"])
+            trial = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+        except KeyError:
+            return None
+        attrs = dict(trial.user_attrs)
+        artifacts = attrs.pop("artifacts", {}) or {}
+        return TrialDetail(
+            study=record["study"],
+            number=trial.number,
+            state=trial.state.name,
+            value=_finite(trial.value),
+            params=tuple(trial.params.items()),
+            fixed=tuple(record.get("fixed", {}).items()),
+            intermediate=tuple(sorted(trial.intermediate_values.items())),
+            user_attrs=tuple(sorted(attrs.items())),
+            artifacts=tuple(sorted(artifacts.items())),
+            reason=attrs.get("fail_reason"),
+            started=_epoch(trial.datetime_start),
+            completed=_epoch(trial.datetime_complete),
+            thresholds=self.ledger.thresholds().get(f"{record['study']}:{trial.number}"),
+        )
+
+    def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
+        """The study name and frozen trial, for threshold learning on its saved artifacts."""
+        record = self.ledger.sprint(sprint)
+        if record is None:
+            return None
+        study_id = self.storage.get_study_id_from_name(record["study"])
+        return record["study"], self.storage.get_trial(
+            self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
+
+class _TrialsStudy(optuna.Study):
+    """A read-only study over trials already read: importance evaluators only read trials and the
+    direction, so they can run without the storage (and without a second copy of it)."""
+
+    def __init__(self, trials: list[FrozenTrial], direction: str):
+        storage = optuna.storages.InMemoryStorage()
+        storage.create_new_study([optuna.study.StudyDirection[direction.upper()]], "view")
+        super().__init__(study_name="view", storage=storage)
+        self._view = trials
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:  # noqa: ARG002
+        return [t for t in self._view if states is None or t.state in states]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+def importances_of(trials: list[FrozenTrial], tuned: list[str], direction: str) -> dict[str, float]:
+    """PED-ANOVA importances over completed trials (engine.importance, off the storage)."""
+    from engine.importance import param_importances
+
+    if not trials:
+        return {}
+    return param_importances(_TrialsStudy(trials, direction), tuned)
+
+
+def best_with_artifact(rows: Iterable[TrialRow], artifact: str, maximize: bool) -> TrialRow | None:
+    """The best completed trial that saved `artifact` (threshold learning needs its probabilities)."""
+    done = [r for r in rows if r.state == "COMPLETE" and r.value is not None and artifact in r.artifacts]
+    if not done:
+        return None
+    return (max if maximize else min)(done, key=lambda r: r.value)
+
+
+def _replace(row: TrialRow, **changes: Any) -> TrialRow:
+    from dataclasses import replace
+
+    return replace(row, **changes)
+
+
+def _index(key: str) -> int:
+    return int(key.split(":", 1)[1])

@@ -1,0 +1,122 @@
+"""The eeipu sampler (engine.eeipu): cost cooling, preference for cached prefixes, cost ignored at eta 0."""
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from engine.eeipu import EEIPUSampler, cost_cooling, eeipu_acquisition, expected_improvement
+from engine.samplers import make_sampler
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {"a": FloatDistribution(0.0, 1.0), "b": FloatDistribution(0.0, 1.0)}
+PREP_S, FIT_S = 2.0, 0.05  # the prefix stage (on a) is 40x the cost of the rest (on b)
+
+
+def _study(sampler, n=10, seed=0, value=lambda a, b: (b - 0.37) ** 2):
+    """Trials of a two-stage pipeline whose value does not depend on the prefix parameter a."""
+    rng = np.random.default_rng(seed)
+    study = optuna.create_study(sampler=sampler)
+    for i in range(n):
+        a, b = float(rng.random()), float(rng.random())
+        stages = {"prep": {"order": 0, "seconds": PREP_S, "hit": False, "cached": True, "key": f"p{i}", "params": ["a"]},
+                  "fit": {"order": 1, "seconds": FIT_S, "hit": False, "cached": True, "key": f"f{i}", "params": ["a", "b"]}}
+        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=SPACE, value=value(a, b),
+                                                  user_attrs={"stages": stages, "duration_s": PREP_S + FIT_S + 0.01}))
+    return study
+
+
+def test_acquisition_and_cooling():
+    ei = np.array([0.2, 0.2, 0.1])
+    inverse_cost = np.array([1 / 0.05, 1 / 2.05, 1 / 0.05])
+    assert np.argmax(eeipu_acquisition(ei, inverse_cost, 1.0)) == 0  # equal improvement: the cheap one
+    assert np.array_equal(eeipu_acquisition(ei, inverse_cost, 0.0), ei)  # eta 0: cost plays no part
+    assert cost_cooling(0.0, 100.0) == 1.0 and cost_cooling(50.0, 100.0) == 0.5
+    assert cost_cooling(100.0, 100.0) == 0.0 and cost_cooling(150.0, 100.0) == 0.0
+    assert cost_cooling(10.0, 100.0, spent_at_start=10.0) == 1.0  # the random start-up does not cool
+    mu, sd = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.1, 1.0])
+    ei = expected_improvement(mu, sd, best=0.5)
+    assert ei[0] > ei[1] > 0 and ei[0] > ei[2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prefers_a_cheap_cached_prefix_when_improvements_are_equal(seed):
+    sampler = EEIPUSampler(SPACE, seed=seed, eta=1.0, n_startup_trials=5)
+    study = _study(sampler, seed=seed)
+    evaluated_a = {t.params["a"] for t in study.trials}
+    trial = study.ask()
+    a = trial.suggest_float("a", 0.0, 1.0)
+    trial.suggest_float("b", 0.0, 1.0)
+    last = sampler.last
+    choice = last["choice"]
+    assert a in evaluated_a  # the prefix of an evaluated configuration, to the bit: the cache will hit
+    assert last["cached_stages"][choice] == ["prep"]
+    assert 1 / last["inverse_cost"][choice] < 0.2  # it expects to pay the cheap stage only
+    explanation = study.trials[-1].system_attrs["eeipu"]
+    assert explanation["kind"].startswith("prefix prep") and explanation["eta"] == 1.0
+    # Where improvements are alike, the cached candidates win: the best uncached candidate has no less EI
+    # (a does not matter), yet a lower acquisition.
+    uncached = [i for i, c in enumerate(last["cached_stages"]) if not c]
+    best_uncached = max(uncached, key=lambda i: last["acquisition"][i])
+    assert last["acquisition"][choice] > last["acquisition"][best_uncached]
+
+
+def test_ignores_cost_once_the_budget_is_spent():
+    budget = 10 * (PREP_S + FIT_S + 0.01) - 0.5  # the ten trials spent more than this: eta = 0
+    sampler = EEIPUSampler(SPACE, seed=0, budget_seconds=budget, n_startup_trials=5)
+    study = _study(sampler)
+    assert sampler.eta(study) == 0.0
+    trial = study.ask()
+    trial.suggest_float("a", 0.0, 1.0)
+    trial.suggest_float("b", 0.0, 1.0)
+    last = sampler.last
+    assert np.array_equal(last["acquisition"], last["ei"])
+    assert last["choice"] == int(np.argmax(last["ei"]))
+    # here EI's favourite lies off the cached prefixes, and eeipu takes it although it costs 40x more
+    assert not last["cached_stages"][last["choice"]] and 1 / last["inverse_cost"][last["choice"]] > 2.0
+    assert study.trials[-1].system_attrs["eeipu"]["eta"] == 0.0
+
+    # the same study with budget left: cost counts, and the pick changes to a cached prefix
+    fresh = EEIPUSampler(SPACE, seed=0, budget_seconds=100 * budget, n_startup_trials=5)
+    assert fresh.eta(study) > 0.9
+
+
+def test_eta_follows_the_budget_in_seconds_or_trials():
+    sampler = EEIPUSampler(SPACE, seed=0, budget_seconds=4 * 2.06 * 2, n_startup_trials=2)
+    study = _study(sampler, n=4)
+    # 4 trials of 2.06 s spent of 16.48 s; the first two (the start-up) do not count: (16.48-8.24)/(16.48-4.12)
+    assert sampler.eta(study) == pytest.approx((16.48 - 8.24) / (16.48 - 4.12))
+    by_trials = EEIPUSampler(SPACE, n_trials=12, n_startup_trials=2)
+    assert by_trials.eta(study) == pytest.approx((12 - 4) / (12 - 2))
+
+
+def test_stage_structure_declared_or_recorded():
+    declared = EEIPUSampler(SPACE, stages=[{"name": "prep", "params": ["a"]}, {"name": "fit", "params": ["b"]}])
+    recorded = EEIPUSampler(SPACE)
+    study = _study(recorded, n=3)
+    for sampler in (declared, recorded):
+        stages = sampler.stage_structure(study.trials, ["a", "b"])
+        assert [(s.name, s.params) for s in stages] == [("prep", ("a",)), ("fit", ("a", "b"))]
+        assert len(stages[0].cached) == 3
+
+
+def test_mixed_space_and_engine_name():
+    space = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "units": IntDistribution(8, 64, step=8),
+             "act": CategoricalDistribution(["relu", "tanh"])}
+    sampler = make_sampler("eeipu", space, seed=0, options={"n_startup_trials": 3, "n_candidates": 64})
+    assert isinstance(sampler, EEIPUSampler)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        units = trial.suggest_int("units", 8, 64, step=8)
+        act = trial.suggest_categorical("act", ["relu", "tanh"])
+        trial.set_user_attr("duration_s", 0.1)
+        return (np.log10(lr) + 2) ** 2 + (units - 32) ** 2 / 1000 + (act == "tanh")
+
+    study.optimize(objective, n_trials=8)
+    assert len({(t.params["lr"], t.params["units"], t.params["act"]) for t in study.trials}) == 8
+    assert all(t.params["units"] % 8 == 0 for t in study.trials)
+    assert "eeipu" in study.trials[-1].system_attrs  # no stages recorded: plain EI x expected cost still works

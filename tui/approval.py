@@ -1,0 +1,302 @@
+"""Phase approval: read the evidence, edit the proposed ranges, approve, reject or extend."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Input, Label, Static
+
+from engine.snapshot import CampaignSnapshot
+from engine.space import SpaceEditError
+from tui import format as fmt
+from tui.confirm import ConfirmScreen
+from tui.gate_draft import GateDraft, fidelity_values
+from tui.key_bar import KeyBar
+from tui.keys import bindings
+from tui.prompt import PromptScreen
+
+# What the operator decides on comes first; at 80 columns the last ones scroll into view.
+COLUMNS = ("param", "proposed", "top-k min:max", "best", "imp.", "current", "original")
+
+
+class BoundInput(Input):
+    """The in-place range editor; escape abandons the edit rather than the approval."""
+
+    BINDINGS = [Binding("escape", "abandon", "Abandon edit")]
+
+    def action_abandon(self) -> None:
+        self.screen.finish_edit(commit=False)
+
+
+class ApprovalScreen(Screen):
+    SCOPE = "approval"
+    BINDINGS = bindings("approval")
+    AUTO_FOCUS = "#params"
+
+    def __init__(self, snapshot: CampaignSnapshot, draft: GateDraft) -> None:
+        super().__init__(id="approval")
+        self.snapshot = snapshot
+        self.proposal: Mapping[str, Any] = snapshot.proposal or {}
+        self.original: Mapping[str, Any] = snapshot.original_space
+        self.levels: Mapping[str, Any] = snapshot.levels
+        self.draft = draft
+        self.names = list(self.proposal.get("params", {}))
+        self.editing: str | None = None
+        self.closed_reason: str | None = None  # set when the gate was decided elsewhere
+
+    # Layout ----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        p = self.proposal
+        evidence = p.get("evidence", {})
+        yield Static(self._title(), id="approval-title")
+        yield Label(
+            f"evidence: {evidence.get('completed', 0)} completed, top {evidence.get('top_k', 0)}, "
+            f"best {fmt.number(evidence.get('best_value'))} (#{evidence.get('best_trial', '-')})",
+            id="approval-evidence")
+        table = DataTable(id="params", cursor_type="row", zebra_stripes=False)
+        yield table
+        yield Static("", id="param-note")
+        with Horizontal(id="bound-editor"):
+            yield Label("", id="bound-label")
+            yield BoundInput(id="bound-input")
+        yield Static("", id="approval-fidelity")
+        yield Static("", id="approval-status")
+        yield KeyBar()
+
+    def _title(self) -> Text:
+        p = self.proposal
+        return Text.assemble(
+            (f"Gate {self.draft.gate}", "bold"), f": {p.get('after')} → {p.get('next')}   next sprint: ",
+            (f"{p.get('sampler')}/{p.get('pruner')}", "italic"), f", {p.get('n_trials') or '-'} trials",
+        )
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        for name in self.names:
+            table.add_row(*self._cells(name), key=name)
+        self.query_one("#bound-editor").display = False
+        self.query_one(BoundInput).cursor_blink = False
+        self._refresh_details()
+
+    # Rows ------------------------------------------------------------------------------------
+    def _cells(self, name: str) -> list[Any]:
+        row = self.proposal["params"][name]
+        try:
+            proposed = fmt.span(self.draft.record(name, self.proposal, self.original))
+        except SpaceEditError:
+            proposed = self.draft.edits.get(name, "?")
+        edited = self.draft.edited(name)
+        top = "-"
+        if "top_min" in row:
+            top = f"{fmt.param(row['top_min'])}:{fmt.param(row['top_max'])}"
+        elif "top_counts" in row:
+            top = " ".join(f"{k}:{v}" for k, v in row["top_counts"].items())
+        importance = row.get("importance")
+        label = Text(name, style="bold")
+        if row.get("edge"):
+            label.append(" !", style="bold red")  # best values at an edge: read the note before narrowing
+        return [
+            label,
+            Text(proposed + ("*" if edited else ""), style="bold reverse" if edited else "bold"),
+            top,
+            fmt.param(row.get("best")),
+            "-" if importance is None else f"{importance:.2f}",
+            fmt.span(row["current"]),
+            fmt.span(row["original"]),
+        ]
+
+    def _update_row(self, name: str) -> None:
+        table = self.query_one(DataTable)
+        for column, value in zip(COLUMNS, self._cells(name)):
+            table.update_cell(name, column, value)
+
+    @property
+    def current_name(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.names:
+            return None
+        return self.names[min(table.cursor_row, len(self.names) - 1)]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._refresh_details()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # The table keeps enter for itself (select): selecting a row edits it.
+        event.stop()
+        self.action_edit()
+
+    def _refresh_details(self) -> None:
+        name = self.current_name
+        note = Text()
+        if name is not None:
+            row = self.proposal["params"][name]
+            note.append(f"{name} ({row.get('kind')}{', log' if row['original'].get('log') else ''}): ", "bold")
+            if row.get("note"):
+                note.append(row["note"], "bold red" if row.get("edge") else "")
+            else:
+                note.append("no warning", "dim")
+        self.query_one("#param-note", Static).update(note)
+        self.query_one("#approval-fidelity", Static).update(self._fidelity_text())
+        self._show_status()
+
+    def _fidelity_text(self) -> Text:
+        proposal_fidelity = self.proposal.get("fidelity", {})
+        try:
+            values = fidelity_values(self.draft.fidelity_edits, self.levels, proposal_fidelity.get("values", {}))
+        except SpaceEditError as err:
+            return Text(f"fidelity: {err}", style="bold red")
+        text = Text("next fidelity: ")
+        text.append(f"{proposal_fidelity.get('level')} ({fmt.fidelity(values)})", "bold")
+        if self.draft.fidelity_edits:
+            text.append(f"  changed: {' '.join(self.draft.fidelity_edits)}", "reverse")
+        return text
+
+    def _show_status(self, message: str | None = None, error: bool = False) -> None:
+        status = self.query_one("#approval-status", Static)
+        if self.closed_reason:
+            status.update(Text(self.closed_reason, style="bold reverse"))
+            return
+        if message is None:
+            try:
+                decision = self.draft.decision(self.proposal, self.original, self.levels)
+            except SpaceEditError as err:
+                message, error = f"cannot approve yet: {err}", True
+            else:
+                count = len(decision["diff"])
+                message = f"approve = {decision['action']}: {count} change(s) to the current space" if count else \
+                    "approve keeps the current space"
+        status.update(Text(message, style="bold red" if error else ""))
+
+    # In-place editing ------------------------------------------------------------------------
+    def action_edit(self) -> None:
+        name = self.current_name
+        if name is None or self.closed_reason:
+            return
+        if self.original[name]["type"] == "fixed":
+            self._show_status(f"{name}: is fixed by the campaign file and cannot be edited", error=True)
+            return
+        self.editing = name
+        kind = self.original[name]["type"]
+        shape = "a,b,…" if kind == "categorical" else "LOW:HIGH"
+        self.query_one("#bound-label", Label).update(f"{name} {shape} (=V freezes): ")
+        editor = self.query_one(BoundInput)
+        editor.value = self._edit_text(name)
+        self.query_one("#bound-editor").display = True
+        editor.focus()
+        editor.cursor_position = len(editor.value)
+
+    def _edit_text(self, name: str) -> str:
+        if name in self.draft.edits:
+            return self.draft.edits[name]
+        try:
+            return fmt.span(self.draft.record(name, self.proposal, self.original))
+        except SpaceEditError:
+            return ""
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self.editing is None:
+            return
+        reason = self.draft.check_bounds(self.editing, event.value, self.original)
+        event.input.set_class(reason is not None, "invalid-entry")
+        self._show_status(reason or f"{self.editing}: ok, enter to keep it", error=reason is not None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.finish_edit(commit=True)
+
+    def finish_edit(self, commit: bool) -> None:
+        name = self.editing
+        if name is None:
+            return
+        if commit:
+            try:
+                self.draft.set_bounds(name, self.query_one(BoundInput).value, self.original)
+            except SpaceEditError as err:
+                self._show_status(str(err), error=True)
+                self.app.bell()
+                return  # stay in the editor: the reason is on screen
+        self.editing = None
+        self.query_one("#bound-editor").display = False
+        self._update_row(name)
+        self.query_one(DataTable).focus()
+        self._refresh_details()
+
+    def action_toggle_freeze(self) -> None:
+        name = self.current_name
+        if name is None or self.closed_reason:
+            return
+        try:
+            self.draft.toggle_freeze(name, self.proposal, self.original)
+        except SpaceEditError as err:
+            self._show_status(str(err), error=True)
+            return
+        self._update_row(name)
+        self._refresh_details()
+
+    # Decisions -------------------------------------------------------------------------------
+    def _decide(self, action: str, extend_trials: int | None = None) -> None:
+        if self.closed_reason:
+            self.app.bell()
+            return
+        try:
+            decision = self.draft.decision(self.proposal, self.original, self.levels, action, extend_trials)
+        except SpaceEditError as err:
+            self._show_status(str(err), error=True)
+            self.app.bell()
+            return
+        verb = {"approve": "Approve", "edit": "Approve with edits", "reject": "Reject", "extend": "Extend"}[decision["action"]]
+        lines = [f"gate {self.draft.gate}: {decision['action']} (recorded as yours, source tui)"]
+        lines += [f"  {line}" for line in decision["diff"]] or ["  (the space stays as it is)"]
+        if decision["action"] != "extend":
+            lines.append(f"next sprint {self.proposal.get('next')}: fidelity {fmt.fidelity(decision['fidelity'])}")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.record_decision(self.draft.gate, decision)
+
+        self.app.push_screen(ConfirmScreen(f"{verb} gate {self.draft.gate}?", lines, "record the decision"), confirmed)
+
+    def action_approve(self) -> None:
+        self._decide("approve")
+
+    def action_reject(self) -> None:
+        self._decide("reject")
+
+    def action_extend(self) -> None:
+        def check(text: str) -> str | None:
+            try:
+                count = int(text.strip())
+            except ValueError:
+                return f"{text!r} is not a whole number"
+            return None if count >= 1 else "give a positive number of extra trials"
+
+        def chosen(text: str | None) -> None:
+            if text is not None:
+                self._decide("extend", int(text))
+
+        default = str(max(1, (self.proposal.get("evidence", {}).get("completed") or 10) // 2))
+        self.app.push_screen(PromptScreen(f"Extra trials for {self.proposal.get('after')}:", default, check,
+                                          "then the gate opens again"), chosen)
+
+    def action_fidelity(self) -> None:
+        if not self.closed_reason:
+            self.app.open_fidelity()
+
+    def action_cancel(self) -> None:
+        self.dismiss()
+
+    def show_snapshot(self, snapshot: CampaignSnapshot, engine_line: str | None = None) -> None:
+        if snapshot.pending_gate != self.draft.gate and not self.closed_reason:
+            decided = next((d for d in snapshot.decisions if d.get("gate") == self.draft.gate), None)
+            who = f" by {decided['who']['user']} via {decided['source']}" if decided else ""
+            self.closed_reason = f"gate {self.draft.gate} was decided{who}: esc to go back"
+            self._show_status()
+
+    def on_screen_resume(self) -> None:
+        self._refresh_details()

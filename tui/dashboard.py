@@ -1,0 +1,159 @@
+"""The dashboard: header, trial table, importance, pruning events and the history plot."""
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Label
+
+from engine.snapshot import CampaignSnapshot
+from tui.events_feed import EventsFeed
+from tui.filter import FilterScreen
+from tui.header import CampaignHeader
+from tui.importance_bars import ImportanceBars
+from tui.key_bar import KeyBar
+from tui.keys import bindings
+from tui.plots import PlotView
+from tui.trial_table import TrialTable
+
+NARROW_BELOW = 110  # columns: below this the side panels go under the table
+SHORT_BELOW = 34  # rows: below this the history plot is hidden (side panels beside the table)
+SHORT_BELOW_NARROW = 44  # rows: the same, when the side panels sit under the table
+PLOT_EVERY_S = 1.0  # plots refresh at most once a second (plotext is not free)
+
+
+class DashboardScreen(Screen):
+    SCOPE = "dashboard"
+    BINDINGS = bindings("dashboard")
+    AUTO_FOCUS = "#trials"
+
+    def __init__(self) -> None:
+        super().__init__(id="dashboard")
+        self._snapshot: CampaignSnapshot | None = None
+        self._plot_asked = 0.0
+        self._table_status = ""
+        self._mounted = False
+
+    def compose(self) -> ComposeResult:
+        yield CampaignHeader(id="header")
+        yield Label("", id="table-status")
+        with Horizontal(id="main"):
+            yield TrialTable(id="trials")
+            with Vertical(id="side"):
+                with Vertical(id="importance-panel", classes="panel"):
+                    yield Label("importance (PED-ANOVA)", classes="panel-title")
+                    yield ImportanceBars(id="importance")
+                with Vertical(id="events-panel", classes="panel"):
+                    yield Label("pruned & failed", classes="panel-title")
+                    yield EventsFeed(id="events")
+        yield PlotView("history: waiting for completed trials", id="history")
+        yield KeyBar()
+
+    @property
+    def table(self) -> TrialTable:
+        return self.query_one(TrialTable)
+
+    def on_mount(self) -> None:
+        self._mounted = True
+        self._adapt(self.app.size.width, self.app.size.height)
+        self._show_table_status()
+        self.on_screen_resume()
+
+    def on_resize(self, event) -> None:
+        self._adapt(event.size.width, event.size.height)
+        self.ask_plot(force=True)
+
+    def _adapt(self, width: int, height: int) -> None:
+        narrow = width < NARROW_BELOW
+        self.set_class(narrow, "narrow")
+        self.set_class(height < (SHORT_BELOW_NARROW if narrow else SHORT_BELOW), "short")
+
+    def on_screen_resume(self) -> None:
+        snapshot = getattr(self.app, "snapshot", None)
+        if snapshot is not None:
+            self.show_snapshot(snapshot, getattr(self.app, "engine_line", None))
+
+    # Snapshots -------------------------------------------------------------------------------
+    def show_snapshot(self, snapshot: CampaignSnapshot, engine_line: str | None = None) -> None:
+        """Apply a snapshot; the app calls this inside batch_update. Unchanged parts are skipped."""
+        self._snapshot = snapshot
+        if not self._mounted:
+            return  # on_mount shows the app's latest snapshot
+        self.query_one(CampaignHeader).show(snapshot, engine_line)
+        self.table.set_rows(snapshot.trials, snapshot.param_names, snapshot.best.number if snapshot.best else None)
+        self.query_one(EventsFeed).show(snapshot.events)
+        self._show_table_status()
+        self.ask_plot()
+
+    def show_importances(self, importances: dict[str, float], note: str) -> None:
+        self.query_one(ImportanceBars).show(importances, note)
+
+    def ask_plot(self, force: bool = False) -> None:
+        """Ask the app for a new history plot when the history changed (at most once a second)."""
+        snapshot = self._snapshot
+        plot = self.query_one("#history", PlotView)
+        if snapshot is None or not plot.display or plot.size.width == 0:
+            return
+        key = (snapshot.history, plot.size.width, plot.size.height)
+        if not force and (plot.key == key or time.monotonic() - self._plot_asked < PLOT_EVERY_S):
+            return
+        self._plot_asked = time.monotonic()
+        self.app.render_history_plot(snapshot, plot.size.width, plot.size.height, key)
+
+    def _show_table_status(self) -> None:
+        table = self.table
+        shown, total = len(table.view), len(table.rows)
+        arrow = "▼" if table.sort_reverse else "▲"
+        parts = [f"trials {shown}" + (f"/{total}" if shown != total else ""),
+                 f"sort {table.sort_column.title}{arrow}", f"filter {table.state_filter.lower()}"]
+        if table.follow:
+            parts.append("following")
+        status = "  ·  ".join(parts)
+        if status != self._table_status:
+            self._table_status = status
+            self.query_one("#table-status", Label).update(Text(status, style="dim"), layout=False)
+
+    # Actions ---------------------------------------------------------------------------------
+    def action_open_approval(self) -> None:
+        self.app.open_approval()
+
+    def action_raise_fidelity(self) -> None:
+        self.app.open_fidelity()
+
+    def action_thresholds(self) -> None:
+        self.app.learn_thresholds(self.table.selected)
+
+    def action_open_detail(self) -> None:
+        if self.table.selected is not None:
+            self.app.open_detail(self.table.selected)
+
+    def on_trial_table_selected(self, message: TrialTable.Selected) -> None:
+        self.app.open_detail(message.row)
+
+    def action_filter(self) -> None:
+        counts = dict(self._snapshot.counts) if self._snapshot else {}
+
+        def chosen(state: str | None) -> None:
+            if state is not None:
+                self.table.set_filter(state)
+                self._show_table_status()
+
+        self.app.push_screen(FilterScreen(counts, self.table.state_filter), chosen)
+
+    def action_cycle_sort(self) -> None:
+        self.table.cycle_sort()
+        self._show_table_status()
+
+    def action_reverse_sort(self) -> None:
+        self.table.reverse_sort()
+        self._show_table_status()
+
+    def action_toggle_follow(self) -> None:
+        self.table.set_follow(not self.table.follow)
+        self._show_table_status()
+
+    def action_cycle_sprint(self) -> None:
+        self.app.cycle_sprint()

@@ -1,0 +1,136 @@
+"""The engine inside the console (`hpo-tui run` on a terminal): a Coordinator in a background thread.
+
+The coordinator never sees a widget. It writes to the storage, which the console reads like any
+other client; its log lines go to runs/<name>/console.log and the last one to the header.
+Leaving the console can hand the campaign over to a detached headless engine, which resumes from
+the storage.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.decisions import build_decision
+from engine.policy import AutoPolicy, Policy
+from engine.snapshot import fidelity_request_key
+
+
+class ConsolePolicy(Policy):
+    """The run's own policy, plus the fidelity an operator staged in the console for a gate.
+
+    With `auto` a staged fidelity is applied to the automatic approval; with `wait` the operator
+    decides in the approval screen (which starts from the staged fidelity); a plan decides as written.
+    """
+
+    def __init__(self, inner: Policy):
+        self.inner = inner
+        self.name = inner.name
+
+    def decide(self, ledger, gate, proposal, original, current, levels, stop):
+        staged = ledger.get(fidelity_request_key(gate))
+        if staged and isinstance(self.inner, AutoPolicy) and ledger.decision(gate) is None:
+            decision = build_decision(proposal, original, current, action="approve",
+                                      fidelity_edits=list(staged.get("edits", [])), levels=levels,
+                                      note="auto policy; fidelity staged in the console")
+            return ledger.record_decision(gate, decision, source="policy:auto")
+        return self.inner.decide(ledger, gate, proposal, original, current, levels, stop)
+
+
+class EngineThread:
+    """Runs `make_coordinator(log)` then its `run()` in a daemon thread."""
+
+    def __init__(self, make_coordinator: Callable[[Callable[[str], None]], Any], log_path: Path | None = None):
+        self._make = make_coordinator
+        self.log_path = log_path
+        self.lines: collections.deque[str] = collections.deque(maxlen=200)
+        self.coordinator = None
+        self.status: str | None = None  # the campaign status when run() returned
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpo-engine", daemon=True)
+        self._log_file = None
+        self._stop_requested = False
+
+    def start(self) -> None:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "a", buffering=1)
+        self._thread.start()
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+        if self._log_file is not None:
+            try:
+                self._log_file.write(line + "\n")
+            except (OSError, ValueError):
+                pass
+
+    @property
+    def last_line(self) -> str | None:
+        return self.lines[-1].strip().splitlines()[-1] if self.lines else None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def _run(self) -> None:
+        try:
+            self.coordinator = self._make(self.log)
+            if isinstance(self.coordinator.policy, Policy) and not isinstance(self.coordinator.policy, ConsolePolicy):
+                self.coordinator.policy = ConsolePolicy(self.coordinator.policy)
+            if self._stop_requested:
+                self.coordinator.request_stop()
+            summary = self.coordinator.run()
+            self.status = summary.get("status")
+        except BaseException as err:  # noqa: BLE001 - shown to the operator, never raised into the UI
+            self.error = f"{type(err).__name__}: {err}"
+            self.status = "failed"
+            self.log(f"engine stopped: {self.error}")
+        finally:
+            self.done.set()
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        if self.coordinator is not None:
+            self.coordinator.request_stop()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the coordinator to stop and wait for it (running trials finish or are handed back)."""
+        self.request_stop()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def headless_command(campaign_file: str, storage_url: str, policy: str | None, workers: int | None,
+                     gpus: str | None) -> list[str]:
+    # This interpreter, not whatever `hpo-tui` is first on PATH: the same install resumes the campaign.
+    cmd = [sys.executable, "-m", "tui.cli", "run", campaign_file, "--headless", "--storage", storage_url]
+    if policy:
+        cmd += ["--policy", policy]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    if gpus:
+        cmd += ["--gpus", gpus]
+    return cmd
+
+
+def spawn_headless(command: list[str], log_path: Path) -> int:
+    """Start the headless engine detached from this terminal (own session, like setsid + nohup)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, cwd=os.getcwd(),
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return process.pid

@@ -1,0 +1,83 @@
+"""The campaign header: where the campaign stands, in two lines that survive 80 columns."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine.snapshot import CampaignSnapshot
+from tui import format as fmt
+
+
+COMPACT_BELOW = 110  # columns: shorter labels so the header keeps to two lines
+
+
+def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = None, width: int = 200) -> Text:
+    if snapshot is None:
+        return Text.assemble(("hpo-tui", "bold"), "  reading the campaign…")
+    s = snapshot
+    compact = width < COMPACT_BELOW
+    text = Text(no_wrap=False, overflow="ellipsis")
+    text.append(s.campaign, "bold")
+    status = s.status + (" · PAUSED" if s.paused else "")
+    text.append(f"  {status}", "bold reverse" if s.paused or s.status == "failed" else "bold")
+    sprint = s.sprint
+    if sprint is not None:
+        shown = "" if sprint.index == s.current_sprint else " (viewing)"
+        text.append(f"  sprint {sprint.index + 1}/{max(s.sprints_planned, sprint.index + 1)} {sprint.name}{shown}")
+        text.append(f"  {sprint.sampler}/{sprint.pruner}", "italic")
+        text.append(f"  fidelity {sprint.level}" + ("" if compact else f" ({fmt.fidelity(sprint.fidelity)})"))
+    text.append("\n")
+    if sprint is not None:
+        budget = f"{s.counted}/{sprint.n_trials}" if sprint.n_trials else f"{s.counted}"
+        budget = f"{budget} trials" if compact else f"budget {budget}"
+        if sprint.budget_cost:
+            budget += f" cost {s.cost_used:.3g}/{sprint.budget_cost:g}"
+        elif s.cost_used and not compact:
+            budget += f" (cost {s.cost_used:.3g})"
+        text.append(budget)
+        text.append(f"  busy {s.running}")
+        done = s.count("COMPLETE"), s.count("PRUNED"), s.count("FAIL")
+        if compact:
+            text.append(f"  ok {done[0]} pr {done[1]} fail {done[2]}")
+        else:
+            text.append(f"  done {done[0]} pruned {done[1]} failed {done[2]}")
+        if s.best is not None:
+            text.append("  best ")
+            text.append(f"{fmt.number(s.best.value)}", "bold")
+            text.append(f" #{s.best.number}" if compact else f" (#{s.best.number}, {s.metric})")
+    if s.pending_gate is not None and s.proposal is not None:
+        text.append("  ")
+        label = f" GATE {s.pending_gate} (a) " if compact else \
+            f" GATE {s.pending_gate} PENDING: {s.proposal.get('after')}→{s.proposal.get('next')}, press a "
+        text.append(label, "bold reverse")
+    elif s.fidelity_request:
+        text.append(f"  next fidelity staged: {s.fidelity_request.get('label', '?')}", "italic")
+    if s.error:
+        text.append(f"\nerror: {s.error}", "bold")
+    elif engine_line:
+        text.append("\n")
+        text.append(engine_line, "dim")
+    return text
+
+
+class CampaignHeader(Static):
+    """Updated only when its text changes."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(header_text(None), id=id)
+        self._plain = ""
+        self._shown: tuple[CampaignSnapshot | None, str | None] = (None, None)
+
+    def on_resize(self) -> None:
+        self.show(*self._shown)
+
+    def show(self, snapshot: CampaignSnapshot | None, engine_line: str | None = None) -> None:
+        self._shown = (snapshot, engine_line)
+        text = header_text(snapshot, engine_line, self.size.width or self.app.size.width)
+        if text.plain != self._plain or snapshot is not None and snapshot.paused != self.has_class("paused"):
+            # A new layout only when the header gains or loses a line: the rest of the screen stays put.
+            relayout = text.plain.count("\n") != self._plain.count("\n")
+            self._plain = text.plain
+            self.set_class(bool(snapshot and snapshot.pending_gate is not None), "gate-pending")
+            self.set_class(bool(snapshot and snapshot.paused), "paused")
+            self.update(text, layout=relayout)

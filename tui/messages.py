@@ -1,0 +1,82 @@
+"""Every message the console posts, in one place.
+
+Background threads (snapshot reader, importance, plots, threshold learning, ledger writes) never
+touch widgets: they post one of these, and handlers on the UI thread own the state.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.message import Message
+
+from engine.snapshot import CampaignSnapshot, TrialDetail
+
+
+class SnapshotReady(Message):
+    """A new campaign snapshot (the newest only: older unapplied ones are dropped)."""
+
+    def __init__(self, snapshot: CampaignSnapshot, engine_line: str | None = None) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.engine_line = engine_line
+
+
+class SourceFailed(Message):
+    """Reading the storage failed; the reader keeps trying."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class ImportanceReady(Message):
+    def __init__(self, sprint: int, importances: dict[str, float], completed: int) -> None:
+        super().__init__()
+        self.sprint = sprint
+        self.importances = importances
+        self.completed = completed
+
+
+class PlotReady(Message):
+    """A plot rendered to text off the UI thread, for the widget with id `target`."""
+
+    def __init__(self, target: str, text: Text, key: Any) -> None:
+        super().__init__()
+        self.target = target
+        self.text = text
+        self.key = key
+
+
+class DetailReady(Message):
+    def __init__(self, detail: TrialDetail | None) -> None:
+        super().__init__()
+        self.detail = detail
+
+
+class ThresholdsLearned(Message):
+    def __init__(self, study: str, trial: int, result: dict[str, Any] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.study = study
+        self.trial = trial
+        self.result = result
+        self.error = error
+
+
+class LedgerWritten(Message):
+    """A ledger write finished (`error` is None on success); `what` says what it was, for the operator."""
+
+    def __init__(self, what: str, error: str | None = None, record: Any = None) -> None:
+        super().__init__()
+        self.what = what
+        self.error = error
+        self.record = record
+
+
+class EngineStopped(Message):
+    """The in-process engine thread ended (stopped, finished, or failed)."""
+
+    def __init__(self, status: str, error: str | None = None) -> None:
+        super().__init__()
+        self.status = status
+        self.error = error

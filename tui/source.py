@@ -1,0 +1,113 @@
+"""Where the console's data comes from, and where its decisions go.
+
+`StorageSource` reads a campaign's storage (the same one a headless engine, `hpo-tui approve` and
+remote workers use) and writes through its ledger. `FixedSource` serves given snapshots: tests,
+snapshot images and the benchmark inject data through it instead of running an engine.
+
+Every method may block (file locks, a database round trip) and is called from worker threads
+only, never from the UI thread.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from optuna.trial import FrozenTrial
+
+from engine.ledger import Ledger
+from engine.snapshot import CampaignSnapshot, SnapshotReader, TrialDetail, importances_of
+
+
+class CampaignSource:
+    campaign: str
+
+    def read(self, sprint: int | None = None) -> CampaignSnapshot:
+        raise NotImplementedError
+
+    def importances(self, sprint: int) -> dict[str, float]:
+        return {}
+
+    def trial_detail(self, sprint: int, number: int) -> TrialDetail | None:
+        return None
+
+    def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
+        return None
+
+    def write(self, change: Callable[[Ledger], Any]) -> Any:
+        """Run `change(ledger)` and return its result (decisions, pause, thresholds…)."""
+        raise RuntimeError("this console is read-only: it has no campaign storage to write to")
+
+
+class StorageSource(CampaignSource):
+    """One storage connection for snapshots, details and writes, serialised by a lock. The slow
+    importance computation holds the lock only to collect the completed trials."""
+
+    def __init__(self, storage_url: str, campaign: str, open_storage: Callable[[str], Any] | None = None):
+        from engine.storage import open_storage as default_open
+
+        self.storage_url = storage_url
+        self.campaign = campaign
+        self._open = open_storage or (lambda url: default_open(url, heartbeat=False))
+        self._lock = threading.Lock()
+        self._reader: SnapshotReader | None = None
+
+    def _main(self) -> SnapshotReader:
+        # Opened lazily in a worker thread: replaying a large journal takes a while.
+        if self._reader is None:
+            self._reader = SnapshotReader(self._open(self.storage_url), self.campaign)
+        return self._reader
+
+    def read(self, sprint: int | None = None) -> CampaignSnapshot:
+        with self._lock:
+            return self._main().read(sprint)
+
+    def trial_detail(self, sprint: int, number: int) -> TrialDetail | None:
+        with self._lock:
+            return self._main().trial_detail(sprint, number)
+
+    def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
+        with self._lock:
+            return self._main().load_trial(sprint, number)
+
+    def importances(self, sprint: int) -> dict[str, float]:
+        with self._lock:
+            trials, tuned, direction = self._main().completed_trials(sprint)
+        return importances_of(trials, tuned, direction)
+
+    def write(self, change: Callable[[Ledger], Any]) -> Any:
+        with self._lock:
+            return change(self._main().ledger)
+
+
+class FixedSource(CampaignSource):
+    """Serves the snapshot it is given (tests, snapshot images, benchmarks)."""
+
+    def __init__(self, snapshot: CampaignSnapshot, *, details: dict[int, TrialDetail] | None = None,
+                 importances: dict[str, float] | None = None, ledger: Ledger | None = None,
+                 trials: dict[int, tuple[str, FrozenTrial]] | None = None):
+        self.campaign = snapshot.campaign
+        self.snapshot = snapshot
+        self.details = details or {}
+        self._importances = importances or {}
+        self.ledger = ledger
+        self.trials = trials or {}
+        self.writes: list[Any] = []
+
+    def read(self, sprint: int | None = None) -> CampaignSnapshot:
+        return self.snapshot
+
+    def importances(self, sprint: int) -> dict[str, float]:
+        return dict(self._importances)
+
+    def trial_detail(self, sprint: int, number: int) -> TrialDetail | None:
+        return self.details.get(number)
+
+    def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
+        return self.trials.get(number)
+
+    def write(self, change: Callable[[Ledger], Any]) -> Any:
+        if self.ledger is None:
+            return super().write(change)
+        result = change(self.ledger)
+        self.writes.append(result)
+        return result
