@@ -98,6 +98,7 @@ class BenchProblem:
     truth: Callable[[dict[str, Any]], float] | None = None  # params -> true regret (None: use the observed metric)
     initial_regret: float | None = None  # regret of an uninformed guess (None: worst observed)
     seed_settings: Callable[[int], dict[str, Any]] = field(default=lambda seed: {})
+    optima: list[dict[str, float]] = field(default_factory=list)  # known global optima (test functions)
 
     def spec(self, sprints: list[dict[str, Any]], *, seed: int, name: str | None = None, storage: str | None = None) -> CampaignSpec:
         data = json.loads(json.dumps(self.base))
@@ -158,6 +159,7 @@ def function_problem(name: str) -> BenchProblem:
         truth=problem.regret,
         initial_regret=float(np.median(guesses)),
         seed_settings=lambda seed: {"noise_seed": seed},
+        optima=[dict(zip(problem.space, xs)) for xs in problem.extra.get("argmins", [])] or [dict(problem.x_opt)],
     )
 
 
@@ -388,13 +390,106 @@ def _read_phased_events(problem: BenchProblem, spec: CampaignSpec, storage_url: 
     return events
 
 
+PHASED_DIAGNOSTICS: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (problem, seed) -> one row per sprint
+
+
 def run_phased(problem, seed, budget, workdir):
     spec_dir = Path(workdir) / f"{problem.name}-{seed}"
     spec_dir.mkdir(parents=True, exist_ok=True)
     storage_url = f"journal://{(spec_dir / 'journal.log').resolve()}"
     spec = problem.spec(phased_sprints(problem, budget), seed=seed, name=f"bench-{problem.name}-{seed}", storage=None)
     _run_campaign_in_process(spec, storage_url, spec_dir)
+    if problem.optima:
+        PHASED_DIAGNOSTICS[(problem.name, seed)] = diagnose_phased(problem, spec, storage_url)
     return _read_phased_events(problem, spec, storage_url)
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    if len(a) < 3:
+        return math.nan
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str) -> list[dict[str, Any]]:
+    """Per sprint of a finished phased run on a test function (whose optimum is known):
+
+    volume   the sprint's space as a share of the original box (product of per-parameter widths,
+             log parameters in log space)
+    opt_in   whether the sprint's space holds a global optimum (every coordinate inside its range)
+    cut      the parameters whose range excludes the optimum nearest to the box
+    rho      Spearman rank correlation, over the sprint's completed trials, between the values it
+             observed at its fidelity and their true (noise-free, highest-fidelity) regret
+    rho_top  the same over its top-k (the trials the next gate narrows on)
+    found    the smallest true regret among the sprint's configurations
+    picked   the true regret of the sprint's observed best
+    """
+    from engine.ledger import Ledger
+    from engine.storage import open_storage
+
+    storage = open_storage(storage_url, heartbeat=False)
+    ledger = Ledger(storage, spec.name)
+    original = ledger.get("original_space")
+    rows = []
+    for index, sprint in enumerate(spec.sprints):
+        record = ledger.sprint(index)
+        if record is None:
+            continue
+        space = record["space"]
+        volume = 1.0
+        for name, r in space.items():
+            o = original[name]
+            if o["type"] not in ("float", "int"):
+                continue
+            if r["type"] == "fixed":
+                volume *= 0.0
+                continue
+            t = (lambda v: math.log(v)) if o.get("log") else (lambda v: v)
+            volume *= (t(r["high"]) - t(r["low"])) / (t(o["high"]) - t(o["low"]))
+        def outside(x):
+            bad = []
+            for name, r in space.items():
+                if r["type"] == "fixed":
+                    if not math.isclose(float(r["value"]), x[name], rel_tol=1e-6, abs_tol=1e-6):
+                        bad.append(name)
+                elif r["type"] in ("float", "int") and not r["low"] - 1e-9 <= x[name] <= r["high"] + 1e-9:
+                    bad.append(name)
+            return bad
+        cuts = [outside(x) for x in problem.optima]
+        study = optuna.load_study(study_name=record["study"], storage=storage)
+        done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        done.sort(key=lambda t: _loss(problem, t.value))
+        truths = [problem.truth({**record["fixed"], **t.params}) for t in done]
+        observed = [_loss(problem, t.value) for t in done]
+        k = spec.gate_rules(index).top_k
+        proposal = ledger.proposal(index) or {}  # the gate after this sprint (one gate per sprint under `auto`)
+        agreement = proposal.get("evidence", {}).get("agreement") or {}
+        rows.append({
+            "sprint": record["name"], "level": record["level"], "sampler": record["sampler"], "trials": len(done),
+            "volume": volume, "opt_in": any(not c for c in cuts), "cut": min(cuts, key=len) if cuts else [],
+            "rho": _spearman(observed, truths), "rho_top": _spearman(observed[:k], truths[:k]),
+            "found": min(truths) if truths else math.nan, "picked": truths[0] if truths else math.nan,
+            "agreement": agreement.get("rho"), "agreement_pairs": agreement.get("pairs", 0),
+        })
+    return rows
+
+
+def print_diagnostics(out=None) -> None:
+    out = out or sys.stdout
+    if not PHASED_DIAGNOSTICS:
+        return
+    print("\n## phased, per sprint (volume: share of the box; opt in: the box holds an optimum, else the parameters that cut it off;"
+          "\n##   rho: rank correlation of observed values with the true regret, all / top-k; found / picked: true regret of the best"
+          "\n##   configuration evaluated / of the observed best)", file=out)
+    print(f"{'problem':<11}{'seed':>5}  {'sprint':<9}{'trials':>7}{'volume':>9}  {'opt in':<14}{'rho':>6}{'rho top':>8}"
+          f"{'found':>10}{'picked':>10}", file=out)
+    for (pname, seed), rows in PHASED_DIAGNOSTICS.items():
+        for r in rows:
+            opt = "yes" if r["opt_in"] else "no: " + ",".join(r["cut"])
+            print(f"{pname:<11}{seed:>5}  {r['sprint']:<9}{r['trials']:>7}{_fmt(r['volume']):>9}  {opt:<14}"
+                  f"{r['rho']:>6.2f}{r['rho_top']:>8.2f}{_fmt(r['found']):>10}{_fmt(r['picked']):>10}", file=out)
 
 
 RUNNERS = {
@@ -651,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write all results to this JSON file")
     parser.add_argument("--plot", help="write a PNG of the median anytime curves (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    parser.add_argument("--explain", action="store_true", help="per sprint of every phased run: the space kept, whether it "
+                        "holds the optimum, how well the sprint's fidelity ranks configurations (test functions only)")
     args = parser.parse_args(argv)
 
     suite = SUITES[args.suite]
@@ -682,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     for note in notes:
         print(f"note: {note}")
+    if args.explain:
+        print_diagnostics()
     if args.plot:
         print(plot_curves(all_runs, budget, Path(args.plot)))
     if args.json:
@@ -694,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
             "curves": {p: [{"method": r.method, "seed": r.seed, "curve": r.curve} for r in rs] for p, rs in all_runs.items()},
             "notes": notes,
             "regret": how,
+            "phased_diagnostics": {f"{p}/{seed}": rows for (p, seed), rows in PHASED_DIAGNOSTICS.items()},
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(_finite_json(payload), indent=1))

@@ -19,7 +19,7 @@ from engine.importance import param_importances
 from engine.ledger import Ledger, now_iso, who
 from engine.policy import AutoPolicy, Policy
 from engine.pool import WorkerPool, fail_stale_trials, recover_orphans
-from engine.proposal import make_proposal
+from engine.proposal import fidelity_agreement, make_proposal
 from engine.space import initial_space
 from engine.spec import CampaignSpec
 from engine.sprint import make_record, open_study, seed_study, sprint_done
@@ -253,7 +253,9 @@ class Coordinator:
         current = record["space"]
         if proposal is None:
             importances = param_importances(study, record["tuned"])
-            proposal = make_proposal(self.spec, record["index"], study, current, self.original_space(), importances)
+            agreement = fidelity_agreement(self.storage, self.ledger, record, study)
+            proposal = make_proposal(self.spec, record["index"], study, current, self.original_space(), importances,
+                                     agreement=agreement)
             proposal["sprint"] = record["index"]
             self.ledger.put(f"proposal:{gate}", proposal)
         self.ledger.set_state(pending_gate=gate, status="waiting")

@@ -23,9 +23,10 @@ def log_line(message: str) -> None:
 
 
 def add_storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", metavar="URL",
+    parser.add_argument("--storage", metavar="URL", default=os.environ.get("HPO_TUI_STORAGE_URL") or None,
                         help="any Optuna storage URL (sqlite:///f.db, postgresql://...) or journal://PATH; "
-                             "default: the campaign file's storage, else runs/<campaign>/journal.log")
+                             "default: $HPO_TUI_STORAGE_URL (keeps a password off the command line), "
+                             "else the campaign file's storage, else runs/<campaign>/journal.log")
 
 
 def build_parser() -> argparse.ArgumentParser:

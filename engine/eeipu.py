@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -205,6 +205,7 @@ class EEIPUSampler(BaseSampler):
         xi: float = 0.0,
         max_points: int = 256,
         min_cost_fraction: float = 0.01,
+        cost_attr: str = "duration_s",
     ):
         self._space = dict(search_space)
         self._seed = seed
@@ -219,6 +220,7 @@ class EEIPUSampler(BaseSampler):
         self.xi = xi
         self.max_points = max_points
         self.min_cost_fraction = min_cost_fraction
+        self.cost_attr = cost_attr  # the user attribute holding a trial's cost in seconds
         self._fallback = RandomSampler(seed=seed)
         self.last: dict[str, Any] | None = None  # the last ask's scores, for tests and explanations
         self._warm: dict = {}  # fitted kernels, the next fit's starting point (this process only)
@@ -238,7 +240,7 @@ class EEIPUSampler(BaseSampler):
             return float(self.fixed_eta)
         finished = sorted((t for t in study.get_trials(deepcopy=False, states=FINISHED)), key=lambda t: t.number)
         if self.budget_seconds:
-            costs = [float(t.user_attrs.get("duration_s", 0.0)) for t in finished]
+            costs = [float(t.user_attrs.get(self.cost_attr, 0.0)) for t in finished]
             return cost_cooling(sum(costs), float(self.budget_seconds), sum(costs[: self.n_startup]))
         if self.n_trials:
             return cost_cooling(len(finished), float(self.n_trials), float(min(self.n_startup, len(finished))))
@@ -367,10 +369,10 @@ class EEIPUSampler(BaseSampler):
             for t in complete:
                 records = t.user_attrs.get(STAGES_ATTR) or {}
                 if stage.name == REST:
-                    if "duration_s" not in t.user_attrs:
+                    if self.cost_attr not in t.user_attrs:
                         continue
                     staged = sum(float(r.get("seconds", 0.0)) for r in records.values() if isinstance(r, dict))
-                    seconds = max(float(t.user_attrs["duration_s"]) - staged, 1e-4)
+                    seconds = max(float(t.user_attrs[self.cost_attr]) - staged, 1e-4)
                 else:
                     rec = records.get(stage.name)
                     if not isinstance(rec, dict):
@@ -409,7 +411,7 @@ class EEIPUSampler(BaseSampler):
                 for i in np.flatnonzero(hit):
                     cached_stages[i].append(stage.name)
             total += draws
-        durations = [float(t.user_attrs.get("duration_s", 0.0)) for t in done if "duration_s" in t.user_attrs]
+        durations = [float(t.user_attrs[self.cost_attr]) for t in done if self.cost_attr in t.user_attrs]
         floor = self.min_cost_fraction * float(np.median(durations)) if durations else 1e-6
         total = np.maximum(total, max(floor, 1e-6))
         return (1.0 / total).mean(axis=1), cached_stages

@@ -4,6 +4,11 @@ Per numeric parameter: the min/max over the top-k trials, widened by `margin` ×
 space for log parameters), at least `min_width` of the current width, clipped to the campaign's
 original bounds. Where the best values sit at a bound of the current range the range is widened
 there instead (the optimum may lie outside), up to the original bound.
+
+When the finished sprint re-evaluated configurations of an earlier, lower-fidelity sprint (its
+seeds), the gate measures how well the lower fidelity ranked them (Spearman's rho between the two
+fidelities' values). Below `trust_rank` the lower fidelity is not trusted to narrow: the margin is
+widened (x trust_rank / rho, at most x4) and, at rho <= 0, ranges are not narrowed at all.
 """
 from __future__ import annotations
 
@@ -87,6 +92,81 @@ def narrow_numeric(
     return record, edge, "; ".join(notes)
 
 
+MIN_AGREEMENT_PAIRS = 4  # re-evaluated configurations needed to judge how well a lower fidelity ranks
+MAX_MARGIN_WIDENING = 4.0
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Ranks 0..n-1, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(a: list[float], b: list[float]) -> float | None:
+    """Spearman's rank correlation; None when either side has no spread or there are fewer than 3 pairs."""
+    if len(a) != len(b) or len(a) < 3:
+        return None
+    ra, rb = _ranks(a), _ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
+    if va == 0 or vb == 0:
+        return None
+    return cov / math.sqrt(va * vb)
+
+
+def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.Study) -> dict[str, Any] | None:
+    """How well lower fidelities ranked the configurations that sprint `record` re-evaluated (its seeds).
+
+    Pairs each completed seeded trial with the same configuration's value in the earlier sprint it
+    came from (the latest one at another fidelity). None when no configuration was evaluated at two
+    fidelities.
+    """
+    tuned = list(record["tuned"])
+    key = lambda params: tuple(repr(params.get(n)) for n in tuned)  # noqa: E731
+    seeded = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("seeded") and t.value is not None]
+    if not seeded:
+        return None
+    earlier_values: dict[tuple, tuple[float, str]] = {}
+    for index in range(record["index"] - 1, -1, -1):
+        earlier = ledger.sprint(index)
+        if earlier is None or earlier.get("fidelity") == record.get("fidelity"):
+            continue
+        old = optuna.load_study(study_name=earlier["study"], storage=storage)
+        for t in old.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.value is not None:
+                earlier_values.setdefault(key({**earlier["fixed"], **t.params}), (float(t.value), earlier["level"]))
+    pairs = [(earlier_values[key(t.params)], float(t.value)) for t in seeded if key(t.params) in earlier_values]
+    if not pairs:
+        return None
+    rho = spearman([p[0][0] for p in pairs], [p[1] for p in pairs])
+    return {"pairs": len(pairs), "rho": rho, "from": sorted({p[0][1] for p in pairs}), "to": record.get("level")}
+
+
+def trusted_rules(rules: GateRules, agreement: dict[str, Any] | None) -> tuple[GateRules, bool, str]:
+    """(rules to narrow with, whether to narrow at all, a note) given the fidelity agreement."""
+    if not agreement or agreement.get("rho") is None or agreement["pairs"] < MIN_AGREEMENT_PAIRS:
+        return rules, True, ""
+    rho = agreement["rho"]
+    seen = f"rank agreement {rho:.2f} between {'/'.join(agreement['from'])} and {agreement['to']} over {agreement['pairs']} re-evaluated configurations"
+    if rho >= rules.trust_rank:
+        return rules, True, ""
+    if rho <= 0:
+        return rules, False, f"{seen}: the lower fidelity misleads; not narrowed"
+    factor = min(MAX_MARGIN_WIDENING, rules.trust_rank / rho)
+    return rules.model_copy(update={"margin": rules.margin * factor}), True, f"{seen}: margin widened x{factor:.1f}"
+
+
 def make_proposal(
     spec: CampaignSpec,
     gate: int,
@@ -94,9 +174,13 @@ def make_proposal(
     current: Space,
     original: Space,
     importances: dict[str, float],
+    agreement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The proposal after sprint `gate` for sprint `gate + 1`."""
-    rules = spec.gate_rules(gate)
+    """The proposal after sprint `gate` for sprint `gate + 1`.
+
+    `agreement` (fidelity_agreement) widens or holds the narrowing where a lower fidelity misranked.
+    """
+    rules, narrow, trust_note = trusted_rules(spec.gate_rules(gate), agreement)
     finished, upcoming = spec.sprints[gate], spec.sprints[gate + 1]
     top = top_trials(study, rules.top_k)
     all_done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -119,6 +203,11 @@ def make_proposal(
         if record["type"] in ("float", "int") and name in tuned and values and best is not None and name in best.params:
             row["top_min"], row["top_max"], row["best"] = min(values), max(values), best.params[name]
             proposal_record, row["edge"], row["note"] = narrow_numeric(record, original[name], values, best.params[name], rules)
+            if not narrow:  # keep the current range; widening at an edge still applies
+                proposal_record = {**proposal_record, "low": min(proposal_record["low"], record["low"]),
+                                   "high": max(proposal_record["high"], record["high"])}
+            if trust_note:
+                row["note"] = "; ".join(n for n in (trust_note, row["note"]) if n)
         elif record["type"] == "categorical" and name in tuned and values:
             counts = Counter(map(repr, values))
             row["top_counts"] = {str(c): counts.get(repr(c), 0) for c in record["choices"]}
@@ -163,6 +252,7 @@ def make_proposal(
             "best_value": best.value if best else None,
             "best_params": dict(best.params) if best else {},
             "best_trial": best.number if best else None,
+            "agreement": agreement,
         },
     }
 

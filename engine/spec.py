@@ -165,6 +165,10 @@ class GateRules(_Strict):
     freeze_importance: float = Field(default=0.0, ge=0, le=1, description="freeze a parameter below this importance (0: never)")
     edge_fraction: float = Field(default=0.05, ge=0, le=0.5, description="best values within this share of a bound warn")
     categorical_keep: float = Field(default=0.0, ge=0, le=1, description="drop a choice that appears in less than this share of the top-k")
+    trust_rank: float = Field(default=0.5, ge=0, le=1,
+                              description="below this rank agreement between a lower fidelity and the sprint's own, on the "
+                                          "configurations it re-evaluated, the margin widens (x trust_rank / rho); at rho <= 0 "
+                                          "nothing is narrowed")
 
 
 class SprintSpec(_Strict):

@@ -18,9 +18,15 @@ pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
 STALE_AFTER_S = 3
 
 
-def running_trial_of(truth: Truth, pid: int):
+def owned_by(trial, pid: int) -> bool:
+    return f":{pid}:" in trial.user_attrs.get("worker", "")
+
+
+def fresh_trial_of(truth: Truth, pid: int):
+    """A trial (not a re-run) this worker started less than a second ago (of 1.5 s): a kill lands mid-trial."""
     for t in truth.trials(0):
-        if t.state == TrialState.RUNNING and f":{pid}:" in t.user_attrs.get("worker", ""):
+        if (t.state == TrialState.RUNNING and owned_by(t, pid) and "failed_trial" not in t.system_attrs
+                and (dt.datetime.now() - t.datetime_start).total_seconds() < 1):
             return t
     return None
 
@@ -44,11 +50,12 @@ def test_killed_workers_trials_fail_with_reason_and_are_retried(tmp_path, pg_url
         remote = fleet.start(["worker", name, "--storage", pg_url], cwd=tmp_path / "host1", log="host1.log")
         local_pid = wait_for(lambda: only_child(coordinator), 60, "the coordinator's worker")
         remote_pid = wait_for(lambda: only_child(remote), 60, "the remote worker")
-        victims = wait_for(lambda: (running_trial_of(truth, local_pid), running_trial_of(truth, remote_pid))
-                           if all((running_trial_of(truth, local_pid), running_trial_of(truth, remote_pid))) else None,
-                           90, "both workers in a trial", check=alive(coordinator, fleet))
-        before = {t.number: (t.state, t.params, t.value) for t in truth.trials(0) if t.state.is_finished()}
+        wait_for(lambda: fresh_trial_of(truth, local_pid), 90, "a trial of the local worker",
+                 check=alive(coordinator, fleet))
         os.kill(local_pid, signal.SIGKILL)
+        wait_for(lambda: fresh_trial_of(truth, remote_pid), 90, "a trial of the remote worker",
+                 check=alive(coordinator, fleet))
+        before = {t.number: (t.state, t.params, t.value) for t in truth.trials(0) if t.state.is_finished()}
         os.kill(remote_pid, signal.SIGKILL)
         killed_at = dt.datetime.now()
 
@@ -58,12 +65,14 @@ def test_killed_workers_trials_fail_with_reason_and_are_retried(tmp_path, pg_url
         fleet.kill_all()
 
     trials = {t.number: t for t in truth.trials(0)}
-    local, stale = (trials[v.number] for v in victims)
+    # The trial each killed worker was running: the only one of its trials that did not complete.
+    (local,) = [t for t in trials.values() if owned_by(t, local_pid) and t.state != TrialState.COMPLETE]
+    (stale,) = [t for t in trials.values() if owned_by(t, remote_pid) and t.state != TrialState.COMPLETE]
 
     assert local.state == TrialState.FAIL and local.user_attrs["fail_kind"] == "worker_died"
     assert local.user_attrs["fail_reason"] == "worker process died by SIGKILL (killed: out of memory, or by hand) (worker 0)"
     assert stale.state == TrialState.FAIL and stale.user_attrs["fail_kind"] == "stale"
-    owner = victims[1].user_attrs["worker"]
+    owner = stale.user_attrs["worker"]
     assert stale.user_attrs["fail_reason"] == (f"stale: no heartbeat for over {STALE_AFTER_S} s from worker {owner} "
                                                "(killed, out of memory, or its host or network was lost)")
     # Detected within the grace period (plus one check interval and a loaded machine's slack).

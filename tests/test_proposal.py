@@ -115,3 +115,65 @@ def test_maximize_takes_the_largest_values_as_top():
     proposal = make_proposal(spec, 0, _study_with(rows, "maximize"), space, space, importances={})
     assert proposal["space"]["x1"]["low"] == pytest.approx(4.0)
     assert proposal["evidence"]["best_value"] == 5.0
+
+
+# Fidelity agreement: a lower fidelity that misranks the configurations re-evaluated at the next
+# fidelity is not trusted to narrow (engine.proposal.trusted_rules).
+
+
+def test_spearman_ranks_with_ties():
+    from engine.proposal import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None and spearman([1, 2], [1, 2]) is None
+    assert -1 <= spearman([1, 2, 2, 3], [2, 1, 3, 3]) <= 1
+
+
+def _rows():
+    return [(float(i), {"x1": 1.0 + 0.1 * i, "x2": 5.0 + 0.1 * i, "act": "relu"}) for i in range(8)]
+
+
+def test_low_agreement_widens_the_margin_and_negative_agreement_holds_the_range():
+    spec = spec_of(branin_campaign(gate={"top_k": 3, "margin": 0.2, "min_width": 0.0, "edge_fraction": 0.0,
+                                         "trust_rank": 0.5}))
+    space = initial_space(spec)
+    study = _study_with(_rows())
+    trusted = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.9, "from": ["low"], "to": "mid"})
+    x1 = trusted["space"]["x1"]
+    assert (x1["low"], x1["high"]) == pytest.approx((1.0 - 0.04, 1.2 + 0.04))  # the plain rule
+    widened = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.25, "from": ["low"], "to": "mid"})
+    x1 = widened["space"]["x1"]
+    assert (x1["low"], x1["high"]) == pytest.approx((1.0 - 0.08, 1.2 + 0.08))  # margin x 0.5 / 0.25
+    assert "margin widened x2.0" in widened["params"]["x1"]["note"]
+    held = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": -0.3, "from": ["low"], "to": "mid"})
+    assert held["space"]["x1"] == space["x1"] and "not narrowed" in held["params"]["x1"]["note"]
+    assert held["evidence"]["agreement"]["rho"] == -0.3
+    too_few = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 3, "rho": -1.0, "from": ["low"], "to": "mid"})
+    assert too_few["space"]["x1"] == trusted["space"]["x1"]
+
+
+def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_path):
+    from engine.campaign import Coordinator
+    from engine.ledger import Ledger
+    from engine.proposal import fidelity_agreement
+
+    data = branin_campaign("agree", gate={"top_k": 3, "margin": 0.2})
+    data["sprints"] = [
+        {"name": "explore", "sampler": "random", "fidelity": "low", "n_trials": 10},
+        {"name": "full", "sampler": "random", "fidelity": "high", "n_trials": 6, "seed_top": 5},
+    ]
+    spec = spec_of(data)
+    url = f"journal://{tmp_path / 'journal.log'}"
+    coordinator = Coordinator(spec, url, workers=0, log=lambda line: None, runs_root=tmp_path)
+    coordinator.run()
+    ledger = Ledger(coordinator.storage, spec.name)
+    record = ledger.sprint(1)
+    study = optuna.load_study(study_name=record["study"], storage=coordinator.storage)
+    agreement = fidelity_agreement(coordinator.storage, ledger, record, study)
+    assert agreement["pairs"] == 5 and agreement["from"] == ["low"] and agreement["to"] == "high"
+    assert -1 <= agreement["rho"] <= 1
+    # the first sprint re-evaluated nothing
+    first = ledger.sprint(0)
+    assert fidelity_agreement(coordinator.storage, ledger, first,
+                              optuna.load_study(study_name=first["study"], storage=coordinator.storage)) is None

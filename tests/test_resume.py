@@ -16,8 +16,9 @@ from test_policies import status_json, wait_for
 
 def slow_campaign(name):
     data = branin_campaign(name, workers=2)
-    data["objective"]["settings"]["sleep_per_step"] = 0.15
-    data["sprints"][0]["n_trials"] = 12
+    data["objective"]["settings"]["sleep_per_step"] = 0.4  # ~1 s a trial: the kill lands mid-sprint
+    data["sprints"][0]["n_trials"] = 16
+    data["sprints"][2]["n_trials"] = 4
     return data
 
 
@@ -42,14 +43,14 @@ def test_kill_9_mid_sprint_then_resume(tmp_path):
     url = f"journal://{tmp_path / 'runs' / 'k9' / 'journal.log'}"
     engine = start(campaign, tmp_path)
     wait_for(lambda: (s := status_json(campaign, tmp_path))["sprints"] and s["sprints"][0]["counts"].get("COMPLETE", 0) >= 4,
-             what="4 finished trials")
+             what="4 finished trials", timeout=120)
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait()
     time.sleep(2.5)  # the orphaned workers notice their coordinator is gone after their trial
     study = status_json(campaign, tmp_path)["sprints"][0]["study"]
     before = snapshot(url, study)
     done_before = sum(1 for s, _, _ in before.values() if s == TrialState.COMPLETE)
-    assert 4 <= done_before < 12
+    assert 4 <= done_before < 16
 
     again = start(campaign, tmp_path)
     output, _ = again.communicate(timeout=240)
@@ -60,7 +61,7 @@ def test_kill_9_mid_sprint_then_resume(tmp_path):
     status = status_json(campaign, tmp_path)
     assert status["status"] == "finished"
     counted = [t for t in after.values()]
-    assert sum(1 for s, _, _ in counted if s == TrialState.COMPLETE) >= 12 - sum(1 for s, _, _ in counted if s == TrialState.FAIL)
+    assert sum(1 for s, _, _ in counted if s == TrialState.COMPLETE) >= 16 - sum(1 for s, _, _ in counted if s == TrialState.FAIL)
     assert not any(s == TrialState.RUNNING for s, _, _ in counted)
     assert [d["gate"] for d in status["decisions"]] == [0, 1]
 
@@ -87,6 +88,6 @@ def test_ctrl_c_stops_cleanly_and_a_decision_is_not_asked_again(tmp_path):
     assert final["decisions"][0] == decided[0]  # untouched, not re-decided
     assert [d["gate"] for d in final["decisions"]] == [0, 1]
     # every interrupted trial was re-run: each sprint reached its budget in counted trials
-    for sprint, planned in zip(final["sprints"], (12, 6, 8)):
+    for sprint, planned in zip(final["sprints"], (16, 6, 4)):
         c = sprint["counts"]
         assert c.get("COMPLETE", 0) + c.get("PRUNED", 0) + c.get("FAIL", 0) >= planned

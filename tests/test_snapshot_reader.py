@@ -193,3 +193,13 @@ def test_rows_are_hashable_and_frozen():
     row = TrialRow(1, "COMPLETE", 1.0, 2.0, 3, (("x", 1.0),))
     assert hash(row) == hash(TrialRow(1, "COMPLETE", 1.0, 2.0, 3, (("x", 1.0),)))
     assert row.param("x") == 1.0 and row.param("y", "-") == "-"
+
+
+def test_the_snapshot_module_needs_no_textual():
+    import subprocess
+    import sys
+
+    code = "import engine.snapshot, sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

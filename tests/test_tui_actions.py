@@ -6,6 +6,7 @@ the screen shows.
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,20 +49,31 @@ async def wait_for(pilot, condition, what: str, timeout: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
+def spec_data(console: "Console") -> dict:
+    return console.data
+
+
 class Console:
     """A real campaign run by a Coordinator in the console's engine thread, on a temp journal."""
 
-    def __init__(self, tmp_path: Path, policy=None, **overrides):
-        data = branin_campaign("tui", **overrides)
+    def __init__(self, tmp_path: Path, policy=None, start_paused: bool = False, **overrides):
+        self.data = data = branin_campaign("tui", **overrides)
         self.spec = spec_of(data)
         self.url = f"journal://{tmp_path / 'journal.log'}"
         self.policy = policy or WaitPolicy(poll_s=0.05, log=lambda *_: None)
-        self.engine = EngineThread(lambda log: Coordinator(self.spec, self.url, policy=self.policy, workers=0, log=log),
-                                   tmp_path / "console.log")
+        self.start_paused = start_paused
+        self.engine = EngineThread(self._coordinator, tmp_path / "console.log")
         self.learned: list[int] = []
         self.app = HpoConsole(StorageSource(self.url, self.spec.name), engine=self.engine, fps=10,
                               threshold_learner=self._learn)
         self._ledger: Ledger | None = None
+
+    def _coordinator(self, log) -> Coordinator:
+        coordinator = Coordinator(self.spec, self.url, policy=self.policy, workers=0, log=log)
+        if self.start_paused:  # paused before the first trial: no race with the console's keys
+            coordinator.prepare()
+            coordinator.ledger.set_state(paused=True)
+        return coordinator
 
     def _learn(self, trial, **options):
         self.learned.append(trial.number)
@@ -91,9 +103,9 @@ class Console:
         self.engine.stop(timeout=60)
 
 
-# Long enough an explore sprint for the console to pause it before its gate.
+# An explore sprint long enough (several seconds) for the console to act before its gate.
 SLOW_EXPLORE = {"objective": {"settings": {"noise_seed": 0, "sleep_per_step": 0.02}},
-                "sprints": [dict(branin_campaign()["sprints"][0], n_trials=60)] + branin_campaign()["sprints"][1:]}
+                "sprints": [dict(branin_campaign()["sprints"][0], n_trials=120)] + branin_campaign()["sprints"][1:]}
 
 
 @pytest.fixture
@@ -127,6 +139,13 @@ async def test_approve_an_edited_range(console):
         await pilot.press("y")
         decision = await c.until_decided(pilot)
         await wait_for(pilot, lambda: isinstance(c.app.screen, DashboardScreen), "the approval to close")
+        await wait_for(pilot, lambda: c.app.snapshot.sprint.index == 1, "the next sprint in the console")
+        await pilot.press("v")  # look back at the sprint the gate closed
+        await wait_for(pilot, lambda: c.app.snapshot.sprint.index == 0, "the earlier sprint")
+        assert "(viewing)" in plain(c.app.screen.query_one("#header"))
+        assert len(c.app.screen.query_one("#trials").rows) == 8
+        await pilot.press("v")
+        await wait_for(pilot, lambda: c.app.snapshot.sprint.index == 1, "the current sprint again")
     assert decision["action"] == "edit" and decision["source"] == "tui"
     assert decision["who"]["user"] == getpass.getuser()
     assert decision["space"]["x1"]["low"] == -3.0 and decision["space"]["x1"]["high"] == 5.0
@@ -252,11 +271,11 @@ async def test_pause_stage_fidelity_resume_and_approve(console):
 
 
 async def test_staged_fidelity_applies_to_an_auto_policy(console):
-    c = console(policy=AutoPolicy(), **SLOW_EXPLORE)
+    c = console(policy=AutoPolicy(), start_paused=True)
     async with c.app.run_test(size=SIZE) as pilot:
         await c.start(pilot)
-        await pilot.press("p")
-        await wait_for(pilot, lambda: c.ledger.state().get("paused") is True, "the pause")
+        await wait_for(pilot, lambda: c.app.snapshot.paused, "the console to show the pause")
+        assert c.app.snapshot.count("COMPLETE") == 0
         await pilot.press("f", "down", "tab", *"epochs=4", "enter")
         await wait_for(pilot, lambda: c.ledger.get(fidelity_request_key(0)) is not None, "the staged fidelity")
         await pilot.press("p")
@@ -386,8 +405,8 @@ async def test_quit_asks_then_stops_the_campaign(console):
 
 
 async def test_quit_leaving_it_running_headless(console, tmp_path):
-    c = console(policy=AutoPolicy())
-    toml = write_toml(tmp_path / "tui.toml", branin_campaign("tui"))
+    c = console(policy=AutoPolicy(), **SLOW_EXPLORE)
+    toml = write_toml(tmp_path / "tui.toml", spec_data(c))
     started: list[list[str]] = []
 
     def headless() -> str:
@@ -398,12 +417,16 @@ async def test_quit_leaving_it_running_headless(console, tmp_path):
     c.app.headless = headless
     async with c.app.run_test(size=SIZE) as pilot:
         await c.start(pilot)
-        await pilot.press("q", "h")
+        await pilot.press("q")
+        assert isinstance(c.app.screen, QuitScreen)
+        await pilot.press("h")
         await wait_for(pilot, lambda: c.app.exit_message is not None, "the hand-over")
+    assert c.ledger.state()["status"] == "stopped"  # the console's engine stopped before the hand-over
     assert started and started[0][:3] == [sys.executable, "-m", "tui.cli"] and "--headless" in started[0]
     deadline = time.monotonic() + 120
     while c.ledger.state()["status"] != "finished" and time.monotonic() < deadline:
         time.sleep(0.2)
     log = (tmp_path / "runs" / "tui" / "headless.log").read_text()
     assert c.ledger.state()["status"] == "finished", log
-    assert "resuming" in log and c.ledger.state()["coordinator"]["pid"] != str(__import__("os").getpid())
+    assert "resuming" in log, log  # the detached engine picked the campaign up from the storage
+    assert c.ledger.state()["coordinator"]["pid"] != str(os.getpid())

@@ -8,6 +8,7 @@ that only talks to the storage.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # an INFO line on stderr w
 
 IMPORTANCE_EVERY_S = 10.0  # PED-ANOVA takes ~1 s at 10k trials: recompute now and then, not per frame
 IMPORTANCE_SHARE = 0.1  # and spend at most a tenth of the time on it (the UI shares the GIL)
+UI_SWITCH_INTERVAL_S = 0.001
 DEFAULT_ARTIFACT = "val_probs"
 
 ThresholdLearner = Callable[..., dict]
@@ -112,12 +114,17 @@ class HpoConsole(App[int]):
         self._importance_busy = False
         self._source_error: str | None = None
         self._engine_reported = False
+        self._switch_interval = sys.getswitchinterval()
 
     # Start-up --------------------------------------------------------------------------------
     def get_default_screen(self) -> DashboardScreen:
         return DashboardScreen()
 
     def on_mount(self) -> None:
+        # Background readers hold the GIL for up to the switch interval at a time: a shorter one
+        # lets the UI thread in sooner (keys and frames), at a small cost in reader throughput.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         for problem in self.keymap_problems:
@@ -126,6 +133,7 @@ class HpoConsole(App[int]):
 
     def on_unmount(self) -> None:
         self._wake.set()
+        sys.setswitchinterval(self._switch_interval)
 
     # Snapshots -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="snapshots", name="snapshot reader", exit_on_error=False)
@@ -167,9 +175,7 @@ class HpoConsole(App[int]):
         """Show a snapshot on the visible screen (tests and the benchmark call this directly too)."""
         self.snapshot = snapshot
         self.engine_line = engine_line
-        if self._source_error:
-            self._source_error = None
-            self.clear_notifications()
+        self._source_error = None  # readable again: the next failure is news
         with self.batch_update():
             show = getattr(self.screen, "show_snapshot", None)
             if show is not None:
@@ -232,7 +238,7 @@ class HpoConsole(App[int]):
 
     def on_plot_ready(self, message: PlotReady) -> None:
         for plot in self.screen.query(f"#{message.target}").results(PlotView):
-            plot.show(message.text, message.key)
+            plot.show(message.lines, message.key)
 
     # Navigation ------------------------------------------------------------------------------
     def _dashboard(self) -> DashboardScreen | None:
@@ -498,7 +504,6 @@ class HpoConsole(App[int]):
 def run_console(args) -> int:
     """`hpo-tui run` (on a terminal) and `hpo-tui attach`: open the console; returns the exit code."""
     import os
-    import sys
 
     from engine.cli import log_line, make_coordinator, resolve_campaign
     from engine.storage import redact, run_dir

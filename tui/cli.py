@@ -22,6 +22,10 @@ def parser():
 
 def console_dispatch(args) -> int:
     if args.command == "attach" or (args.command == "run" and not args.headless and interactive()):
+        import os
+
+        # Cap Textual's own screen updates with the refresh rate: fewer bytes on a slow link.
+        os.environ.setdefault("TEXTUAL_FPS", str(int(min(60, max(5, args.fps * 5)))))
         from tui.app import run_console  # textual is imported only for the console
 
         return run_console(args)

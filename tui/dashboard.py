@@ -36,25 +36,28 @@ class DashboardScreen(Screen):
         self._plot_asked = 0.0
         self._table_status = ""
         self._mounted = False
+        # Kept by reference: snapshots arrive many times a second, and may arrive while closing.
+        self.header = CampaignHeader(id="header")
+        self.table = TrialTable(id="trials")
+        self.table_status = Label("", id="table-status")
+        self.importance = ImportanceBars(id="importance")
+        self.events = EventsFeed(id="events")
+        self.history = PlotView("history: waiting for completed trials", id="history")
 
     def compose(self) -> ComposeResult:
-        yield CampaignHeader(id="header")
-        yield Label("", id="table-status")
+        yield self.header
+        yield self.table_status
         with Horizontal(id="main"):
-            yield TrialTable(id="trials")
+            yield self.table
             with Vertical(id="side"):
                 with Vertical(id="importance-panel", classes="panel"):
                     yield Label("importance (PED-ANOVA)", classes="panel-title")
-                    yield ImportanceBars(id="importance")
+                    yield self.importance
                 with Vertical(id="events-panel", classes="panel"):
                     yield Label("pruned & failed", classes="panel-title")
-                    yield EventsFeed(id="events")
-        yield PlotView("history: waiting for completed trials", id="history")
+                    yield self.events
+        yield self.history
         yield KeyBar()
-
-    @property
-    def table(self) -> TrialTable:
-        return self.query_one(TrialTable)
 
     def on_mount(self) -> None:
         self._mounted = True
@@ -82,19 +85,19 @@ class DashboardScreen(Screen):
         self._snapshot = snapshot
         if not self._mounted:
             return  # on_mount shows the app's latest snapshot
-        self.query_one(CampaignHeader).show(snapshot, engine_line)
+        self.header.show(snapshot, engine_line)
         self.table.set_rows(snapshot.trials, snapshot.param_names, snapshot.best.number if snapshot.best else None)
-        self.query_one(EventsFeed).show(snapshot.events)
+        self.events.show(snapshot.events)
         self._show_table_status()
         self.ask_plot()
 
     def show_importances(self, importances: dict[str, float], note: str) -> None:
-        self.query_one(ImportanceBars).show(importances, note)
+        self.importance.show(importances, note)
 
     def ask_plot(self, force: bool = False) -> None:
         """Ask the app for a new history plot when the history changed (at most once a second)."""
         snapshot = self._snapshot
-        plot = self.query_one("#history", PlotView)
+        plot = self.history
         if snapshot is None or not plot.display or plot.size.width == 0:
             return
         key = (snapshot.history, plot.size.width, plot.size.height)
@@ -114,7 +117,7 @@ class DashboardScreen(Screen):
         status = "  ·  ".join(parts)
         if status != self._table_status:
             self._table_status = status
-            self.query_one("#table-status", Label).update(Text(status, style="dim"), layout=False)
+            self.table_status.update(Text(status, style="dim"), layout=False)
 
     # Actions ---------------------------------------------------------------------------------
     def action_open_approval(self) -> None:

@@ -12,7 +12,7 @@ from engine.snapshot import TrialDetail, TrialRow
 from tui import format as fmt
 from tui.key_bar import KeyBar
 from tui.keys import bindings
-from tui.plots import PlotView
+from tui.plots import PlotView, message
 from tui.thresholds_screen import summary_line, thresholds_table
 
 
@@ -103,7 +103,7 @@ class TrialDetailScreen(Screen):
         if self.is_mounted:
             self.query_one("#detail-summary", Static).update(summary_text(row, sprint_name))
             self.query_one("#detail-params", Static).update(params_table(row, None))
-            self.query_one("#detail-curve", PlotView).show(Text("learning curve: reading…", style="dim"), None)
+            self.query_one("#detail-curve", PlotView).show(message("learning curve: reading…"), None)
             self.query_one("#detail-extras", Static).update(extras(None))
             self.query_one("#detail-body").scroll_home(animate=False)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual.message import Message
 
 from engine.snapshot import CampaignSnapshot, TrialDetail
@@ -39,12 +38,12 @@ class ImportanceReady(Message):
 
 
 class PlotReady(Message):
-    """A plot rendered to text off the UI thread, for the widget with id `target`."""
+    """A plot rendered to terminal lines off the UI thread, for the widget with id `target`."""
 
-    def __init__(self, target: str, text: Text, key: Any) -> None:
+    def __init__(self, target: str, lines: list, key: Any) -> None:
         super().__init__()
         self.target = target
-        self.text = text
+        self.lines = lines
         self.key = key
 
 

@@ -1,37 +1,58 @@
-"""Plots drawn with plotext into text, off the UI thread.
+"""Plots drawn with plotext, turned into terminal lines off the UI thread.
 
-textual-plotext renders inside the widget's render (60–260 ms per 200×25 plot on the UI thread);
-here plotext builds the figure as ANSI text in a worker thread and the widget only shows that text.
-plotext keeps one global figure, so builds are serialised by a lock. Colours are 256-colour codes.
+textual-plotext renders inside the widget's render (60–260 ms per 200×25 plot on the UI thread).
+Here a worker thread has plotext build the figure as ANSI text and Rich cut it into lines of
+segments; the widget only hands those lines to Textual (Line API), so a new plot costs the UI
+thread next to nothing. plotext keeps one global figure, so builds are serialised by a lock.
+Colours are 256-colour codes; the figure has no background of its own (plotext's "clear" theme).
 """
 from __future__ import annotations
 
+import io
 import threading
 from typing import Sequence
 
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import Static
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
 
 from engine.snapshot import HistoryPoint
 
 _PLOTEXT = threading.Lock()
+PlotLines = list[Strip]
 
 
-def _build(draw, width: int, height: int) -> Text:
+def _lines(text: Text, width: int) -> PlotLines:
+    # Never printed to: the console only cuts the text into lines of segments.
+    console = Console(width=max(width, 1), color_system="256", force_terminal=True, file=io.StringIO())
+    rendered = console.render_lines(text, console.options.update(width=max(width, 1)), pad=False)
+    return [Strip(line) for line in rendered]
+
+
+def _build(draw, width: int, height: int) -> PlotLines:
     import plotext as plt
 
     with _PLOTEXT:
         plt.clear_figure()
+        plt.limit_size(False, False)  # the widget, not the terminal plotext sees, sets the size
         plt.plotsize(max(width, 20), max(height, 5))
         plt.theme("clear")
         draw(plt)
         canvas = plt.build()
-    return Text.from_ansi(canvas, no_wrap=True, end="")
+    return _lines(Text.from_ansi(canvas, no_wrap=True, end=""), width)
 
 
-def history_plot(points: Sequence[HistoryPoint], width: int, height: int, metric: str) -> Text:
+def message(text: str, width: int = 200) -> PlotLines:
+    return [Strip([Segment(text[:width], Style(dim=True))])]
+
+
+def history_plot(points: Sequence[HistoryPoint], width: int, height: int, metric: str) -> PlotLines:
     if not points:
-        return Text(f"{metric}: no completed trials yet", style="dim")
+        return message(f"{metric}: no completed trials yet", width)
 
     def draw(plt) -> None:
         trials = [p.trial for p in points]
@@ -42,9 +63,9 @@ def history_plot(points: Sequence[HistoryPoint], width: int, height: int, metric
     return _build(draw, width, height)
 
 
-def curve_plot(values: Sequence[tuple[int, float]], width: int, height: int, label: str) -> Text:
+def curve_plot(values: Sequence[tuple[int, float]], width: int, height: int, label: str) -> PlotLines:
     if not values:
-        return Text("no intermediate values reported", style="dim")
+        return message("no intermediate values reported", width)
 
     def draw(plt) -> None:
         steps = [s for s, _ in values]
@@ -54,13 +75,28 @@ def curve_plot(values: Sequence[tuple[int, float]], width: int, height: int, lab
     return _build(draw, width, height)
 
 
-class PlotView(Static):
-    """Shows a plot rendered elsewhere; remembers what it shows so the app can skip re-renders."""
+class PlotView(Widget):
+    """Shows plot lines made elsewhere; remembers what it shows so the app can skip re-renders."""
+
+    DEFAULT_CSS = "PlotView { height: 12; }"
 
     def __init__(self, placeholder: str = "", *, id: str | None = None) -> None:
-        super().__init__(Text(placeholder, style="dim"), id=id)
+        super().__init__(id=id)
         self.key: object = None
+        self._plot: PlotLines = message(placeholder)
+        self._base = Style()
 
-    def show(self, text: Text, key: object) -> None:
+    def show(self, lines: PlotLines, key: object) -> None:
         self.key = key
-        self.update(text)
+        self._plot = lines
+        self.refresh()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._base = self.rich_style  # an ancestor walk: once per frame, not once per line
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_size.width
+        if y >= len(self._plot):
+            return Strip.blank(width, self._base)
+        return self._plot[y].apply_style(self._base).crop_extend(0, width, self._base)

@@ -30,7 +30,6 @@ whether it was inherited (hit), and the parameters it depends on.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import fields
 from typing import Any, Sequence
@@ -69,6 +68,7 @@ class TrainingResume:
             "max_length": fidelity.max_length,
             "train_fraction": fidelity.train_fraction,
         }
+        self._factors: list[float] = []
         self.ckpt = Checkpoints(ctx, "jerex-train", lineage=lineage, trajectory=self._trajectory)
         warmup_steps = round(hp.pct_start * self.total_steps) if fidelity.scheduler else 0
         pure = warmup_steps // steps_per_epoch if fidelity.scheduler else 0
@@ -88,12 +88,15 @@ class TrainingResume:
         self._seconds = {"warmup": 0.0, "train": 0.0}
 
     def _trajectory(self, epoch: int) -> Any:
+        """The LR factor of every optimizer step before the end of `epoch` (the same function the scheduler uses)."""
         if not self.fidelity.scheduler:
             return "constant"
         steps = epoch * self.steps_per_epoch
-        hp = self.hp
-        return [round(lr_factor(s, self.total_steps, hp.pct_start, hp.hold_pct, hp.decay, hp.final_lr_ratio), 12)
-                for s in range(steps)]
+        if len(self._factors) < steps:
+            hp = self.hp
+            self._factors = [round(lr_factor(s, self.total_steps, hp.pct_start, hp.hold_pct, hp.decay, hp.final_lr_ratio), 12)
+                             for s in range(steps)]
+        return self._factors[:steps]
 
     # hooks ---------------------------------------------------------------------------------
     def restore(self, model, optimizer, scheduler, order_rng, history: list) -> int:
