@@ -20,8 +20,8 @@ B; a result that would land past B is not counted.
 * ``gp``: Optuna GPSampler with its defaults, every trial at the highest fidelity.
 * ``phased``: this product's campaign run through the real engine (engine.campaign.Coordinator,
   trials in process, ``workers=0``) on a journal-file storage with the ``auto`` policy: one plan for every problem, built by
-  ``phased_sprints`` (GP sprint at the lowest level -> gate -> GP at the middle level -> gate ->
-  TPE + Hyperband at the highest level, seeded; the last sprint gets what is left of B).
+  ``phased_sprints`` (Optuna GP at the lowest level -> gate -> GP at the middle level, seeded ->
+  gate -> GP at the highest level, seeded; the last sprint gets what is left of B).
 
 **Regret.** Only results at the highest fidelity can make a configuration the incumbent (the best
 observed so far); a method's simple regret at cost c is the *true* regret of its incumbent at c.
@@ -312,32 +312,35 @@ def run_skopt(problem, seed, budget, workdir):
 
 # -- the phased campaign -----------------------------------------------------------------------
 
-EXPLORE_TRIALS, EXPLORE_SHARE = 30, 0.10
-REFINE_TRIALS, REFINE_SHARE = 15, 0.20
+EXPLORE_TRIALS, EXPLORE_SHARE = 100, 0.10
+REFINE_TRIALS, REFINE_SHARE, REFINE_SEEDS = 15, 0.20, 8
+FULL_SEEDS = 5
 
 
 def phased_sprints(problem: BenchProblem, budget: float) -> list[dict[str, Any]]:
     """The one phased plan used for every problem (not tuned per problem).
 
-    explore: skopt-gp at the lowest level, up to 30 trials or 10% of B;
-    refine:  Optuna GP at the middle level, up to 15 trials or 20% of B, seeded with the best 3;
-    full:    TPE + Hyperband at the highest level with the rest of B, seeded with the best 5.
-    With two levels there is no refine sprint.
+    explore: Optuna GP at the lowest level, up to 100 trials or 10% of B (the reference study ran
+             90-120 low-fidelity GP iterations);
+    refine:  Optuna GP at the middle level, up to 15 trials or 20% of B, seeded with the best 8
+             (their re-evaluation tells the next gate how well the low fidelity ranks);
+    full:    Optuna GP at the highest level with the rest of B, seeded with the best 5.
+    With two levels there is no refine sprint. The gates use the engine's default rules.
     """
     levels = list(problem.levels)
     low, top = levels[0], levels[-1]
     sprints = []
     spent = 0.0
     n = max(1, min(EXPLORE_TRIALS, int(EXPLORE_SHARE * budget / problem.level_cost(low))))
-    sprints.append({"name": "explore", "sampler": "skopt-gp", "fidelity": low, "n_trials": n})
+    sprints.append({"name": "explore", "sampler": "gp", "fidelity": low, "n_trials": n})
     spent += n * problem.level_cost(low)
     if len(levels) >= 3:
         mid = levels[len(levels) // 2]
         n = max(1, min(REFINE_TRIALS, int(REFINE_SHARE * budget / problem.level_cost(mid))))
-        sprints.append({"name": "refine", "sampler": "gp", "fidelity": mid, "n_trials": n, "seed_top": 3})
+        sprints.append({"name": "refine", "sampler": "gp", "fidelity": mid, "n_trials": n, "seed_top": REFINE_SEEDS})
         spent += n * problem.level_cost(mid)
     sprints.append(
-        {"name": "full", "sampler": "tpe", "pruner": "hyperband", "fidelity": top, "budget_cost": max(budget - spent, 1e-6), "seed_top": 5}
+        {"name": "full", "sampler": "gp", "fidelity": top, "budget_cost": max(budget - spent, 1e-6), "seed_top": FULL_SEEDS}
     )
     return sprints
 

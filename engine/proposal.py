@@ -25,9 +25,20 @@ from engine.space import Space, describe
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The best k *distinct* configurations: a sampler that re-proposes its incumbent (a GP at a
+    corner does) must not make one configuration look like k agreeing ones."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(done, key=lambda t: t.value, reverse=reverse)[:k]
+    top, seen = [], set()
+    for trial in sorted(done, key=lambda t: t.value, reverse=reverse):
+        key = tuple(sorted((name, repr(value)) for name, value in trial.params.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        top.append(trial)
+        if len(top) == k:
+            break
+    return top
 
 
 def _to_t(value: float, log: bool) -> float:

@@ -206,7 +206,8 @@ class CacheSpec(_Strict):
     """Memoized pipeline stages (engine.stages): `[cache] enabled = true`."""
 
     enabled: bool = True
-    max_bytes: int | None = Field(default=None, gt=0, description="size limit (bytes, or '500MB', '2GiB'); LRU eviction past it")
+    max_bytes: int | None = Field(default=20 * 10**9, gt=0,
+                                  description="size limit (bytes, or '500MB', '2GiB'; default 20GB); LRU eviction past it")
     dir: str | None = Field(default=None, description="cache directory; relative paths are inside the run directory (default: cache)")
     salt: str = Field(default="", description="change it to invalidate every cached stage (e.g. after editing the objective)")
     pin_top: int = Field(default=5, ge=0, le=1000, description="best configurations per sprint whose entries are never evicted")

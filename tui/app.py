@@ -27,7 +27,6 @@ from engine.snapshot import (
     fidelity_request_key,
 )
 from engine.space import SpaceEditError
-from tui import format as fmt
 from tui.approval import ApprovalScreen
 from tui.commands import OperatorCommands
 from tui.dashboard import DashboardScreen
@@ -54,8 +53,10 @@ from tui.thresholds_screen import ThresholdScreen
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # an INFO line on stderr would tear the screen
 
-IMPORTANCE_EVERY_S = 10.0  # PED-ANOVA takes ~1 s at 10k trials: recompute now and then, not per frame
-IMPORTANCE_SHARE = 0.1  # and spend at most a tenth of the time on it (the UI shares the GIL)
+# PED-ANOVA takes ~1 s at 10k trials: recompute when trials completed, at most every few seconds,
+# and spend at most a tenth of the time on it (the UI thread shares the GIL).
+IMPORTANCE_MIN_EVERY_S = 2.0
+IMPORTANCE_SHARE = 0.1
 UI_SWITCH_INTERVAL_S = 0.001
 DEFAULT_ARTIFACT = "val_probs"
 
@@ -198,7 +199,6 @@ class HpoConsole(App[int]):
             if known[0] == completed or time.monotonic() < self._importance_due:
                 return
         self._importance_busy = True
-        self._importance_due = time.monotonic() + IMPORTANCE_EVERY_S
         self.compute_importance(index, completed)
 
     @work(thread=True, group="importance", name="importance", exit_on_error=False)
@@ -209,7 +209,7 @@ class HpoConsole(App[int]):
         except Exception:  # noqa: BLE001 - importance is advisory; try again next time
             values = {}
         took = time.monotonic() - started
-        self._importance_due = time.monotonic() + max(IMPORTANCE_EVERY_S, took / IMPORTANCE_SHARE)
+        self._importance_due = time.monotonic() + max(IMPORTANCE_MIN_EVERY_S, took / IMPORTANCE_SHARE)
         self.post_message(ImportanceReady(sprint, values, completed))
 
     def on_importance_ready(self, message: ImportanceReady) -> None:
@@ -520,19 +520,20 @@ def run_console(args) -> int:
     keymap, problems = load_keymap()
     engine = None
     headless = None
-    log_dir = Path("runs") / name
+    headless_log = Path("runs") / name / "headless.log"
     if args.command == "run":
+        headless_log = run_dir(name) / "headless.log"
         engine = EngineThread(lambda log: make_coordinator(args, log=log), run_dir(name) / "console.log")
         policy = args.policy or (spec.policy if spec else None)
 
         def headless() -> str:
             command = headless_command(args.campaign, url, policy, args.workers, args.gpus)
-            pid = spawn_headless(command, log_dir / "headless.log")
-            return (f"campaign {name} continues headless (pid {pid}); output in {log_dir / 'headless.log'}; "
+            pid = spawn_headless(command, headless_log)
+            return (f"campaign {name} continues headless (pid {pid}); output in {headless_log}; "
                     f"`hpo-tui attach {args.campaign}` opens the console again")
 
     app = HpoConsole(StorageSource(url, name), engine=engine, fps=args.fps, keymap=keymap,
-                     keymap_problems=problems, headless=headless, run_log=str(log_dir / "headless.log"))
+                     keymap_problems=problems, headless=headless, run_log=str(headless_log))
     if engine is not None:
         engine.start()
     try:

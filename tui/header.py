@@ -16,7 +16,7 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
         return Text.assemble(("hpo-tui", "bold"), "  reading the campaign…")
     s = snapshot
     compact = width < COMPACT_BELOW
-    text = Text(no_wrap=False, overflow="ellipsis")
+    text = Text()
     text.append(s.campaign, "bold")
     status = s.status + (" · PAUSED" if s.paused else "")
     text.append(f"  {status}", "bold reverse" if s.paused or s.status == "failed" else "bold")
@@ -57,7 +57,11 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
     elif engine_line:
         text.append("\n")
         text.append(engine_line, "dim")
-    return text
+    # Cut each line to the width: one row per line, so the height only changes with the line count.
+    lines = text.split("\n")
+    for line in lines:
+        line.truncate(max(width - 2, 10), overflow="ellipsis")
+    return Text("\n").join(lines)
 
 
 class CampaignHeader(Static):

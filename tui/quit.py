@@ -26,9 +26,11 @@ class QuitScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog wide"):
             yield Label(f"The campaign {self.campaign} is running in this console.", classes="dialog-title")
             yield Static(
-                f"h  leave it running headless: the engine stops here and a detached `hpo-tui run --headless`\n"
-                f"   resumes it from the storage (output in {self.log_path}; come back with `hpo-tui attach`)\n"
-                f"s  stop the campaign (running trials finish or are handed back; `hpo-tui run` resumes it)\n"
-                f"n  stay"
+                "h  leave it running headless: the engine stops here, and a detached\n"
+                "   `hpo-tui run --headless` takes over from the storage\n"
+                f"   (its log: {self.log_path}; `hpo-tui attach` comes back)\n"
+                "s  stop the campaign: running trials finish or are handed back,\n"
+                "   `hpo-tui run` resumes it later\n"
+                "n  stay"
             )
             yield Label("h headless · s stop · n/esc stay", classes="dialog-help")
