@@ -7,6 +7,10 @@ running trials and the ones created since the last read, which keeps a read chea
 on any storage. Parts that did not change keep their identity from one snapshot to the next, so a
 renderer can skip them with an `is` check.
 
+A row carries what the table shows of a trial's failure (`fail_kind`, retried / re-run) and of its
+memoized stages (stages run, cache hits, seconds saved, inherited checkpoint); the per-stage
+records (`StageCost`) and the inherited checkpoint are read with the trial's detail, on demand.
+
 Rows, events and the history are frozen; the ledger records carried along (`proposal`,
 `decisions`, `thresholds`, `original_space`, `levels`) are the storage's JSON and must be treated
 as read-only (copy before editing).
@@ -22,13 +26,42 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.ledger import Ledger
+from engine.stages import INHERITED_ATTR, STAGES_ATTR
 from engine.trials import RETRY_ATTR
 
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+LOST_KINDS = ("stale", "worker_died")  # failures the engine recorded for a worker that disappeared
 ENGINE_ENDED = ("finished", "stopped", "failed")
 MAX_EVENTS = 200
 MAX_HISTORY_POINTS = 300
 BULK_READ_AFTER = 64  # more unread trials than this: one bulk read beats per-trial reads
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One memoized stage of a trial (engine.stages records it in the user attribute `stages`)."""
+
+    name: str
+    order: int
+    seconds: float | None  # what the stage cost this trial (a hit: the time to load the entry)
+    hit: bool  # served from the stage cache
+    cached: bool  # its result is (now) in the cache; False: caching off or opted out
+    saved_s: float = 0.0  # a hit: the compute time the entry cost when it was made, less the load time
+    inherited: bool = False  # a training segment served by an inherited checkpoint
+    gpu_s: float | None = None
+    params: tuple[str, ...] = ()  # the trial parameters it depends on (directly or upstream)
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """The checkpoint a trial started from (engine.checkpoints, user attribute `inherited`)."""
+
+    name: str | None
+    epoch: int | None
+    from_sprint: Any
+    from_trial: int | None
+    saved_s: float
 
 
 @dataclass(frozen=True)
@@ -49,6 +82,11 @@ class TrialRow:
     artifacts: tuple[str, ...] = ()  # names of the artifacts the trial saved
     started: float | None = None  # epoch seconds
     completed: float | None = None
+    fail_kind: str | None = None  # engine.trials.FAIL_KINDS: raised, bad_value, timeout, oom, worker_died, stale
+    stage_runs: int = 0  # memoized stages the trial ran (0: it records no stages)
+    stage_hits: int = 0  # ... of which the stage cache served
+    saved_s: float = 0.0  # seconds saved: stage cache hits plus an inherited checkpoint
+    inherited: bool = False  # started from an earlier trial's checkpoint
 
     def param(self, name: str, default: Any = None) -> Any:
         for key, value in self.params:
@@ -59,6 +97,11 @@ class TrialRow:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+    @property
+    def lost(self) -> bool:
+        """Failed because its worker disappeared (stale heartbeat, dead process), not by its own doing."""
+        return self.state == "FAIL" and self.fail_kind in LOST_KINDS
 
 
 @dataclass(frozen=True)
@@ -71,6 +114,7 @@ class TrialEvent:
     value: float | None
     reason: str
     time: float | None  # epoch seconds
+    fail_kind: str | None = None  # failed events: engine.trials.FAIL_KINDS
 
 
 @dataclass(frozen=True)
@@ -95,6 +139,7 @@ class SprintInfo:
     timeout_s: float | None
     budget_cost: float | None
     started_ts: float | None
+    budget_seconds: float | None = None  # a budget in seconds of trial time (sum of trials' durations)
 
 
 @dataclass(frozen=True)
@@ -119,6 +164,9 @@ class CampaignSnapshot:
     counts: tuple[tuple[str, int], ...] = ()
     counted: int = 0  # trials that count against the budget (a re-run failure counts once)
     cost_used: float = 0.0
+    seconds_spent: float = 0.0  # trial time of the sprint: finished trials' durations + running ones so far
+    seconds_saved: float = 0.0  # stage time the cache saved (hits + inherited checkpoints)
+    staged: bool = False  # some trial of the sprint records memoized stages
     best: BestTrial | None = None
     events: tuple[TrialEvent, ...] = ()  # newest first
     history: tuple[HistoryPoint, ...] = ()
@@ -175,6 +223,9 @@ class TrialDetail:
     started: float | None
     completed: float | None
     thresholds: Mapping[str, Any] | None
+    fail_kind: str | None = None
+    stages: tuple[StageCost, ...] = ()  # in the order they ran
+    inherited: Inherited | None = None
 
 
 def fidelity_request_key(gate: int) -> str:
@@ -196,6 +247,50 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def stage_records(attrs: Mapping[str, Any]) -> tuple[StageCost, ...]:
+    """A trial's memoized stages from its user attributes, in the order they ran (malformed ones skipped)."""
+    records = attrs.get(STAGES_ATTR)
+    if not isinstance(records, Mapping):
+        return ()
+    stages = []
+    for name, rec in records.items():
+        if not isinstance(rec, Mapping):
+            continue
+        order = rec.get("order")
+        params = rec.get("params")
+        key = rec.get("key")
+        stages.append(StageCost(
+            name=str(name),
+            order=order if isinstance(order, int) else len(stages),
+            seconds=_finite(rec.get("seconds")),
+            hit=bool(rec.get("hit")),
+            cached=bool(rec.get("cached")),
+            saved_s=(_finite(rec.get("saved_s")) or 0.0) if rec.get("hit") else 0.0,
+            inherited=bool(rec.get("inherited")),
+            gpu_s=_finite(rec.get("gpu_s")),
+            params=tuple(str(p) for p in params) if isinstance(params, (list, tuple)) else (),
+            key=key if isinstance(key, str) else None,
+        ))
+    return tuple(sorted(stages, key=lambda stage: stage.order))
+
+
+def inherited_of(attrs: Mapping[str, Any]) -> Inherited | None:
+    """The checkpoint a trial inherited (engine.checkpoints records it), if any."""
+    record = attrs.get(INHERITED_ATTR)
+    if not isinstance(record, Mapping):
+        return None
+    epoch, trial = record.get("epoch"), record.get("from_trial")
+    return Inherited(name=record.get("name"), epoch=epoch if isinstance(epoch, int) else None,
+                     from_sprint=record.get("from_sprint"), from_trial=trial if isinstance(trial, int) else None,
+                     saved_s=_finite(record.get("saved_s")) or 0.0)
+
+
+def seconds_saved(stages: tuple[StageCost, ...], inherited: Inherited | None) -> float:
+    """Stage time a trial did not spend: its cache hits' saved compute, plus its inherited checkpoint's
+    (counted once there: the training segment it served is recorded as a hit without saved_s)."""
+    return sum(stage.saved_s for stage in stages if stage.hit) + (inherited.saved_s if inherited else 0.0)
+
+
 def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
     state = trial.state.name
     attrs = trial.user_attrs
@@ -209,6 +304,9 @@ def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
         step = pruned.get("step", trial.last_step)
         rung = _rung(trial)
         reason = f"pruned at step {step}" + (f" (rung {rung})" if rung is not None else "")
+    stages = stage_records(attrs) if STAGES_ATTR in attrs else ()
+    inherited = inherited_of(attrs) if INHERITED_ATTR in attrs else None
+    fail_kind = attrs.get("fail_kind") if trial.state == TrialState.FAIL else None
     return TrialRow(
         number=trial.number,
         state=state,
@@ -226,6 +324,11 @@ def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
         artifacts=tuple(attrs.get("artifacts") or ()),
         started=started,
         completed=completed,
+        fail_kind=fail_kind if isinstance(fail_kind, str) else ("raised" if reason and state == "FAIL" else None),
+        stage_runs=len(stages),
+        stage_hits=sum(1 for stage in stages if stage.hit),
+        saved_s=seconds_saved(stages, inherited),
+        inherited=inherited is not None,
     )
 
 
@@ -243,7 +346,7 @@ def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | 
         reason = row.reason or "failed"
         if row.retried:
             reason += "; queued again"
-        return TrialEvent(row.number, "failed", trial.last_step, None, reason, row.completed)
+        return TrialEvent(row.number, "failed", trial.last_step, None, reason, row.completed, row.fail_kind)
     return None
 
 
@@ -267,22 +370,36 @@ def downsample_history(values: list[tuple[int, float]], maximize: bool, limit: i
     return tuple(buckets)
 
 
-def summarise(rows: tuple[TrialRow, ...], maximize: bool) -> tuple[tuple[tuple[str, int], ...], int, float, BestTrial | None]:
-    """(counts by state, trials counted against the budget, cost used, best trial)."""
+@dataclass(frozen=True)
+class Summary:
+    counts: tuple[tuple[str, int], ...]
+    counted: int  # trials counted against the budget (a failure that was re-run counts once)
+    cost_used: float
+    best: BestTrial | None
+    seconds_spent: float  # the rows' durations (running rows: as of the read)
+    seconds_saved: float  # stage cache hits and inherited checkpoints
+    staged: bool  # some row records memoized stages
+
+
+def summarise(rows: tuple[TrialRow, ...], maximize: bool) -> Summary:
     counts: dict[str, int] = {}
-    cost = 0.0
+    cost = spent = saved = 0.0
+    staged = False
     best: TrialRow | None = None
     retries = 0
     for row in rows:
         counts[row.state] = counts.get(row.state, 0) + 1
         cost += row.cost or 0.0
+        spent += row.duration_s or 0.0
+        saved += row.saved_s
+        staged = staged or row.stage_runs > 0 or row.inherited
         retries += row.retry_of is not None
         if row.state == "COMPLETE" and row.value is not None and (
             best is None or (row.value > best.value if maximize else row.value < best.value)
         ):
             best = row
-    return (tuple(sorted(counts.items())), len(rows) - retries, cost,
-            BestTrial(best.number, best.value) if best else None)
+    return Summary(tuple(sorted(counts.items())), len(rows) - retries, cost,
+                   BestTrial(best.number, best.value) if best else None, spent, saved, staged)
 
 
 class _StudyCache:
@@ -359,22 +476,25 @@ class SnapshotReader:
             pruner=record["pruner"], level=record["level"], fidelity=tuple(record["fidelity"].items()),
             tuned=tuple(record["tuned"]), status=record["status"], n_trials=record.get("n_trials"),
             timeout_s=record.get("timeout_s"), budget_cost=record.get("budget_cost"),
-            started_ts=record.get("started_ts"),
+            started_ts=record.get("started_ts"), budget_seconds=record.get("budget_seconds"),
         )
         cache = self._read_study(record, now, engine_running, maximize)
         if cache is None:
             return CampaignSnapshot(sprint=info, param_names=info.tuned, **base)
         if cache.summary[0] is not cache.trials:
             cache.summary = (cache.trials, summarise(cache.trials, maximize))
-        counts, counted, cost, best = cache.summary[1]
+        summary: Summary = cache.summary[1]
         return CampaignSnapshot(
             sprint=info,
             trials=cache.trials,
             param_names=info.tuned,
-            counts=counts,
-            counted=counted,
-            cost_used=cost,
-            best=best,
+            counts=summary.counts,
+            counted=summary.counted,
+            cost_used=summary.cost_used,
+            best=summary.best,
+            seconds_spent=summary.seconds_spent,
+            seconds_saved=summary.seconds_saved,
+            staged=summary.staged,
             events=cache.events_view,
             history=cache.history,
             **base,
@@ -483,6 +603,9 @@ class SnapshotReader:
             started=_epoch(trial.datetime_start),
             completed=_epoch(trial.datetime_complete),
             thresholds=self.ledger.thresholds().get(f"{record['study']}:{trial.number}"),
+            fail_kind=attrs.get("fail_kind") if trial.state == TrialState.FAIL else None,
+            stages=stage_records(attrs),
+            inherited=inherited_of(attrs),
         )
 
     def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:

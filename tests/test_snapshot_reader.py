@@ -139,6 +139,73 @@ def test_a_retry_marks_the_failed_trial(campaign):
     assert snapshot.counted == 1  # a failure that was re-run counts once against the budget
 
 
+def test_failure_kinds_and_retries(campaign):
+    storage, ledger, study = campaign
+    add(study, TrialState.FAIL, None, fail_reason="ValueError: boom (at obj.py:3)", fail_kind="raised")
+    add(study, TrialState.FAIL, None, fail_reason="stale: no heartbeat for over 60 s", fail_kind="stale", retried=True)
+    add(study, TrialState.FAIL, None, fail_reason="worker process 7 is gone", fail_kind="worker_died", retried=False)
+    add(study, TrialState.FAIL, None, fail_reason="an old trial, recorded before fail kinds")
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0, params={"x1": 1.0, "x2": 2.0},
+                                 distributions=DISTS, system_attrs={RETRY_ATTR: 1}))
+    snapshot = SnapshotReader(storage, "c").read()
+    raised, stale, died, old, rerun = snapshot.trials
+    assert (raised.fail_kind, raised.lost, raised.retried) == ("raised", False, False)
+    assert (stale.fail_kind, stale.lost, stale.retried) == ("stale", True, True)
+    assert (died.fail_kind, died.lost, died.retried) == ("worker_died", True, False)
+    assert old.fail_kind == "raised" and not old.lost
+    assert rerun.retry_of == 1 and rerun.fail_kind is None and not rerun.lost
+    events = {e.trial: e for e in snapshot.events}
+    assert events[1].fail_kind == "stale" and "queued again" in events[1].reason
+    assert events[0].fail_kind == "raised"
+    detail = SnapshotReader(storage, "c").trial_detail(0, 1)
+    assert detail.fail_kind == "stale"
+
+
+STAGES = {
+    "data": {"order": 0, "seconds": 0.2, "hit": True, "cached": True, "key": "k0", "params": [], "saved_s": 4.0},
+    "warmup": {"order": 1, "seconds": 0.3, "hit": True, "cached": True, "key": "k1", "params": ["x1"],
+               "inherited": True},
+    "train": {"order": 2, "seconds": 9.0, "hit": False, "cached": True, "key": "k2", "params": ["x1", "x2"],
+              "gpu_s": 8.5},
+    "eval": {"order": 3, "seconds": 1.0, "hit": False, "cached": False, "key": "k3", "params": ["x1", "x2"]},
+}
+
+
+def test_stage_costs_cache_hits_and_inherited_checkpoints(campaign):
+    storage, ledger, study = campaign
+    add(study, TrialState.COMPLETE, 2.0, duration_s=11.0, stages=STAGES,
+        inherited={"name": "train", "epoch": 2, "key": "k1", "from_sprint": "warmup", "from_trial": 17, "saved_s": 6.5})
+    add(study, TrialState.COMPLETE, 3.0, duration_s=15.0, stages={"data": dict(STAGES["data"], hit=False, seconds=4.0,
+                                                                               saved_s=None)})
+    add(study, TrialState.COMPLETE, 4.0, duration_s=5.0, stages="not a dict")  # malformed: ignored, never fatal
+    reader = SnapshotReader(storage, "c")
+    snapshot = reader.read()
+    staged, missed, malformed = snapshot.trials
+    assert (staged.stage_runs, staged.stage_hits, staged.inherited) == (4, 2, True)
+    assert staged.saved_s == pytest.approx(4.0 + 6.5)  # the hit's saved compute + the inherited checkpoint's, once
+    assert (missed.stage_runs, missed.stage_hits, missed.saved_s, missed.inherited) == (1, 0, 0.0, False)
+    assert (malformed.stage_runs, malformed.saved_s) == (0, 0.0)
+    assert snapshot.staged and snapshot.seconds_saved == pytest.approx(10.5)
+    assert snapshot.seconds_spent == pytest.approx(11.0 + 15.0 + 5.0)
+    hash(staged)  # rows stay hashable (the table caches rendered rows by row)
+
+    detail = reader.trial_detail(0, 0)
+    assert [s.name for s in detail.stages] == ["data", "warmup", "train", "eval"]
+    data, warmup, train, evaluation = detail.stages
+    assert data.hit and data.saved_s == 4.0 and warmup.inherited and warmup.saved_s == 0.0
+    assert (train.hit, train.cached, train.gpu_s, train.params) == (False, True, 8.5, ("x1", "x2"))
+    assert not evaluation.cached
+    assert detail.inherited.epoch == 2 and detail.inherited.from_trial == 17 and detail.inherited.saved_s == 6.5
+    assert detail.fail_kind is None
+
+
+def test_no_stages_no_stage_columns(campaign):
+    storage, ledger, study = campaign
+    add(study, TrialState.COMPLETE, 1.0, duration_s=2.0)
+    snapshot = SnapshotReader(storage, "c").read()
+    assert not snapshot.staged and snapshot.seconds_saved == 0.0 and snapshot.trials[0].stage_runs == 0
+
+
 def test_pending_gate_proposal_and_staged_fidelity(campaign):
     storage, ledger, study = campaign
     ledger.put("proposal:0", {"gate": 0, "after": "explore", "next": "refine", "params": {}})

@@ -17,7 +17,7 @@ from enginekit import branin_campaign, spec_of, write_toml
 from engine.campaign import Coordinator
 from engine.ledger import Ledger
 from engine.policy import AutoPolicy, WaitPolicy
-from engine.snapshot import fidelity_request_key
+from engine.snapshot import SnapshotReader, fidelity_request_key
 from engine.space import SpaceEditError, parse_bound_edit
 from engine.storage import open_storage
 from tui.app import HpoConsole
@@ -411,7 +411,9 @@ async def test_quit_leaving_it_running_headless(console, tmp_path):
 
     def headless() -> str:
         command = headless_command(str(toml), c.url, "auto", 0, None)
-        started.append(command)
+        started.append(command.argv)
+        assert c.url not in " ".join(command.argv)  # a storage password never reaches `ps`
+        assert command.env == {"HPO_TUI_STORAGE_URL": c.url}
         return f"pid {spawn_headless(command, tmp_path / 'runs' / 'tui' / 'headless.log')}"
 
     c.app.headless = headless
@@ -430,3 +432,22 @@ async def test_quit_leaving_it_running_headless(console, tmp_path):
     assert c.ledger.state()["status"] == "finished", log
     assert "resuming" in log, log  # the detached engine picked the campaign up from the storage
     assert c.ledger.state()["coordinator"]["pid"] != str(os.getpid())
+
+
+async def test_a_hang_up_leaves_the_console_and_keeps_the_engine(console):
+    """SIGHUP (tui/hangup.py calls hang_up from its handler): the console leaves, the engine goes on."""
+    c = console(policy=AutoPolicy(), **SLOW_EXPLORE)
+    async with c.app.run_test(size=SIZE) as pilot:
+        await c.start(pilot)
+        await wait_for(pilot, lambda: c.app.snapshot.count("COMPLETE") >= 1, "a completed trial")
+        c.app.hang_up()
+        await wait_for(pilot, lambda: c.app.exit_message is not None, "the console to leave")
+    assert c.app.hung_up and "continues headless" in c.app.exit_message
+    assert c.engine.alive and not c.engine.stopping  # nothing asked the engine to stop
+    assert c.ledger.state()["status"] == "running"
+    reader = SnapshotReader(open_storage(c.url), c.spec.name)
+    left_at = reader.read().count("COMPLETE")
+    deadline = time.monotonic() + 60
+    while reader.read().count("COMPLETE") <= left_at and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert reader.read().count("COMPLETE") > left_at, "no trial finished after the console left"

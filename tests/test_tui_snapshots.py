@@ -111,6 +111,22 @@ def test_trial_detail(snap_compare, size):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("number", [32, 6], ids=["stale-retried", "inherited-checkpoint"])
+def test_trial_detail_stages_and_failures(snap_compare, size, number):
+    """Trial 32 failed as stale (its worker stopped heartbeating) and was queued again; trial 6 started
+    from an inherited checkpoint and took its data stage from the cache."""
+    async def run_before(pilot):
+        await dashboard_settled(pilot)
+        pilot.app.open_detail(pilot.app.snapshot.trial(number))
+        await until(pilot, lambda: isinstance(pilot.app.screen, TrialDetailScreen), "the detail screen")
+        screen = pilot.app.screen
+        await until(pilot, lambda: screen.detail is not None, "the detail")
+        await until(pilot, lambda: screen.query_one("#detail-curve").key is not None, "the curve")
+
+    assert snap_compare(console(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_thresholds(snap_compare, size):
     async def run_before(pilot):
         await dashboard_settled(pilot)

@@ -8,6 +8,7 @@ that only talks to the storage.
 """
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -116,6 +117,8 @@ class HpoConsole(App[int]):
         self._source_error: str | None = None
         self._engine_reported = False
         self._switch_interval = sys.getswitchinterval()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.hung_up = False  # the terminal went away (SIGHUP): leave, the engine goes on
 
     # Start-up --------------------------------------------------------------------------------
     def get_default_screen(self) -> DashboardScreen:
@@ -130,6 +133,10 @@ class HpoConsole(App[int]):
             self.set_keymap(self.user_keymap)
         for problem in self.keymap_problems:
             self.notify(problem, title="keymap", severity="warning", timeout=10)
+        self._event_loop = asyncio.get_running_loop()
+        if self.hung_up:  # the terminal went before the console was up
+            self._left_terminal()
+            return
         self.poll_snapshots()
 
     def on_unmount(self) -> None:
@@ -494,6 +501,19 @@ class HpoConsole(App[int]):
         self.exit_message = message
         self.exit(0)
 
+    def hang_up(self) -> None:
+        """The terminal went away (tui.hangup calls this from its SIGHUP handler, on the main thread
+        between two steps of the event loop): leave the screen, leave the engine running."""
+        self.hung_up = True
+        loop = self._event_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._left_terminal)
+
+    def _left_terminal(self) -> None:
+        if self.engine_running():
+            self.exit_message = f"the terminal went away: campaign {self.source.campaign} continues headless"
+        self.exit(0)
+
     def on_engine_stopped(self, message: EngineStopped) -> None:
         if message.error:
             self.notify(message.error, title="the engine stopped", severity="error", timeout=60)
@@ -508,6 +528,7 @@ def run_console(args) -> int:
     from engine.cli import log_line, make_coordinator, resolve_campaign
     from engine.storage import redact, run_dir
     from tui.engine_thread import headless_command, spawn_headless
+    from tui.hangup import Hangup, wait_headless
     from tui.keys import load_keymap
     from tui.source import StorageSource
 
@@ -534,17 +555,37 @@ def run_console(args) -> int:
 
     app = HpoConsole(StorageSource(url, name), engine=engine, fps=args.fps, keymap=keymap,
                      keymap_problems=problems, headless=headless, run_log=str(headless_log))
-    if engine is not None:
+    # The engine runs in this process: a vanished terminal (SIGHUP) must not end it (tui/hangup.py).
+    hangup = Hangup(headless_log, app.hang_up, engine.done) if engine is not None else None
+    if hangup is not None:
+        hangup.install()
         engine.start()
     try:
         app.run()
-    finally:
-        if engine is not None and engine.alive:
-            log_line("stopping the engine: running trials finish or are handed back…")
-            engine.stop()
+    except BaseException:
+        if hangup is None or not hangup.terminal_lost():
+            _stop_engine(engine, log_line)
+            raise
+        hangup.redirect()
+        import traceback
+
+        traceback.print_exc()  # into headless.log: the console died of the lost terminal, the engine goes on
+    if hangup is not None:
+        hangup.console_returned.set()
+        if hangup.terminal_lost():
+            hangup.redirect()
+            return wait_headless(engine, name, log_line)
+        hangup.uninstall()
+    _stop_engine(engine, log_line)  # only an explicit quit (or a console that failed) stops it
     if app.exit_message:
         log_line(app.exit_message)
     if engine is not None and engine.error:
         log_line(f"the engine failed: {engine.error}")
         return 1
     return app.return_code or 0
+
+
+def _stop_engine(engine: EngineThread | None, log_line: Callable[[str], None]) -> None:
+    if engine is not None and engine.alive:
+        log_line("stopping the engine: running trials finish or are handed back…")
+        engine.stop()

@@ -86,7 +86,8 @@ class DashboardScreen(Screen):
         if not self._mounted:
             return  # on_mount shows the app's latest snapshot
         self.header.show(snapshot, engine_line)
-        self.table.set_rows(snapshot.trials, snapshot.param_names, snapshot.best.number if snapshot.best else None)
+        self.table.set_rows(snapshot.trials, snapshot.param_names, snapshot.best.number if snapshot.best else None,
+                            snapshot.staged)
         self.events.show(snapshot.events)
         self._show_table_status()
         self.ask_plot()

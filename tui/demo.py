@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from engine.snapshot import (
+    LOST_KINDS,
     BestTrial,
     CampaignSnapshot,
     SprintInfo,
@@ -20,9 +22,19 @@ from engine.snapshot import (
     TrialEvent,
     TrialRow,
     downsample_history,
+    inherited_of,
+    seconds_saved,
+    stage_records,
 )
 
 EPOCH = 1_800_000_000.0  # a fixed start time: screenshots never show today's clock
+DEMO_FAILURES = (  # (fail_kind, fail_reason), by trial number
+    ("stale", "stale: no heartbeat for over 60 s from worker {worker} (killed, out of memory, or its host "
+              "or network was lost)"),
+    ("oom", "out of memory: OutOfMemoryError: CUDA out of memory"),
+    ("raised", "FloatingPointError: loss is NaN at step 0 (at jerex.py:412)"),
+    ("worker_died", "worker process 4242 is gone (the engine was stopped or killed)"),
+)
 PARAMS = ("lr", "weight_decay", "dropout", "warmup")
 ORIGINAL_SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
@@ -71,15 +83,60 @@ def demo_rows(n_trials: int, running: int = 2, seed: int = 0, epochs: int = 10) 
                                  reason=f"pruned at step {step} (rung {step // 2})", worker=f"gpu{number % 8}",
                                  cost=0.1 * (step + 1), started=started, completed=started + 3.0 + step))
         elif roll < 0.25:
+            kind, reason = DEMO_FAILURES[number % len(DEMO_FAILURES)]
             rows.append(TrialRow(number, "FAIL", None, 1.5, 0, params,
-                                 reason="out of memory: OutOfMemoryError: CUDA out of memory", worker=f"gpu{number % 8}",
-                                 retried=number % 2 == 0, cost=0.05, started=started, completed=started + 1.5))
+                                 reason=reason.format(worker=f"gpu{number % 8}"), worker=f"gpu{number % 8}",
+                                 retried=kind in LOST_KINDS, cost=0.05, started=started, completed=started + 1.5,
+                                 fail_kind=kind))
         else:
             rows.append(TrialRow(number, "COMPLETE", value, 30.0 + (number % 11), epochs - 1, params,
                                  worker=f"gpu{number % 8}", cost=1.0, seeded=number < 2,
                                  artifacts=("val_probs",) if number % 3 == 0 else (), started=started,
                                  completed=started + 30.0 + (number % 11)))
-    return tuple(rows)
+    # A failure the engine retries (its worker disappeared) runs again as a later trial with the same
+    # params (the failed trial takes the params of its re-run: the completed trials stay as they were).
+    for index, failed in enumerate(rows):
+        if not failed.retried:
+            continue
+        copy = next((i for i, r in enumerate(rows) if r.number > failed.number and r.state == "COMPLETE"
+                     and r.retry_of is None and not r.seeded), None)
+        if copy is not None:
+            rows[index] = replace(failed, params=rows[copy].params)
+            rows[copy] = replace(rows[copy], retry_of=failed.number)
+    return tuple(with_stages(row) for row in rows)
+
+
+def demo_stage_attrs(row: TrialRow) -> dict[str, Any]:
+    """User attributes `stages` and `inherited` shaped like engine.stages / engine.checkpoints record them:
+    the data stage mostly comes from the cache, a few trials inherit an earlier trial's warm-up checkpoint."""
+    n = row.number
+    inherited = n % 16 == 6
+    data_hit = row.seeded or inherited or n % 5 != 0
+    stages: dict[str, Any] = {
+        "data": {"order": 0, "seconds": 0.21 if data_hit else 4.3, "hit": data_hit, "cached": True,
+                 "key": f"{n % 5:02d}d4a7c1", "params": [], **({"saved_s": 4.09} if data_hit else {})},
+    }
+    if row.state == "COMPLETE":
+        train_hit = n % 13 == 4
+        stages["warmup"] = {"order": 1, "seconds": 0.38 if inherited else 6.0 + n % 4, "hit": inherited,
+                            "cached": True, "key": f"{n:04d}77e0", "params": ["lr", "weight_decay", "warmup"],
+                            **({"inherited": True} if inherited else {})}
+        stages["train"] = {"order": 2, "seconds": 0.9 if train_hit else 18.0 + n % 7, "hit": train_hit, "cached": True,
+                           "key": f"{n:04d}91b2", "params": list(PARAMS), **({"saved_s": 21.4} if train_hit else {})}
+        stages["eval"] = {"order": 3, "seconds": 1.6, "hit": False, "cached": False, "key": f"{n:04d}0e5f",
+                          "params": list(PARAMS)}
+    attrs: dict[str, Any] = {"stages": stages}
+    if inherited and row.state == "COMPLETE":
+        attrs["inherited"] = {"name": "train", "epoch": 1, "key": f"{n:04d}77e0", "from_sprint": "subspace",
+                              "from_trial": n - 4, "saved_s": 6.7}
+    return attrs
+
+
+def with_stages(row: TrialRow) -> TrialRow:
+    attrs = demo_stage_attrs(row)
+    stages, inherited = stage_records(attrs), inherited_of(attrs)
+    return replace(row, stage_runs=len(stages), stage_hits=sum(1 for stage in stages if stage.hit),
+                   saved_s=seconds_saved(stages, inherited), inherited=inherited is not None)
 
 
 def demo_proposal(rows: tuple[TrialRow, ...], gate: int = 0) -> dict[str, Any]:
@@ -124,7 +181,7 @@ def demo_snapshot(n_trials: int = 120, *, running: int = 2, pending_gate: bool =
         (TrialEvent(r.number, "pruned" if r.state == "PRUNED" else "failed", r.last_step,
                     r.value if r.state == "PRUNED" else None,
                     f"rung {r.last_step // 2}" if r.state == "PRUNED" else (r.reason or "") + ("; queued again" if r.retried else ""),
-                    r.completed)
+                    r.completed, r.fail_kind)
          for r in rows if r.state in ("PRUNED", "FAIL")), key=lambda e: -e.time)[:200])
     sprint = SprintInfo(index=0, name=SPRINT_NAMES[0], study=f"{campaign}/00-{SPRINT_NAMES[0]}", sampler="skopt-gp",
                         pruner="none", level="low", fidelity=tuple(LEVELS["low"].items()), tuned=PARAMS,
@@ -134,8 +191,10 @@ def demo_snapshot(n_trials: int = 120, *, running: int = 2, pending_gate: bool =
     return CampaignSnapshot(
         campaign=campaign, status="waiting" if pending_gate else "running", paused=False, sprints_planned=3,
         sprint_names=SPRINT_NAMES, metric="1-micro_f1", direction="minimize", sprint=sprint, current_sprint=0,
-        trials=rows, param_names=PARAMS, counts=tuple(sorted(counts.items())), counted=len(rows),
-        cost_used=round(sum(r.cost or 0.0 for r in rows), 3), best=BestTrial(best.number, best.value) if best else None,
+        trials=rows, param_names=PARAMS, counts=tuple(sorted(counts.items())),
+        counted=sum(1 for r in rows if r.retry_of is None), cost_used=round(sum(r.cost or 0.0 for r in rows), 3),
+        seconds_spent=sum(r.duration_s or 0.0 for r in rows), seconds_saved=sum(r.saved_s for r in rows),
+        staged=any(r.stage_runs for r in rows), best=BestTrial(best.number, best.value) if best else None,
         events=events, history=downsample_history([(r.number, r.value) for r in done], False),
         pending_gate=0 if pending_gate else None, next_gate=0, proposal=proposal,
         original_space=ORIGINAL_SPACE, levels=LEVELS, thresholds_settings={"artifact": "val_probs"},
@@ -152,13 +211,15 @@ def demo_detail(snapshot: CampaignSnapshot, number: int) -> TrialDetail:
     steps = (row.last_step or 0) + 1
     curve = tuple((s, round((row.value or 0.8) + 0.4 * math.exp(-(s + 1) / 3.0), 6)) for s in range(steps))
     key = f"{snapshot.sprint.study}:{number}"
+    attrs = demo_stage_attrs(row)
     return TrialDetail(
         study=snapshot.sprint.study, number=number, state=row.state, value=row.value, params=row.params,
         fixed=(("max_len", 128), ("scheduler", "off")), intermediate=curve,
         user_attrs=(("cost", row.cost), ("duration_s", row.duration_s), ("val_micro_f1", 0.7123)),
         artifacts=tuple((name, f"{number:08d}-aaaa-bbbb") for name in row.artifacts),
         reason=row.reason, started=row.started, completed=row.completed,
-        thresholds=snapshot.thresholds.get(key),
+        thresholds=snapshot.thresholds.get(key), fail_kind=row.fail_kind,
+        stages=stage_records(attrs), inherited=inherited_of(attrs),
     )
 
 

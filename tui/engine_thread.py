@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +56,7 @@ class EngineThread:
         self._thread = threading.Thread(target=self._run, name="hpo-engine", daemon=True)
         self._log_file = None
         self._stop_requested = False
+        self.echo: Callable[[str], None] | None = None  # also send each line here (headless after a hang-up)
 
     def start(self) -> None:
         if self.log_path is not None:
@@ -69,6 +71,9 @@ class EngineThread:
                 self._log_file.write(line + "\n")
             except (OSError, ValueError):
                 pass
+        echo = self.echo
+        if echo is not None:
+            echo(line)
 
     @property
     def last_line(self) -> str | None:
@@ -113,24 +118,36 @@ class EngineThread:
         return not self._thread.is_alive()
 
 
+STORAGE_ENV = "HPO_TUI_STORAGE_URL"  # engine.cli's --storage default
+
+
+@dataclass(frozen=True)
+class HeadlessCommand:
+    """The detached engine's command line, and the environment it adds: the storage URL (and any
+    password in it) travels in $HPO_TUI_STORAGE_URL, never on a command line that `ps` shows."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
 def headless_command(campaign_file: str, storage_url: str, policy: str | None, workers: int | None,
-                     gpus: str | None) -> list[str]:
+                     gpus: str | None) -> HeadlessCommand:
     # This interpreter, not whatever `hpo-tui` is first on PATH: the same install resumes the campaign.
-    cmd = [sys.executable, "-m", "tui.cli", "run", campaign_file, "--headless", "--storage", storage_url]
+    cmd = [sys.executable, "-m", "tui.cli", "run", campaign_file, "--headless"]
     if policy:
         cmd += ["--policy", policy]
     if workers is not None:
         cmd += ["--workers", str(workers)]
     if gpus:
         cmd += ["--gpus", gpus]
-    return cmd
+    return HeadlessCommand(cmd, {STORAGE_ENV: storage_url})
 
 
-def spawn_headless(command: list[str], log_path: Path) -> int:
+def spawn_headless(command: HeadlessCommand, log_path: Path) -> int:
     """Start the headless engine detached from this terminal (own session, like setsid + nohup)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, cwd=os.getcwd(),
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **command.env})
     return process.pid

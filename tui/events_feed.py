@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from engine.snapshot import TrialEvent
+from engine.snapshot import LOST_KINDS, TrialEvent
 from tui import format as fmt
 
 
@@ -38,7 +38,8 @@ class EventsFeed(Widget):
                 step = "-" if event.step is None else str(event.step)
                 line.append(f"@{step:<4} {fmt.number(event.value, 4):>8} {event.reason}")
             else:
-                line.append("failed ", "red")
+                lost = event.fail_kind in LOST_KINDS  # the worker disappeared: not the trial's doing
+                line.append(f"{fmt.fail_label(event.fail_kind)} ", "magenta" if lost else "red")
                 line.append(event.reason)
             line.truncate(max(width, 1), overflow="ellipsis")
             lines.append(line)

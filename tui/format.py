@@ -13,6 +13,25 @@ STATE_LABELS = {
     "WAITING": "queued",
 }
 
+# Why a trial failed (its user attribute fail_kind), in at most 7 columns: the first four are the
+# objective's doing, `stale` and `died` the engine's (the worker disappeared; usually retried).
+FAIL_LABELS = {
+    "raised": "failed",
+    "bad_value": "badval",
+    "timeout": "timeout",
+    "oom": "oom",
+    "worker_died": "died",
+    "stale": "stale",
+}
+FAIL_WORDS = {
+    "raised": "raised an exception",
+    "bad_value": "returned a bad value",
+    "timeout": "timed out",
+    "oom": "ran out of memory",
+    "worker_died": "its worker process died",
+    "stale": "stale: its worker stopped heartbeating",
+}
+
 
 def number(value: Any, digits: int = 6) -> str:
     if value is None:
@@ -72,3 +91,19 @@ def fidelity(values: Any) -> str:
 
 def state(name: str) -> str:
     return STATE_LABELS.get(name, name.lower())
+
+
+def fail_label(kind: str | None) -> str:
+    return FAIL_LABELS.get(kind or "raised", (kind or "failed")[:7])
+
+
+def trial_state(name: str, fail_kind: str | None = None) -> str:
+    """A trial's state in the table: failed trials say how they failed."""
+    return fail_label(fail_kind) if name == "FAIL" else state(name)
+
+
+def hits(stage_hits: int, stage_runs: int, inherited: bool = False) -> str:
+    """Stage cache hits of a trial: `2/3`, `+c` when it started from an inherited checkpoint."""
+    if not stage_runs and not inherited:
+        return "-"
+    return f"{stage_hits}/{stage_runs}" + ("+c" if inherited else "")

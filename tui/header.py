@@ -16,42 +16,58 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
         return Text.assemble(("hpo-tui", "bold"), "  reading the campaign…")
     s = snapshot
     compact = width < COMPACT_BELOW
-    text = Text()
-    text.append(s.campaign, "bold")
+    room = max(width - 2, 10)
+    first = Text()
+    first.append(s.campaign, "bold")
     status = s.status + (" · PAUSED" if s.paused else "")
-    text.append(f"  {status}", "bold reverse" if s.paused or s.status == "failed" else "bold")
+    first.append(f"  {status}", "bold reverse" if s.paused or s.status == "failed" else "bold")
     sprint = s.sprint
     if sprint is not None:
         shown = "" if sprint.index == s.current_sprint else " (viewing)"
-        text.append(f"  sprint {sprint.index + 1}/{max(s.sprints_planned, sprint.index + 1)} {sprint.name}{shown}")
-        text.append(f"  {sprint.sampler}/{sprint.pruner}", "italic")
-        text.append(f"  fidelity {sprint.level}" + ("" if compact else f" ({fmt.fidelity(sprint.fidelity)})"))
-    text.append("\n")
+        first.append(f"  sprint {sprint.index + 1}/{max(s.sprints_planned, sprint.index + 1)} {sprint.name}{shown}")
+        first.append(f"  {sprint.sampler}/{sprint.pruner}", "italic")
+        first.append(f"  fidelity {sprint.level}" + ("" if compact else f" ({fmt.fidelity(sprint.fidelity)})"))
+    budget = Text()
+    rest = Text()
+    time_note = ""
     if sprint is not None:
-        budget = f"{s.counted}/{sprint.n_trials}" if sprint.n_trials else f"{s.counted}"
-        budget = f"{budget} trials" if compact else f"budget {budget}"
+        used = f"{s.counted}/{sprint.n_trials}" if sprint.n_trials else f"{s.counted}"
+        used = f"{used} trials" if compact else f"budget {used}"
         if sprint.budget_cost:
-            budget += f" cost {s.cost_used:.3g}/{sprint.budget_cost:g}"
+            used += f" cost {s.cost_used:.3g}/{sprint.budget_cost:g}"
         elif s.cost_used and not compact:
-            budget += f" (cost {s.cost_used:.3g})"
-        text.append(budget)
-        text.append(f"  busy {s.running}")
+            used += f" (cost {s.cost_used:.3g})"
+        if sprint.budget_seconds:  # a budget in seconds of trial time: part of the budget itself
+            used += f" {fmt.duration(s.seconds_spent)}/{fmt.duration(sprint.budget_seconds)}"
+        budget.append(used)
+        # Trial time spent versus stage time saved by the cache (memoized stages, inherited checkpoints).
+        if s.staged or s.seconds_saved:
+            saved = f"saved {fmt.duration(s.seconds_saved)}"
+            time_note = saved if compact or sprint.budget_seconds else f"spent {fmt.duration(s.seconds_spent)} {saved}"
+        rest.append(f"  busy {s.running}")
         done = s.count("COMPLETE"), s.count("PRUNED"), s.count("FAIL")
         if compact:
-            text.append(f"  ok {done[0]} pr {done[1]} fail {done[2]}")
+            rest.append(f"  ok {done[0]} pr {done[1]} fail {done[2]}")
         else:
-            text.append(f"  done {done[0]} pruned {done[1]} failed {done[2]}")
+            rest.append(f"  done {done[0]} pruned {done[1]} failed {done[2]}")
         if s.best is not None:
-            text.append("  best ")
-            text.append(f"{fmt.number(s.best.value)}", "bold")
-            text.append(f" #{s.best.number}" if compact else f" (#{s.best.number}, {s.metric})")
+            rest.append("  best ")
+            rest.append(f"{fmt.number(s.best.value)}", "bold")
+            rest.append(f" #{s.best.number}" if compact else f" (#{s.best.number}, {s.metric})")
     if s.pending_gate is not None and s.proposal is not None:
-        text.append("  ")
+        rest.append("  ")
         label = f" GATE {s.pending_gate} (a) " if compact else \
             f" GATE {s.pending_gate} PENDING: {s.proposal.get('after')}→{s.proposal.get('next')}, press a "
-        text.append(label, "bold reverse")
+        rest.append(label, "bold reverse")
     elif s.fidelity_request:
-        text.append(f"  next fidelity staged: {s.fidelity_request.get('label', '?')}", "italic")
+        rest.append(f"  next fidelity staged: {s.fidelity_request.get('label', '?')}", "italic")
+    if time_note:
+        # Wherever it fits: never at the cost of the gate label at the end of the second line.
+        if budget.cell_len + rest.cell_len + len(time_note) + 2 <= room:
+            budget.append(f"  {time_note}")
+        elif first.cell_len + len(time_note) + 2 <= room:
+            first.append(f"  {time_note}")
+    text = Text.assemble(first, "\n", budget, rest)
     if s.error:
         text.append(f"\nerror: {s.error}", "bold")
     elif engine_line:
@@ -60,7 +76,7 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
     # Cut each line to the width: one row per line, so the height only changes with the line count.
     lines = text.split("\n")
     for line in lines:
-        line.truncate(max(width - 2, 10), overflow="ellipsis")
+        line.truncate(room, overflow="ellipsis")
     return Text("\n").join(lines)
 
 

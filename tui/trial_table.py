@@ -43,7 +43,20 @@ class Column:
 
 def _state_text(row: TrialRow) -> str:
     mark = "↻" if row.retried else "?" if row.stale else ""
-    return fmt.state(row.state) + mark
+    return fmt.trial_state(row.state, row.fail_kind) + mark
+
+
+def _note(row: TrialRow) -> str:
+    if row.reason:
+        return row.reason
+    if row.retry_of is not None:
+        return f"re-runs #{row.retry_of}"
+    return "seed" if row.seeded else ""
+
+
+def _hits_key(row: TrialRow) -> Any:
+    return (row.stage_hits / row.stage_runs if row.stage_runs else 0.0, row.inherited) \
+        if row.stage_runs or row.inherited else None
 
 
 def _param_column(name: str, position: int) -> Column:
@@ -68,9 +81,15 @@ BASE_COLUMNS = (
     Column("duration", "time", 7, lambda r: fmt.duration(r.duration_s), lambda r: r.duration_s, attr="duration_s"),
     Column("step", "step", 5, lambda r: fmt.number(r.last_step), lambda r: r.last_step, attr="last_step"),
 )
+# Shown when the sprint's trials record memoized stages (engine.stages): cache hits / stages run
+# (`+c`: started from an inherited checkpoint) and the stage time that saved.
+STAGE_COLUMNS = (
+    Column("hits", "hits", 6, lambda r: fmt.hits(r.stage_hits, r.stage_runs, r.inherited), _hits_key),
+    Column("saved", "saved", 6, lambda r: fmt.duration(r.saved_s) if r.saved_s else "-", lambda r: r.saved_s,
+           attr="saved_s"),
+)
 NOTE_MIN_WIDTH = 12
-NOTE_COLUMN = Column("note", "note", NOTE_MIN_WIDTH, lambda r: r.reason or ("seed" if r.seeded else ""),
-                     lambda r: r.reason or None, right=False)
+NOTE_COLUMN = Column("note", "note", NOTE_MIN_WIDTH, _note, lambda r: _note(r) or None, right=False)
 
 
 def sort_rows(rows: Sequence[TrialRow], column: Column, reverse: bool) -> list[TrialRow]:
@@ -108,6 +127,7 @@ class TrialTable(ScrollView, can_focus=True):
         "trial-table--complete",
         "trial-table--pruned",
         "trial-table--fail",
+        "trial-table--lost",
         "trial-table--waiting",
         "trial-table--best",
     }
@@ -130,6 +150,7 @@ class TrialTable(ScrollView, can_focus=True):
         self.rows: tuple[TrialRow, ...] = ()
         self.view: list[TrialRow] = []
         self.param_names: tuple[str, ...] = ()
+        self.staged = False
         self.columns: list[Column] = list(BASE_COLUMNS) + [NOTE_COLUMN]
         self.sort_index = 0
         self.sort_reverse = False
@@ -144,16 +165,21 @@ class TrialTable(ScrollView, can_focus=True):
         self._line_width = 0
 
     # Data ------------------------------------------------------------------------------------
-    def set_rows(self, rows: tuple[TrialRow, ...], param_names: Sequence[str], best: int | None = None) -> None:
-        """Show the rows of a snapshot; a no-op when they are the very same rows."""
+    def set_rows(self, rows: tuple[TrialRow, ...], param_names: Sequence[str], best: int | None = None,
+                 staged: bool = False) -> None:
+        """Show the rows of a snapshot; a no-op when they are the very same rows.
+
+        `staged`: the trials record memoized stages, so the hits and saved columns are shown."""
         param_names = tuple(param_names)
-        if rows is self.rows and param_names == self.param_names and best == self.best_number:
+        if rows is self.rows and param_names == self.param_names and best == self.best_number and staged == self.staged:
             return
-        layout_changed = param_names != self.param_names or best != self.best_number
-        if param_names != self.param_names:
+        layout_changed = param_names != self.param_names or best != self.best_number or staged != self.staged
+        if param_names != self.param_names or staged != self.staged:
             self.param_names = param_names
+            self.staged = staged
             sort_key = self.columns[self.sort_index].key
-            self.columns = list(BASE_COLUMNS) + [_param_column(n, i) for i, n in enumerate(param_names)] + [NOTE_COLUMN]
+            self.columns = (list(BASE_COLUMNS) + (list(STAGE_COLUMNS) if staged else [])
+                            + [_param_column(n, i) for i, n in enumerate(param_names)] + [NOTE_COLUMN])
             keys = [c.key for c in self.columns]
             self.sort_index = keys.index(sort_key) if sort_key in keys else 0
         self.rows = rows
@@ -227,7 +253,8 @@ class TrialTable(ScrollView, can_focus=True):
 
     def cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(self.columns)
-        self.sort_reverse = self.sort_column.key in ("duration",)  # longest first is what one looks for
+        # Longest first, most hits first, most saved first: what one looks for.
+        self.sort_reverse = self.sort_column.key in ("duration", "hits", "saved")
         self._rebuild()
 
     def reverse_sort(self) -> None:
@@ -353,7 +380,8 @@ class TrialTable(ScrollView, can_focus=True):
         return self._cells(texts, styles, header)
 
     def _row_strip(self, row: TrialRow, is_cursor: bool, base: Style) -> Strip:
-        style = base + self.get_component_rich_style(f"trial-table--{row.state.lower()}", default=Style())
+        kind = "lost" if row.lost else row.state.lower()  # a worker that disappeared, not the trial's doing
+        style = base + self.get_component_rich_style(f"trial-table--{kind}", default=Style())
         if row.number == self.best_number:
             style += self.get_component_rich_style("trial-table--best")
         if is_cursor:
