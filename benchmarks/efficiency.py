@@ -485,14 +485,17 @@ def print_diagnostics(out=None) -> None:
         return
     print("\n## phased, per sprint (volume: share of the box; opt in: the box holds an optimum, else the parameters that cut it off;"
           "\n##   rho: rank correlation of observed values with the true regret, all / top-k; found / picked: true regret of the best"
-          "\n##   configuration evaluated / of the observed best)", file=out)
+          "\n##   configuration evaluated / of the observed best; gate agree: at the gate after the sprint, the rank agreement"
+          "\n##   between the lower fidelity and this one on the n configurations the sprint re-evaluated)", file=out)
     print(f"{'problem':<11}{'seed':>5}  {'sprint':<9}{'trials':>7}{'volume':>9}  {'opt in':<14}{'rho':>6}{'rho top':>8}"
-          f"{'found':>10}{'picked':>10}", file=out)
+          f"{'found':>10}{'picked':>10}{'gate agree':>14}", file=out)
     for (pname, seed), rows in PHASED_DIAGNOSTICS.items():
         for r in rows:
             opt = "yes" if r["opt_in"] else "no: " + ",".join(r["cut"])
+            agree = "-" if r.get("agreement") is None else f"{r['agreement']:.2f} (n={r['agreement_pairs']})"
             print(f"{pname:<11}{seed:>5}  {r['sprint']:<9}{r['trials']:>7}{_fmt(r['volume']):>9}  {opt:<14}"
-                  f"{r['rho']:>6.2f}{r['rho_top']:>8.2f}{_fmt(r['found']):>10}{_fmt(r['picked']):>10}", file=out)
+                  f"{r['rho']:>6.2f}{r['rho_top']:>8.2f}{_fmt(r['found']):>10}{_fmt(r['picked']):>10}"
+                  f"{agree:>14}", file=out)
 
 
 RUNNERS = {

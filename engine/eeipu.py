@@ -140,24 +140,32 @@ def _from_unit(d: BaseDistribution, u: float) -> Any:
 # --------------------------------------------------------------------------------------- models
 
 
-def _fit_gp(x: np.ndarray, y: np.ndarray, seed: int, warm: dict | None = None, name: str = ""):
-    """A GP with a Matern 5/2 ARD kernel; `warm` keeps each model's last fitted kernel as the next start."""
+def _fit_gp(x: np.ndarray, y: np.ndarray, seed: int, warm: dict | None = None, name: str = "", refit_every: int = 1):
+    """A GP with a Matern 5/2 ARD kernel; `warm` keeps each model's last fitted kernel as the next start.
+
+    With `refit_every` > 1 the kernel's hyperparameters are re-optimised only every `refit_every`-th
+    fit (one ask adds about one point); in between the GP is conditioned on the new data with the
+    kept hyperparameters (one Cholesky, no optimiser): most of an ask's cost, for a model that changes
+    little from one point to the next."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
     d = x.shape[1]
-    kernel = (warm or {}).get((name, d))
+    kept = (warm or {}).get((name, d))
+    kernel, fits_since = kept if kept is not None else (None, 0)  # fits since the last optimisation
+    optimise = kernel is None or fits_since + 1 >= max(1, refit_every)
     if kernel is None:
         kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(length_scale=np.full(d, 0.5), length_scale_bounds=(1e-2, 1e2), nu=2.5) \
             + WhiteKernel(1e-4, (1e-9, 1e-1))
-    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0, random_state=seed)
+    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0, random_state=seed,
+                                  optimizer="fmin_l_bfgs_b" if optimise else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
         gp.fit(x, y)
     if warm is not None:
-        warm[(name, d)] = gp.kernel_
+        warm[(name, d)] = (gp.kernel_, 0) if optimise else (kernel, fits_since + 1)
     return gp
 
 
@@ -200,12 +208,14 @@ class EEIPUSampler(BaseSampler):
         eta: float | None = None,
         n_startup_trials: int = 5,
         n_candidates: int = 512,
-        top_configs: int = 3,
+        top_configs: int = 5,
         mc_samples: int = 64,
         xi: float = 0.0,
         max_points: int = 256,
         min_cost_fraction: float = 0.01,
         cost_attr: str = "duration_s",
+        refit_every: int = 5,
+        refine_rounds: int = 2,
     ):
         self._space = dict(search_space)
         self._seed = seed
@@ -224,6 +234,8 @@ class EEIPUSampler(BaseSampler):
         self._fallback = RandomSampler(seed=seed)
         self.last: dict[str, Any] | None = None  # the last ask's scores, for tests and explanations
         self._warm: dict = {}  # fitted kernels, the next fit's starting point (this process only)
+        self.refit_every = refit_every  # re-optimise GP hyperparameters every this many new points
+        self.refine_rounds = refine_rounds  # local refinement rounds of the leading candidates
 
     def reseed_rng(self) -> None:
         self._fallback.reseed_rng()
@@ -287,7 +299,7 @@ class EEIPUSampler(BaseSampler):
             x_fit = np.vstack([x_done, [space.to_unit(t.params) for t in running]])
             y_fit = np.concatenate([y_done, np.full(len(running), y_done.min())])
         seed = int(rng.integers(0, 2**31 - 1))
-        gp = _fit_gp(space.features(x_fit), y_fit, seed, self._warm, "objective")
+        gp = _fit_gp(space.features(x_fit), y_fit, seed, self._warm, "objective", self.refit_every)
 
         stages = self.stage_structure(trials, space.names)
         models = self.cost_models(trials, space, stages, seed)
@@ -315,7 +327,7 @@ class EEIPUSampler(BaseSampler):
                     "acquisition": eeipu_acquisition(ei, inverse_cost, eta), "cached_stages": cached_stages}
 
         scored = score(*self.candidates(space, stages, ranked, rng))
-        for scale in (0.05, 0.02, 0.008):  # local refinement of the leaders, their fixed prefixes kept
+        for scale in (0.05, 0.02, 0.008)[: self.refine_rounds]:  # local refinement of the leaders, prefixes kept
             if not scored["params"]:
                 break
             leaders = np.argsort(-scored["acquisition"])[:4]
@@ -389,7 +401,8 @@ class EEIPUSampler(BaseSampler):
                 model.sd = float(max(np.std(ys), 0.05))
                 # The unstaged remainder (setup, bookkeeping) is modelled as a constant: it rarely tracks parameters.
                 if stage.name != REST and columns and len(ys) >= 4 and np.ptp(ys) > 1e-9:
-                    model.gp = _fit_gp(space.features(np.array(xs), columns), np.array(ys), seed, self._warm, stage.name)
+                    model.gp = _fit_gp(space.features(np.array(xs), columns), np.array(ys), seed, self._warm, stage.name,
+                                      self.refit_every)
             else:
                 model.mean, model.sd = math.log(1e-4), 0.05  # never seen: costs nothing known
             models[stage.name] = model
@@ -437,7 +450,7 @@ class EEIPUSampler(BaseSampler):
                 values = tuple(t.params[p] for p in stage.params)
                 if values not in stage.cached:
                     continue
-                k = max(8, n // (2 * max(1, len(top) * len(prefixes))))
+                k = max(16, n // max(1, len(top) * len(prefixes)))  # as many as the unconstrained ones in all
                 free = [j for j, name in enumerate(space.names) if name not in stage.params]
                 base = np.repeat(space.to_unit(t.params)[None, :], k, axis=0)
                 block = space.perturb(base, rng, 0.15, free)  # half nearby ...

@@ -199,6 +199,35 @@ def test_stage_costs_cache_hits_and_inherited_checkpoints(campaign):
     assert detail.fail_kind is None
 
 
+def test_stage_savings_of_a_real_campaign_match_the_cache_report(tmp_path, monkeypatch):
+    """The console's `saved` is the same figure as `hpo-tui cache`'s (engine.stages.stage_stats)."""
+    from engine.campaign import Coordinator
+    from engine.spec import parse_campaign
+    from engine.stages import stage_stats
+    from engine.workloads.pipeline import SPACE, STAGES
+
+    monkeypatch.chdir(tmp_path)
+    data = {
+        "name": "memo", "objective": {"path": "engine.workloads.pipeline:objective", "settings": {"time_scale": 0.01}},
+        "metric": {"name": "regret", "direction": "minimize"}, "space": dict(SPACE),
+        "fidelity": {"levels": {"only": {"epochs": 1}}},
+        "sprints": [{"name": "search", "sampler": "eeipu", "fidelity": "only", "budget_seconds": 0.6,
+                     "sampler_options": {"n_startup_trials": 4, "n_candidates": 64, "stages": STAGES}}],
+        "cache": {"enabled": True},
+    }
+    url = f"journal://{tmp_path / 'journal.log'}"
+    assert Coordinator(parse_campaign(data), url, workers=0, log=lambda m: None).run()["status"] == "finished"
+    storage = open_storage(url, heartbeat=False)
+    snapshot = SnapshotReader(storage, "memo").read()
+    trials = optuna.load_study(study_name=snapshot.sprint.study, storage=storage).get_trials()
+    stats = stage_stats({"search": trials})["total"]
+    assert snapshot.staged and snapshot.sprint.budget_seconds == 0.6
+    assert all(row.stage_runs == 3 for row in snapshot.trials)
+    assert sum(row.stage_hits for row in snapshot.trials) == stats["hits"] > 0
+    assert snapshot.seconds_saved == pytest.approx(stats["saved_s"] + stats["inherited_saved_s"])
+    assert snapshot.seconds_spent == pytest.approx(stats["trial_s"])
+
+
 def test_no_stages_no_stage_columns(campaign):
     storage, ledger, study = campaign
     add(study, TrialState.COMPLETE, 1.0, duration_s=2.0)

@@ -39,8 +39,9 @@ class EventsFeed(Widget):
                 line.append(f"@{step:<4} {fmt.number(event.value, 4):>8} {event.reason}")
             else:
                 lost = event.fail_kind in LOST_KINDS  # the worker disappeared: not the trial's doing
-                line.append(f"{fmt.fail_label(event.fail_kind)} ", "magenta" if lost else "red")
-                line.append(event.reason)
+                label = fmt.fail_label(event.fail_kind)
+                line.append(f"{label} ", "magenta" if lost else "red")
+                line.append(event.reason.removeprefix(f"{label}: "))
             line.truncate(max(width, 1), overflow="ellipsis")
             lines.append(line)
         return Text("\n").join(lines)

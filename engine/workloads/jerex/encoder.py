@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import unicodedata
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -62,15 +63,50 @@ def resolve_encoder_dir(spec: str) -> Path:
     return path.resolve()
 
 
-def build_tiny_tokenizer(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
-    """A WordPiece tokenizer trained here on pre-split words, so unseen names still split into pieces."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def tiny_vocabulary(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB_SIZE) -> dict[str, int]:
+    """A WordPiece vocabulary that is a pure function of the words and their counts.
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    The `tokenizers` WordPiece trainer breaks ties between equally frequent merges in hash-map order,
+    which differs from process to process: two workers training on the same sentences got different
+    vocabularies, so different models from the same seed (issue 3). Here every choice is made by a
+    sort with a total order. The vocabulary is, in order: the special tokens; every character seen,
+    as a word start and as a continuation (`##c`); every whole word, most frequent first; then word
+    prefixes and `##` suffixes (2+ characters) shared by several words, most frequent first, until
+    `vocab_size` — so unseen names still split into known pieces by WordPiece's greedy longest match.
+    """
+    words: dict[str, int] = {}
+    for sentence in texts:
+        for word in sentence:
+            word = unicodedata.normalize("NFC", word)  # the tokenizer's normalizer does the same
+            if word and not word.isspace():
+                words[word] = words.get(word, 0) + 1
+    chars = sorted({ch for word in words for ch in word})
+    ordered: list[str] = list(SPECIAL_TOKENS)
+    ordered += chars + ["##" + ch for ch in chars]
+    ordered += sorted(words, key=lambda w: (-words[w], w))
+    pieces: dict[str, int] = {}
+    shared: dict[str, int] = {}  # distinct words a piece occurs in: a piece of one word only adds nothing
+    for word, count in words.items():
+        for piece in [word[:cut] for cut in range(2, len(word))] + ["##" + word[cut:] for cut in range(1, len(word) - 1)]:
+            pieces[piece] = pieces.get(piece, 0) + count
+            shared[piece] = shared.get(piece, 0) + 1
+    ordered += sorted((p for p in pieces if shared[p] > 1), key=lambda p: (-pieces[p], -len(p), p))
+    vocab: dict[str, int] = {}
+    for token in ordered:
+        if len(vocab) >= vocab_size:
+            break
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+def build_tiny_tokenizer(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer over a deterministic vocabulary (`tiny_vocabulary`) of pre-split words."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = tiny_vocabulary(texts, vocab_size)
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
-    tokenizer.train_from_iterator((" ".join(words) for words in texts), trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

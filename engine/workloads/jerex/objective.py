@@ -92,7 +92,13 @@ def prepare_data_dir(ctx: TrialContext, settings: Settings) -> Path:
             Path(ctx.run_dir) / "jerex-corpus", settings.corpus_seed, settings.n_train, settings.n_val, settings.n_test
         )
     )
-    return Path(ctx.stage("corpus", build, depends_on=sizes))
+    data_dir = Path(ctx.stage("corpus", build, depends_on=sizes))
+    if not all((data_dir / f"{name}.jsonl").is_file() for name in corpus_io.SPLITS):
+        # The cached value is a path to files outside the cache; if they were deleted (a cleaned run
+        # directory, a cache copied elsewhere), regenerate them: the generator is deterministic, so the
+        # files come back byte for byte and the cached key stays valid.
+        data_dir = Path(build())
+    return data_dir
 
 
 @functools.lru_cache(maxsize=4)
