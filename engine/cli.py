@@ -135,10 +135,9 @@ def make_coordinator(args, log: Callable[[str], None] = log_line):
     return Coordinator(spec, args.storage, policy=policy, workers=args.workers, gpus=_gpus(args.gpus), log=log)
 
 
-def cmd_run_headless(args) -> int:
-    from engine.status import format_status
-
-    coordinator = make_coordinator(args)
+def install_stop_signals(request_stop: Callable[[], None], log: Callable[[str], None]) -> None:
+    """Ctrl-C / SIGTERM stop the campaign in order (a second one stops at once); SIGHUP is ignored,
+    since a dropped SSH session must not end the campaign."""
     interrupts = 0
 
     def _stop(signum, frame):
@@ -146,12 +145,19 @@ def cmd_run_headless(args) -> int:
         interrupts += 1
         if interrupts > 1:
             raise KeyboardInterrupt
-        log_line(f"received {signal.Signals(signum).name}: stopping after the running trials are handed back")
-        coordinator.request_stop()
+        log(f"received {signal.Signals(signum).name}: stopping after the running trials are handed back")
+        request_stop()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not end the campaign
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def cmd_run_headless(args) -> int:
+    from engine.status import format_status
+
+    coordinator = make_coordinator(args)
+    install_stop_signals(coordinator.request_stop, log_line)
     summary = coordinator.run()
     log_line(format_status(summary))
     return 0 if summary["status"] in ("finished", "stopped") else 1

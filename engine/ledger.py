@@ -112,12 +112,20 @@ class Ledger:
         self.put(f"decision:{gate}", record)
         return record
 
+    def fidelity_request(self, gate: int) -> dict | None:
+        """A fidelity staged (from the console) for a gate not reached yet: {"edits": [...], ...}."""
+        return self.get(fidelity_request_key(gate))
+
     def thresholds(self) -> dict[str, dict]:
         attrs = self._all()
         return {k.removeprefix("thresholds:"): v for k, v in attrs.items() if k.startswith("thresholds:")}
 
     def put_thresholds(self, study_name: str, trial_number: int, result: dict) -> None:
         self.put(f"thresholds:{study_name}:{trial_number}", result)
+
+
+def fidelity_request_key(gate: int) -> str:
+    return f"fidelity_request:{gate}"
 
 
 class DecisionConflict(RuntimeError):

@@ -24,10 +24,22 @@ class Policy:
 
 
 class AutoPolicy(Policy):
+    """Approve the proposal as it stands, with the fidelity an operator staged for this gate if any."""
+
     name = "auto"
 
     def decide(self, ledger, gate, proposal, original, current, levels, stop):
-        return ledger.decision(gate) or ledger.record_decision(gate, auto_decision(proposal), source="policy:auto")
+        existing = ledger.decision(gate)
+        if existing is not None:
+            return existing
+        staged = ledger.fidelity_request(gate)
+        if staged:
+            decision = build_decision(proposal, original, current, action="approve",
+                                      fidelity_edits=list(staged.get("edits", [])), levels=levels,
+                                      note="auto policy; fidelity staged by an operator")
+        else:
+            decision = auto_decision(proposal)
+        return ledger.record_decision(gate, decision, source="policy:auto")
 
 
 class WaitPolicy(Policy):

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.ledger import Ledger
+from engine.ledger import Ledger, fidelity_request_key
 from engine.stages import INHERITED_ATTR, STAGES_ATTR
 from engine.trials import RETRY_ATTR
 
@@ -226,11 +226,6 @@ class TrialDetail:
     fail_kind: str | None = None
     stages: tuple[StageCost, ...] = ()  # in the order they ran
     inherited: Inherited | None = None
-
-
-def fidelity_request_key(gate: int) -> str:
-    """The ledger key of a fidelity staged (in the console) for a gate not reached yet."""
-    return f"fidelity_request:{gate}"
 
 
 def _epoch(moment) -> float | None:

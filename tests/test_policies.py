@@ -107,3 +107,17 @@ def test_wait_policy_blocks_until_approve_from_another_process(tmp_path):
     # a decided gate is not asked again
     again = hpo_tui("approve", str(campaign), cwd=tmp_path)
     assert again.returncode == 1 and "no gate is waiting" in again.stderr
+
+
+def test_auto_policy_applies_a_fidelity_staged_for_the_gate(tmp_path):
+    url = f"journal://{tmp_path / 'j.log'}"
+    spec = spec_of(branin_campaign("staged"))
+    coordinator = Coordinator(spec, url, workers=0, runs_root=tmp_path, log=lambda m: None)
+    coordinator.prepare()
+    coordinator.ledger.put("fidelity_request:1", {"edits": ["epochs=4"], "label": "epochs=4"})
+    coordinator.run()
+    ledger = Ledger(open_storage(url), "staged")
+    assert ledger.decision(0)["fidelity"]["epochs"] == 2  # nothing staged for gate 0
+    assert ledger.decision(1)["fidelity"]["epochs"] == 4
+    assert ledger.decision(1)["diff"][-1] == "fidelity epochs: 9 -> 4"
+    assert ledger.sprint(2)["fidelity"] == {"train_fraction": 1.0, "epochs": 4}

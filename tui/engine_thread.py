@@ -16,31 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.decisions import build_decision
-from engine.policy import AutoPolicy, Policy
-from engine.snapshot import fidelity_request_key
-
-
-class ConsolePolicy(Policy):
-    """The run's own policy, plus the fidelity an operator staged in the console for a gate.
-
-    With `auto` a staged fidelity is applied to the automatic approval; with `wait` the operator
-    decides in the approval screen (which starts from the staged fidelity); a plan decides as written.
-    """
-
-    def __init__(self, inner: Policy):
-        self.inner = inner
-        self.name = inner.name
-
-    def decide(self, ledger, gate, proposal, original, current, levels, stop):
-        staged = ledger.get(fidelity_request_key(gate))
-        if staged and isinstance(self.inner, AutoPolicy) and ledger.decision(gate) is None:
-            decision = build_decision(proposal, original, current, action="approve",
-                                      fidelity_edits=list(staged.get("edits", [])), levels=levels,
-                                      note="auto policy; fidelity staged in the console")
-            return ledger.record_decision(gate, decision, source="policy:auto")
-        return self.inner.decide(ledger, gate, proposal, original, current, levels, stop)
-
 
 class EngineThread:
     """Runs `make_coordinator(log)` then its `run()` in a daemon thread."""
@@ -90,8 +65,6 @@ class EngineThread:
     def _run(self) -> None:
         try:
             self.coordinator = self._make(self.log)
-            if isinstance(self.coordinator.policy, Policy) and not isinstance(self.coordinator.policy, ConsolePolicy):
-                self.coordinator.policy = ConsolePolicy(self.coordinator.policy)
             if self._stop_requested:
                 self.coordinator.request_stop()
             summary = self.coordinator.run()

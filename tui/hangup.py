@@ -112,19 +112,9 @@ class Hangup:
 
 def wait_headless(engine, campaign: str, log: Callable[[str], None]) -> int:
     """Keep the process (and its engine thread) alive after the terminal went away; returns the exit code."""
-    interrupts = 0
+    from engine.cli import install_stop_signals
 
-    def stop(signum, frame) -> None:  # noqa: ARG001
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
-            raise KeyboardInterrupt
-        log(f"received {signal.Signals(signum).name}: stopping after the running trials are handed back")
-        engine.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    install_stop_signals(engine.request_stop, log)
     for line in list(engine.lines)[-5:]:  # what the console's operator saw last
         log(f"  (before) {line}")
     engine.echo = log  # from now on the engine's lines go to this log too
