@@ -85,6 +85,28 @@ class _Space:
     def from_unit(self, row: np.ndarray) -> dict[str, Any]:
         return {n: _from_unit(d, u) for n, d, u in zip(self.names, self.dists, row)}
 
+    def from_units(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """from_unit for many rows at once, column by column (same values as from_unit row by row)."""
+        rows = np.asarray(rows, dtype=float).reshape(-1, len(self.names))
+        columns = []
+        for j, d in enumerate(self.dists):
+            u = np.clip(rows[:, j], 0.0, 1.0)
+            if isinstance(d, CategoricalDistribution):
+                index = np.rint(rows[:, j]).astype(int) % len(d.choices)
+                columns.append([d.choices[i] for i in index])
+                continue
+            low, high = float(d.low), float(d.high)
+            if d.log:
+                value = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+            else:
+                value = low + u * (high - low)
+            if isinstance(d, IntDistribution):
+                value = np.clip(d.low + np.round((value - d.low) / d.step) * d.step, d.low, d.high)
+                columns.append([int(v) for v in value])
+            else:
+                columns.append([float(v) for v in np.clip(value, low, high)])
+        return [dict(zip(self.names, values)) for values in zip(*columns)]
+
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
         u = rng.random((n, len(self.names)))
         for j, d in enumerate(self.dists):
@@ -127,14 +149,14 @@ def _to_unit(d: BaseDistribution, value: Any) -> float:
 def _from_unit(d: BaseDistribution, u: float) -> Any:
     if isinstance(d, CategoricalDistribution):
         return d.choices[int(round(u)) % len(d.choices)]
-    u = float(np.clip(u, 0.0, 1.0))
+    # plain floats, not np.clip: this runs for every parameter of every candidate of every ask
+    u = min(max(float(u), 0.0), 1.0)
     low, high = float(d.low), float(d.high)
     value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if d.log else low + u * (high - low)
     if isinstance(d, IntDistribution):
         step = d.step
-        value = int(np.clip(d.low + round((value - d.low) / step) * step, d.low, d.high))
-        return value
-    return float(np.clip(value, low, high))
+        return int(min(max(d.low + round((value - d.low) / step) * step, d.low), d.high))
+    return min(max(value, low), high)
 
 
 # --------------------------------------------------------------------------------------- models
@@ -311,11 +333,10 @@ class EEIPUSampler(BaseSampler):
         best_y = float(y_done.min())
 
         def score(rows: np.ndarray, overrides: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
-            params = []
-            for row, fixed in zip(rows, overrides):
-                p = space.from_unit(row)
-                p.update(fixed)
-                params.append(p)
+            params = space.from_units(rows)
+            for p, fixed in zip(params, overrides):
+                if fixed:
+                    p.update(fixed)
             keep = [i for i, p in enumerate(params) if tuple(p[n] for n in space.names) not in seen]
             params = [params[i] for i in keep]
             units = np.array([space.to_unit(p) for p in params]).reshape(len(params), len(space.names))

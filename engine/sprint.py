@@ -19,6 +19,7 @@ from engine.spec import CampaignSpec
 from engine.trials import counted_trials
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+SEEDED_GP_STARTUP = 5  # a seeded GP sprint's start-up trials: its seeds, and at least this many
 
 
 def study_name(campaign: str, index: int, sprint: str) -> str:
@@ -88,6 +89,11 @@ def open_study(spec: CampaignSpec, storage, record: dict[str, Any], *, worker_in
     if record["sampler"] == "eeipu":  # its cost cooling runs down the sprint's budget
         options.setdefault("budget_seconds", record.get("budget_seconds"))
         options.setdefault("n_trials", record.get("n_trials"))
+    if record["sampler"] in ("gp", "skopt-gp") and record.get("seeded"):
+        # A seeded GP sprint models from its seeds on: its start-up trials are the seeds, not
+        # the samplers' default 10 (benchmarks/efficiency.py: random full-fidelity start-up trials
+        # on top of the seeds delayed and worsened the phased campaign's results).
+        options.setdefault("n_startup_trials", max(len(record["seeded"]), SEEDED_GP_STARTUP))
     sampler = make_sampler(record["sampler"], dists, seed=seed, options=options)
     epochs = record["fidelity"].get("epochs")
     max_resource = int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None

@@ -29,8 +29,8 @@ TOLERANCE = 1e-6
 
 @pytest.fixture(scope="module", autouse=True)
 def corpus(tmp_path_factory):
-    # The tiny WordPiece tokenizer is trained per process and per data directory, and its training is not
-    # reproducible between builds; sharing one directory shares one tokenizer (cached per process).
+    # One corpus directory for every run here: one tiny tokenizer (built per process and per data
+    # directory; deterministic, tests/test_jerex_determinism.py), one featurized training set.
     SETTINGS["data_dir"] = str(prepare_generated_corpus(tmp_path_factory.mktemp("corpus"), 13, 160, 60, 8))
     yield
     SETTINGS.pop("data_dir")

