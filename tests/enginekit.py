@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from engine.objective import TrialContext
 from engine.spec import CampaignSpec, parse_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +71,21 @@ def hpo_tui(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None
     full_env = {**os.environ, "PYTHONPATH": str(ROOT / "tests") + os.pathsep + str(ROOT), **(env or {})}
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, env=full_env)
+
+
+class RecordingContext(TrialContext):
+    """A trial context without a study: records reports and attributes, can prune at a given step."""
+
+    def __init__(self, *args, prune_at: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reports: list[tuple[int, float]] = []
+        self.attrs: dict[str, Any] = {}
+        self.prune_at = prune_at
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+        if self.prune_at is not None and step >= self.prune_at:
+            raise optuna.TrialPruned(f"pruned at {step}")
+
+    def set_attr(self, key, value):
+        self.attrs[key] = value

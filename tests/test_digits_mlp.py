@@ -6,28 +6,15 @@ import numpy as np
 import optuna
 import pytest
 
+from enginekit import RecordingContext
 from engine.objective import TrialContext, load_objective
 from engine.workloads import digits_mlp
 
 GOOD = {"learning_rate_init": 3e-3, "alpha": 1e-4, "hidden_units": 64, "batch_size": 32}
 
 
-class Recorder(TrialContext):
-    def __init__(self, *args, prune_at=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.reports, self.attrs, self.prune_at = [], {}, prune_at
-
-    def report(self, value, step):
-        self.reports.append((step, value))
-        if self.prune_at is not None and step >= self.prune_at:
-            raise optuna.TrialPruned(f"pruned at {step}")
-
-    def set_attr(self, key, value):
-        self.attrs[key] = value
-
-
 def _ctx(tmp_path, params=GOOD, fidelity=None, settings=None, **kw):
-    return Recorder(
+    return RecordingContext(
         params=dict(params), fidelity=fidelity or {"train_fraction": 1.0, "epochs": 8}, settings=settings or {},
         trial_number=0, sprint="t", run_dir=tmp_path, **kw,
     )

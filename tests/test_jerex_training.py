@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.objective import TrialContext
+from enginekit import RecordingContext
 from engine.workloads.jerex.encoder import build_tiny_encoder
 from engine.workloads.jerex.model import JointModel
 from engine.workloads.jerex.objective import objective
@@ -144,11 +144,6 @@ def test_hyperparameters_reject_typos_and_bad_values():
         Hyperparameters.from_params({"decay": "step"})
     with pytest.raises(ValueError, match="pct_start"):
         Hyperparameters.from_params({"pct_start": 0.8, "hold_pct": 0.5})
-
-
-class RecordingContext(TrialContext):
-    def set_attr(self, key, value):
-        self.__dict__.setdefault("attrs", {})[key] = value
 
 
 def run_tiny(tmp_path: Path, params: dict, epochs: int = 4) -> tuple[float, dict]:

@@ -8,6 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
+from enginekit import RecordingContext
 from engine.objective import TrialContext, load_objective
 from engine.workloads import functions
 from engine.workloads.functions import PROBLEMS
@@ -41,26 +42,8 @@ def _sample(problem, n, seed):
     return out
 
 
-class Recorder(TrialContext):
-    """A context that records reports and can prune at a given step."""
-
-    def __init__(self, *args, prune_at=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.reports = []
-        self.prune_at = prune_at
-        self.attrs = {}
-
-    def report(self, value, step):
-        self.reports.append((step, value))
-        if self.prune_at is not None and step >= self.prune_at:
-            raise optuna.TrialPruned(f"pruned at {step}")
-
-    def set_attr(self, key, value):
-        self.attrs[key] = value
-
-
 def _ctx(tmp_path, params, fidelity, settings=None, **kw):
-    return Recorder(params=params, fidelity=fidelity, settings=settings or {}, trial_number=0, sprint="t", run_dir=tmp_path, **kw)
+    return RecordingContext(params=params, fidelity=fidelity, settings=settings or {}, trial_number=0, sprint="t", run_dir=tmp_path, **kw)
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
