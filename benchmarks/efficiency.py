@@ -36,7 +36,15 @@ or the worst full-fidelity value any run observed (other workloads).
 final simple regret; the area under the best-so-far regret curve divided by B (mean regret over the
 budget; lower is better); the budget needed to reach flat TPE + Hyperband's final median regret
 (lower median over seeds, as a fraction of B; "-" where fewer than half of the seeds reach it). Then a
-summary line per method across problems.
+summary line per method across problems. With ``--explain``, per sprint of every phased run on a
+test function: the share of the box it searched, whether that box held the optimum (else which
+parameters cut it off), how well its fidelity ranked configurations against the truth (Spearman,
+all and top-k), the true regret of the best configuration it evaluated and of the one it picked,
+and the fidelity agreement its gate measured (see ``diagnose_phased``). docs/benchmarks.md has
+the figures and what they led to.
+
+Run times on the shared 2-core machine: quick, 3 seeds: ~3.5 min; full without jerex-tiny,
+3 seeds: ~16 min (jerex-tiny adds 45-60 min per seed).
 
 Deterministic for a given seed list: every sampler is seeded with the run's seed, the test
 functions' low-fidelity noise uses ``noise_seed = seed``, and trials run one at a time in process

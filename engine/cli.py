@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from engine.spec import CampaignFileError, CampaignSpec, check_objective_imports, load_campaign
+from engine.spec import CampaignFileError, CampaignSpec, ThresholdSpec, check_objective_imports, load_campaign
 
 EXIT_BAD_INPUT = 2
 
@@ -292,7 +292,7 @@ def cmd_thresholds(args) -> int:
 
     name, _, storage, ledger = _open(args)
     spec = CampaignSpec.model_validate(ledger.spec())
-    settings = spec.thresholds or __import__("engine.spec", fromlist=["ThresholdSpec"]).ThresholdSpec()
+    settings = spec.thresholds or ThresholdSpec()
     records = [r for r in ledger.sprints() if args.sprint in (None, r["name"])]
     if not records:
         print(f"{name}: no sprint {args.sprint!r}", file=sys.stderr)

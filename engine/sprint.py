@@ -18,7 +18,6 @@ from engine.space import Space, contains, default_value, distributions
 from engine.spec import CampaignSpec
 from engine.trials import counted_trials
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SEEDED_GP_STARTUP = 5  # a seeded GP sprint's start-up trials: its seeds, and at least this many
 
 

@@ -1,5 +1,4 @@
 """Killing the engine (kill -9 or Ctrl-C) and running the same command again resumes without loss."""
-import json
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from engine.storage import open_storage
-from enginekit import branin_campaign, hpo_tui, write_toml
+from enginekit import branin_campaign, write_toml
 from test_policies import status_json, wait_for
 
 
