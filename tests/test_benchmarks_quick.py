@@ -86,3 +86,21 @@ def test_metric_problems_use_the_best_known_value():
     E.score_runs(problem, [a, b], budget=2.0)
     assert a.final == pytest.approx(0.0) and b.final == pytest.approx(0.1)
     assert a.curve[0][1] == pytest.approx(0.2)  # before any result: the worst observed value
+
+
+def test_overhead_harness_runs(tmp_path, capsys):
+    from benchmarks import overhead as O
+
+    out = tmp_path / "overhead.json"
+    rc = O.main(["--trials", "5", "--sleep", "0.01", "--trivial-trials", "5", "--repeats", "1", "--no-asks",
+                 "--quiet", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "bare" in text and "engine" in text and "where the time goes" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["label"], r["runner"]) for r in rows} == {
+        ("sleep 0.01 s", "bare"), ("sleep 0.01 s", "engine"), ("trivial", "bare"), ("trivial", "engine")}
+    for r in rows:
+        assert r["trials"] == 5 and r["per_trial"] > 0 and r["writes_per_trial"] >= 3
+    engine = next(r for r in rows if r["runner"] == "engine" and r["label"] == "trivial")
+    assert engine["ledgers_per_trial"] > 0  # the engine reads its ledger between trials; a bare loop does not
