@@ -63,6 +63,8 @@ from typing import Any
 
 import optuna
 
+from engine.trials import suggest_distributions
+
 SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
     "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
@@ -174,14 +176,7 @@ def run_bare(n: int, sleep_s: float, url: str, seed: int) -> dict[str, float]:
     for _ in range(n):
         trial = study.ask()
         a = time.perf_counter()
-        params = {}
-        for name, dist in dists.items():
-            if isinstance(dist, optuna.distributions.FloatDistribution):
-                params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-            elif isinstance(dist, optuna.distributions.IntDistribution):
-                params[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-            else:
-                params[name] = trial.suggest_categorical(name, dist.choices)
+        params = suggest_distributions(trial, dists)  # plain Optuna suggest calls
         b = time.perf_counter()
         if sleep_s > 0:
             time.sleep(sleep_s)

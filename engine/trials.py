@@ -29,8 +29,13 @@ def worker_id(index: int | str) -> str:
 
 
 def suggest(trial: optuna.Trial, space: Space, tuned: list[str]) -> dict[str, Any]:
+    return suggest_distributions(trial, distributions(space, tuned))
+
+
+def suggest_distributions(trial: optuna.Trial, dists: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
+    """Plain Optuna suggest calls, one per distribution."""
     params = {}
-    for name, dist in distributions(space, tuned).items():
+    for name, dist in dists.items():
         if isinstance(dist, optuna.distributions.FloatDistribution):
             params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
         elif isinstance(dist, optuna.distributions.IntDistribution):
