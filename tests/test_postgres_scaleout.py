@@ -18,6 +18,9 @@ def test_scaleout_benchmark_runs_on_journal_and_postgres(pg_url):
     assert lines[1].split() == ["storage", "workers", "trials", "wall", "s", "trials/s", "ideal/s", "efficiency",
                                 "overhead", "ms", "in-trial", "ms"]
     rows = [line.split() for line in lines[2:]]
-    assert [(r[0], r[1], r[2]) for r in rows] == [("journal", "1", "2"), ("journal", "2", "4"),
-                                                  ("postgresql", "1", "2"), ("postgresql", "2", "4")]
+    assert [(r[0], r[1]) for r in rows] == [("journal", "1"), ("journal", "2"), ("postgresql", "1"), ("postgresql", "2")]
+    # 2 trials per worker; workers that start their last trials together may run up to workers - 1 more
+    for r in rows:
+        workers, trials = int(r[1]), int(r[2])
+        assert 2 * workers <= trials <= 2 * workers + workers - 1, r
     assert all(float(r[4]) > 0 for r in rows)
