@@ -15,7 +15,9 @@ The acquisition of a candidate x is
 * Candidates: unconstrained ones (uniform, and perturbations of the best configurations) plus, for each
   of the `top_configs` best configurations and each of its cached stages that does not depend on every
   tuned parameter, candidates with that stage's parameters fixed to the configuration's exact values
-  and the rest drawn afresh — they reuse the cached prefix.
+  and the rest drawn afresh — they reuse the cached prefix. Local refinement rounds then perturb the
+  leaders (the best few overall and the best of every prefix group, its prefix kept), so the parameters
+  each cached prefix leaves free are optimised, not only sampled.
 
 Which parameters each stage depends on comes from `sampler_options.stages`
 (`[{name = "prep", params = ["a", "b"]}, {name = "train", params = ["c"]}]`: each stage's own
@@ -351,7 +353,7 @@ class EEIPUSampler(BaseSampler):
         for scale in (0.05, 0.02, 0.008)[: self.refine_rounds]:  # local refinement of the leaders, prefixes kept
             if not scored["params"]:
                 break
-            leaders = np.argsort(-scored["acquisition"])[:4]
+            leaders = self.leaders(scored)
             rows, overrides, kinds = [], [], []
             for i in leaders:
                 fixed = scored["overrides"][i]
@@ -365,6 +367,23 @@ class EEIPUSampler(BaseSampler):
                           else (np.vstack([scored[k], more[k]]) if k == "units" else scored[k] + more[k]))
                       for k in scored}
         return {**scored, "eta": eta, "stages": [s.name for s in stages]}
+
+    @staticmethod
+    def leaders(scored: dict[str, Any], overall: int = 4) -> list[int]:
+        """Candidates to refine: the best few overall, and the best of every cached-prefix group, so the
+        parameters left free by each prefix are optimised too, not only sampled."""
+        order = np.argsort(-scored["acquisition"])
+        chosen = [int(i) for i in order[:overall]]
+        groups = {k for k in scored["kinds"] if k.startswith("prefix")}
+        for i in order:
+            kind = scored["kinds"][i]
+            if kind in groups:
+                groups.discard(kind)
+                if int(i) not in chosen:
+                    chosen.append(int(i))
+            if not groups:
+                break
+        return chosen
 
     # pipeline structure and costs ------------------------------------------------------------
     def stage_structure(self, trials: list[FrozenTrial], tuned: list[str]) -> list[Stage]:

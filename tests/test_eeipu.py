@@ -1,12 +1,14 @@
 """The eeipu sampler (engine.eeipu): cost cooling, preference for cached prefixes, cost ignored at eta 0."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from engine.eeipu import EEIPUSampler, cost_cooling, eeipu_acquisition, expected_improvement
+from engine.eeipu import EEIPUSampler, _Space, cost_cooling, eeipu_acquisition, expected_improvement
 from engine.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,6 +83,22 @@ def test_ignores_cost_once_the_budget_is_spent():
     # the same study with budget left: cost counts, and the pick changes to a cached prefix
     fresh = EEIPUSampler(SPACE, seed=0, budget_seconds=100 * budget, n_startup_trials=5)
     assert fresh.eta(study) > 0.9
+
+
+def test_every_cached_prefix_is_optimised_not_only_sampled():
+    # eta 0: cost cannot push the prefix candidates ahead, so only the per-prefix refinement reaches them all
+    sampler = EEIPUSampler(SPACE, seed=0, eta=0.0, n_startup_trials=5, n_candidates=128, refine_rounds=2)
+    study = _study(sampler)
+    scored = sampler.score_candidates(study, study.get_trials(), _Space(SPACE), np.random.default_rng(0))
+    by_number = {t.number: t for t in study.trials}
+    groups = Counter(k for k in scored["kinds"] if k.startswith("prefix"))
+    assert len(groups) == sampler.top_configs == 5  # one cached prefix ("prep") of each of the 5 best
+    sampled = max(16, 128 // 5)
+    for kind, count in groups.items():
+        assert count >= sampled + 2 * 32, kind  # its best candidate was refined in both rounds
+        number = int(kind.rsplit("#", 1)[1])
+        values = {p["a"] for p, k in zip(scored["params"], scored["kinds"]) if k == kind}
+        assert values == {by_number[number].params["a"]}  # refinement moved only the free parameter
 
 
 def test_eta_follows_the_budget_in_seconds_or_trials():
