@@ -137,7 +137,9 @@ class HpoConsole(App[int]):
         if self.hung_up:  # the terminal went before the console was up
             self._left_terminal()
             return
-        self.poll_snapshots()
+        # After the first frame: the first read of a large storage holds the GIL for a second or so,
+        # and the console should be on screen (saying it is reading) before that starts.
+        self.call_after_refresh(self.poll_snapshots)
 
     def on_unmount(self) -> None:
         self._wake.set()
