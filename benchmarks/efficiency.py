@@ -152,7 +152,7 @@ def function_problem(name: str) -> BenchProblem:
         x = {}
         for pname, p in problem.space.items():
             u = rng.random()
-            x[pname] = math.exp(math.log(p.low) + u * math.log(p.high / p.low)) if p.log else p.low + u * (p.high - p.low)
+            x[pname] = p.from_unit(u)
         guesses.append(problem.regret(x))
     base = {
         "name": f"bench-{name}",

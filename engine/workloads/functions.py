@@ -80,6 +80,12 @@ class Param:
             return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
         return (v - self.low) / (self.high - self.low)
 
+    def from_unit(self, u: float) -> float:
+        """The inverse of to_unit."""
+        if self.log:
+            return math.exp(math.log(self.low) + u * math.log(self.high / self.low))
+        return self.low + u * (self.high - self.low)
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -51,21 +51,34 @@ def stage_costs(params: dict[str, float], settings: dict[str, Any] | None = None
 # "separable": the construction of the EEIPU paper's synthetic pipelines, a sum of one 2-D test
 # function per stage on the stage's own parameters (each regret divided by the function's spread).
 SEPARABLE = (("branin", ("x1", "x2")), ("currin", ("x3", "x4")), ("branin", ("x5", "x6")))
-FUNCTIONS = ("hartmann6", "separable")
+
+
+def _hartmann6_regret(x: dict[str, float]) -> float:
+    return PROBLEMS["hartmann6"].regret(x)
+
+
+def _separable_regret(x: dict[str, float]) -> float:
+    total = 0.0
+    for name, names in SEPARABLE:
+        problem = PROBLEMS[name]
+        natural = {p: spec.from_unit(x[n]) for (p, spec), n in zip(problem.space.items(), names)}
+        total += problem.regret(natural) / problem.scale
+    return total
+
+
+FUNCTIONS = {"hartmann6": _hartmann6_regret, "separable": _separable_regret}
+
+
+def value_function(function: str):
+    """The regret function named `function`: Hartmann-6 (stages interact) or the separable sum (they do not)."""
+    if function not in FUNCTIONS:
+        raise ValueError(f"unknown pipeline function {function!r}; known: {', '.join(FUNCTIONS)}")
+    return FUNCTIONS[function]
 
 
 def pipeline_regret(x: dict[str, float], function: str = "hartmann6") -> float:
-    """The value of a configuration: Hartmann-6 regret (stages interact) or the separable sum (they do not)."""
-    if function == "hartmann6":
-        return PROBLEMS["hartmann6"].regret(x)
-    if function == "separable":
-        total = 0.0
-        for name, names in SEPARABLE:
-            problem = PROBLEMS[name]
-            natural = {p: spec.low + x[n] * (spec.high - spec.low) for (p, spec), n in zip(problem.space.items(), names)}
-            total += problem.regret(natural) / problem.scale
-        return total
-    raise ValueError(f"unknown pipeline function {function!r}; known: {', '.join(FUNCTIONS)}")
+    """The value of a configuration under the named function."""
+    return value_function(function)(x)
 
 
 def _work(seconds: float, *inputs: Any) -> np.ndarray:
@@ -76,9 +89,8 @@ def _work(seconds: float, *inputs: Any) -> np.ndarray:
 
 def objective(ctx) -> float:
     x = {n: float(ctx.params[n]) for n in NAMES}
-    function = str((ctx.settings or {}).get("function", "hartmann6"))
-    if function not in FUNCTIONS:  # before any stage runs: a typo must not cost a trial's work
-        raise ValueError(f"unknown pipeline function {function!r}; known: {', '.join(FUNCTIONS)}")
+    # looked up before any stage runs: a typo must not cost a trial's work
+    regret = value_function(str((ctx.settings or {}).get("function", "hartmann6")))
     costs = stage_costs(x, ctx.settings)
     prep = ctx.stage("prep", lambda: _work(costs["prep"], x["x1"], x["x2"]),
                      depends_on={"x1": x["x1"], "x2": x["x2"]})
@@ -86,7 +98,7 @@ def objective(ctx) -> float:
                       depends_on={"x3": x["x3"], "x4": x["x4"]}, upstream=("prep",))
     ctx.stage("eval", lambda: _work(costs["eval"], model.tobytes(), x["x5"], x["x6"]),
               depends_on={"x5": x["x5"], "x6": x["x6"]}, upstream=("train",))
-    value = pipeline_regret(x, function)
+    value = regret(x)
     noise = float((ctx.settings or {}).get("noise", 0.0))
     if noise:
         h = hashlib.sha256(struct.pack("6d", *(x[n] for n in NAMES))).digest()
