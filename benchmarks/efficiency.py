@@ -50,6 +50,7 @@ Deterministic for a given seed list: every sampler is seeded with the run's seed
 functions' low-fidelity noise uses ``noise_seed = seed``, and trials run one at a time in process
 (one BLAS / torch thread).
 """
+
 from __future__ import annotations
 
 import os
@@ -63,13 +64,14 @@ import math
 import sys
 import tempfile
 import time
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
+import tomllib
 
 from engine.objective import TrialContext, check_value, load_objective
 from engine.spec import CampaignSpec, parse_campaign
@@ -87,7 +89,15 @@ FUNCTION_LEVELS = {
 SUITES = {
     "quick": {"problems": ["branin", "hartmann6", "currin", "park", "borehole"], "budget": 30.0},
     "full": {
-        "problems": ["branin", "hartmann6", "currin", "park", "borehole", "digits-mlp", "campaign:campaigns/jerex-tiny.toml"],
+        "problems": [
+            "branin",
+            "hartmann6",
+            "currin",
+            "park",
+            "borehole",
+            "digits-mlp",
+            "campaign:campaigns/jerex-tiny.toml",
+        ],
         "budget": 40.0,
     },
 }
@@ -108,7 +118,9 @@ class BenchProblem:
     seed_settings: Callable[[int], dict[str, Any]] = field(default=lambda seed: {})
     optima: list[dict[str, float]] = field(default_factory=list)  # known global optima (test functions)
 
-    def spec(self, sprints: list[dict[str, Any]], *, seed: int, name: str | None = None, storage: str | None = None) -> CampaignSpec:
+    def spec(
+        self, sprints: list[dict[str, Any]], *, seed: int, name: str | None = None, storage: str | None = None
+    ) -> CampaignSpec:
         data = json.loads(json.dumps(self.base))
         data["name"] = name or data["name"]
         data["seed"] = seed
@@ -167,7 +179,8 @@ def function_problem(name: str) -> BenchProblem:
         truth=problem.regret,
         initial_regret=float(np.median(guesses)),
         seed_settings=lambda seed: {"noise_seed": seed},
-        optima=[dict(zip(problem.space, xs)) for xs in problem.extra.get("argmins", [])] or [dict(problem.x_opt)],
+        optima=[dict(zip(problem.space, xs, strict=False)) for xs in problem.extra.get("argmins", [])]
+        or [dict(problem.x_opt)],
     )
 
 
@@ -179,7 +192,11 @@ def campaign_problem(path: str | Path, name: str | None = None) -> BenchProblem:
     data = tomllib.loads(path.read_text())
     parse_campaign(data, path)  # validate
     base = {k: v for k, v in data.items() if k not in ("sprints", "gate", "thresholds", "storage", "workers", "policy")}
-    return BenchProblem(name=name or data["name"], base=base, seed_settings=lambda seed: {"seed": seed} if "seed" in data["objective"].get("settings", {}) else {})
+    return BenchProblem(
+        name=name or data["name"],
+        base=base,
+        seed_settings=lambda seed: {"seed": seed} if "seed" in data["objective"].get("settings", {}) else {},
+    )
 
 
 def make_problem(name: str) -> BenchProblem:
@@ -206,7 +223,9 @@ class Event:
     params: dict[str, Any]
 
 
-def _ctx(problem: BenchProblem, spec: CampaignSpec, params: dict, fidelity: dict, trial=None, run_dir=None) -> TrialContext:
+def _ctx(
+    problem: BenchProblem, spec: CampaignSpec, params: dict, fidelity: dict, trial=None, run_dir=None
+) -> TrialContext:
     return TrialContext(
         params=params,
         fidelity=dict(fidelity),
@@ -240,7 +259,9 @@ def _flat_optuna(problem: BenchProblem, seed: int, budget: float, sampler_name: 
     # a fixed study name: Hyperband assigns brackets by a hash of the study name and trial number
     study = optuna.create_study(
         study_name=f"bench-{problem.name}-{sampler_name}-{pruner_name}-{seed}",
-        direction=spec.metric.direction, sampler=sampler, pruner=pruner,
+        direction=spec.metric.direction,
+        sampler=sampler,
+        pruner=pruner,
     )
     objective = load_objective(spec.objective.path)
     use_trial = pruner_name != "none"
@@ -309,7 +330,7 @@ def run_skopt(problem, seed, budget, workdir):
     events: list[Event] = []
 
     def f(point):
-        params = {**fixed, **{n: (v.item() if hasattr(v, "item") else v) for n, v in zip(names, point)}}
+        params = {**fixed, **{n: (v.item() if hasattr(v, "item") else v) for n, v in zip(names, point, strict=False)}}
         value = check_value(objective(_ctx(problem, spec, params, fidelity)))
         events.append(Event(cost, _loss(problem, value), params))
         return _loss(problem, value)
@@ -348,7 +369,13 @@ def phased_sprints(problem: BenchProblem, budget: float) -> list[dict[str, Any]]
         sprints.append({"name": "refine", "sampler": "gp", "fidelity": mid, "n_trials": n, "seed_top": REFINE_SEEDS})
         spent += n * problem.level_cost(mid)
     sprints.append(
-        {"name": "full", "sampler": "gp", "fidelity": top, "budget_cost": max(budget - spent, 1e-6), "seed_top": FULL_SEEDS}
+        {
+            "name": "full",
+            "sampler": "gp",
+            "fidelity": top,
+            "budget_cost": max(budget - spent, 1e-6),
+            "seed_top": FULL_SEEDS,
+        }
     )
     return sprints
 
@@ -390,7 +417,9 @@ def _read_phased_events(problem: BenchProblem, spec: CampaignSpec, storage_url: 
             continue
         fidelity = record.get("fidelity", spec.fidelity.levels[sprint.fidelity])
         at_top = all(fidelity.get(k) == v for k, v in top.items())
-        study = optuna.load_study(study_name=record.get("study", study_name(spec.name, index, sprint.name)), storage=storage)
+        study = optuna.load_study(
+            study_name=record.get("study", study_name(spec.name, index, sprint.name)), storage=storage
+        )
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             if not t.state.is_finished():
                 continue
@@ -459,6 +488,7 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
                 continue
             t = (lambda v: math.log(v)) if o.get("log") else (lambda v: v)
             volume *= (t(r["high"]) - t(r["low"])) / (t(o["high"]) - t(o["low"]))
+
         def outside(x):
             bad = []
             for name, r in space.items():
@@ -468,6 +498,7 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
                 elif r["type"] in ("float", "int") and not r["low"] - 1e-9 <= x[name] <= r["high"] + 1e-9:
                     bad.append(name)
             return bad
+
         cuts = [outside(x) for x in problem.optima]
         study = optuna.load_study(study_name=record["study"], storage=storage)
         done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
@@ -477,13 +508,23 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
         k = spec.gate_rules(index).top_k
         proposal = ledger.proposal(index) or {}  # the gate after this sprint (one gate per sprint under `auto`)
         agreement = proposal.get("evidence", {}).get("agreement") or {}
-        rows.append({
-            "sprint": record["name"], "level": record["level"], "sampler": record["sampler"], "trials": len(done),
-            "volume": volume, "opt_in": any(not c for c in cuts), "cut": min(cuts, key=len) if cuts else [],
-            "rho": _spearman(observed, truths), "rho_top": _spearman(observed[:k], truths[:k]),
-            "found": min(truths) if truths else math.nan, "picked": truths[0] if truths else math.nan,
-            "agreement": agreement.get("rho"), "agreement_pairs": agreement.get("pairs", 0),
-        })
+        rows.append(
+            {
+                "sprint": record["name"],
+                "level": record["level"],
+                "sampler": record["sampler"],
+                "trials": len(done),
+                "volume": volume,
+                "opt_in": any(not c for c in cuts),
+                "cut": min(cuts, key=len) if cuts else [],
+                "rho": _spearman(observed, truths),
+                "rho_top": _spearman(observed[:k], truths[:k]),
+                "found": min(truths) if truths else math.nan,
+                "picked": truths[0] if truths else math.nan,
+                "agreement": agreement.get("rho"),
+                "agreement_pairs": agreement.get("pairs", 0),
+            }
+        )
     return rows
 
 
@@ -491,19 +532,28 @@ def print_diagnostics(out=None) -> None:
     out = out or sys.stdout
     if not PHASED_DIAGNOSTICS:
         return
-    print("\n## phased, per sprint (volume: share of the box; opt in: the box holds an optimum, else the parameters that cut it off;"
-          "\n##   rho: rank correlation of observed values with the true regret, all / top-k; found / picked: true regret of the best"
-          "\n##   configuration evaluated / of the observed best; gate agree: at the gate after the sprint, the rank agreement"
-          "\n##   between the lower fidelity and this one on the n configurations the sprint re-evaluated)", file=out)
-    print(f"{'problem':<11}{'seed':>5}  {'sprint':<9}{'trials':>7}{'volume':>9}  {'opt in':<14}{'rho':>6}{'rho top':>8}"
-          f"{'found':>10}{'picked':>10}{'gate agree':>14}", file=out)
+    print(
+        "\n## phased, per sprint (volume: share of the box; opt in: the box holds an optimum, else the parameters that cut it off;"
+        "\n##   rho: rank correlation of observed values with the true regret, all / top-k; found / picked: true regret of the best"
+        "\n##   configuration evaluated / of the observed best; gate agree: at the gate after the sprint, the rank agreement"
+        "\n##   between the lower fidelity and this one on the n configurations the sprint re-evaluated)",
+        file=out,
+    )
+    print(
+        f"{'problem':<11}{'seed':>5}  {'sprint':<9}{'trials':>7}{'volume':>9}  {'opt in':<14}{'rho':>6}{'rho top':>8}"
+        f"{'found':>10}{'picked':>10}{'gate agree':>14}",
+        file=out,
+    )
     for (pname, seed), rows in PHASED_DIAGNOSTICS.items():
         for r in rows:
             opt = "yes" if r["opt_in"] else "no: " + ",".join(r["cut"])
             agree = "-" if r.get("agreement") is None else f"{r['agreement']:.2f} (n={r['agreement_pairs']})"
-            print(f"{pname:<11}{seed:>5}  {r['sprint']:<9}{r['trials']:>7}{_fmt(r['volume']):>9}  {opt:<14}"
-                  f"{r['rho']:>6.2f}{r['rho_top']:>8.2f}{_fmt(r['found']):>10}{_fmt(r['picked']):>10}"
-                  f"{agree:>14}", file=out)
+            print(
+                f"{pname:<11}{seed:>5}  {r['sprint']:<9}{r['trials']:>7}{_fmt(r['volume']):>9}  {opt:<14}"
+                f"{r['rho']:>6.2f}{r['rho_top']:>8.2f}{_fmt(r['found']):>10}{_fmt(r['picked']):>10}"
+                f"{agree:>14}",
+                file=out,
+            )
 
 
 RUNNERS = {
@@ -555,7 +605,7 @@ def score_runs(problem: BenchProblem, runs: list[Run], budget: float) -> str:
         run.curve = curve
         run.final = curve[-1][1]
         area = 0.0
-        for (c0, r0), (c1, _) in zip(curve, curve[1:] + [(budget, None)]):
+        for (c0, r0), (c1, _) in zip(curve, curve[1:] + [(budget, None)], strict=False):
             area += r0 * (min(c1, budget) - c0)
         run.auc = area / budget
     if problem.truth is not None:
@@ -595,7 +645,9 @@ def summarise(problem: BenchProblem, runs: list[Run], budget: float) -> dict[str
             "final_q1": q1,
             "final_q3": q3,
             "auc_median": float(np.median([r.auc for r in rs])),
-            "budget_to_target": reach_median / budget if math.isfinite(reach_median) else (math.inf if reach else math.nan),
+            "budget_to_target": reach_median / budget
+            if math.isfinite(reach_median)
+            else (math.inf if reach else math.nan),
             "target": target,
             "seconds_median": float(np.median([r.seconds for r in rs])),
             "trials_median": float(np.median([len(r.events) for r in rs])),
@@ -618,18 +670,31 @@ def _fmt(x: float) -> str:
 def print_problem(name: str, table: dict[str, dict[str, Any]], budget: float, out=None, how: str = "") -> None:
     out = out or sys.stdout
     target = next(iter(table.values()))["target"] if table else None
-    print(f"\n## {name}  (budget {budget:g} full-fidelity units; target = {REFERENCE} final median {_fmt(target) if target is not None else 'n/a'})", file=out)
+    print(
+        f"\n## {name}  (budget {budget:g} full-fidelity units; target = {REFERENCE} final median {_fmt(target) if target is not None else 'n/a'})",
+        file=out,
+    )
     if how:
         print(f"   {how}", file=out)
-    print(f"{'method':<15}{'final regret median [IQR]':<32}{'AUC/B':>10}{'budget→target':>15}{'trials':>8}{'s/run':>8}", file=out)
+    print(
+        f"{'method':<15}{'final regret median [IQR]':<32}{'AUC/B':>10}{'budget→target':>15}{'trials':>8}{'s/run':>8}",
+        file=out,
+    )
     for method in METHODS:
         if method not in table:
             continue
         row = table[method]
         final = f"{_fmt(row['final_median'])} [{_fmt(row['final_q1'])}, {_fmt(row['final_q3'])}]"
         reach = row["budget_to_target"]
-        reach_s = "n/a" if isinstance(reach, float) and math.isnan(reach) else ("-" if math.isinf(reach) else f"{reach:.2f}×B")
-        print(f"{method:<15}{final:<32}{_fmt(row['auc_median']):>10}{reach_s:>15}{row['trials_median']:>8.0f}{row['seconds_median']:>8.1f}", file=out)
+        reach_s = (
+            "n/a"
+            if isinstance(reach, float) and math.isnan(reach)
+            else ("-" if math.isinf(reach) else f"{reach:.2f}×B")
+        )
+        print(
+            f"{method:<15}{final:<32}{_fmt(row['auc_median']):>10}{reach_s:>15}{row['trials_median']:>8.0f}{row['seconds_median']:>8.1f}",
+            file=out,
+        )
 
 
 MATCH_TOLERANCE = 0.10  # "matches" = a median final regret within 10% of the best flat method's
@@ -716,7 +781,7 @@ def plot_curves(all_runs: dict[str, list[Run]], budget: float, path: Path) -> st
         return "matplotlib is not installed: no plot"
     grid = np.linspace(0, budget, 201)
     fig, axes = plt.subplots(1, len(all_runs), figsize=(4 * len(all_runs), 3.2), squeeze=False)
-    for ax, (pname, runs) in zip(axes[0], all_runs.items()):
+    for ax, (pname, runs) in zip(axes[0], all_runs.items(), strict=False):
         for method in METHODS:
             rs = [r for r in runs if r.method == method]
             if not rs:
@@ -760,8 +825,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write all results to this JSON file")
     parser.add_argument("--plot", help="write a PNG of the median anytime curves (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
-    parser.add_argument("--explain", action="store_true", help="per sprint of every phased run: the space kept, whether it "
-                        "holds the optimum, how well the sprint's fidelity ranks configurations (test functions only)")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="per sprint of every phased run: the space kept, whether it "
+        "holds the optimum, how well the sprint's fidelity ranks configurations (test functions only)",
+    )
     args = parser.parse_args(argv)
 
     suite = SUITES[args.suite]
@@ -804,7 +873,9 @@ def main(argv: list[str] | None = None) -> int:
             "budget": budget,
             "seconds": elapsed,
             "tables": tables,
-            "curves": {p: [{"method": r.method, "seed": r.seed, "curve": r.curve} for r in rs] for p, rs in all_runs.items()},
+            "curves": {
+                p: [{"method": r.method, "seed": r.seed, "curve": r.curve} for r in rs] for p, rs in all_runs.items()
+            },
             "notes": notes,
             "regret": how,
             "phased_diagnostics": {f"{p}/{seed}": rows for (p, seed), rows in PHASED_DIAGNOSTICS.items()},

@@ -39,6 +39,7 @@ attribute). The synthetic workload sleeps, so it uses wall time.
 median best metric, median cache hits and the seconds they saved, and the sampler's overhead; and, for
 every method alike, the candidates that fit in B when each trial is charged its ask (`sample_s`) too.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,25 +48,26 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import optuna  # noqa: E402
+import optuna
 
-from engine.objective import load_objective  # noqa: E402
-from engine.samplers import make_sampler  # noqa: E402
-from engine.space import distributions  # noqa: E402
-from engine.sprint import budget_left  # noqa: E402
-from engine.stages import StageCache, StageRunner  # noqa: E402
-from engine.trials import run_trial  # noqa: E402
+from engine.objective import load_objective
+from engine.samplers import make_sampler
+from engine.space import distributions
+from engine.sprint import budget_left
+from engine.stages import StageCache, StageRunner
+from engine.trials import run_trial
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -87,17 +89,27 @@ class Workload:
     eeipu_options: dict[str, Any] = field(default_factory=dict)
 
 
-def synthetic(budget_s: float, time_scale: float, costs: tuple[float, float, float] = (1.0, 1.0, 0.25),
-              function: str = "hartmann6") -> Workload:
+def synthetic(
+    budget_s: float,
+    time_scale: float,
+    costs: tuple[float, float, float] = (1.0, 1.0, 0.25),
+    function: str = "hartmann6",
+) -> Workload:
     from engine.workloads.pipeline import SPACE
 
-    settings = {"time_scale": time_scale, "prep_cost": costs[0], "train_cost": costs[1], "eval_cost": costs[2],
-                "function": function}
+    settings = {
+        "time_scale": time_scale,
+        "prep_cost": costs[0],
+        "train_cost": costs[1],
+        "eval_cost": costs[2],
+        "function": function,
+    }
     name = "synthetic" if function == "hartmann6" else function
     if costs != (1.0, 1.0, 0.25):
         name += f" {costs[0]:g}/{costs[1]:g}/{costs[2]:g}"
-    return Workload(name, "engine.workloads.pipeline:objective", dict(SPACE), {}, {}, settings, "minimize", "regret",
-                    budget_s)
+    return Workload(
+        name, "engine.workloads.pipeline:objective", dict(SPACE), {}, {}, settings, "minimize", "regret", budget_s
+    )
 
 
 def jerex(budget_s: float, n_train: int) -> Workload:
@@ -110,9 +122,18 @@ def jerex(budget_s: float, n_train: int) -> Workload:
     }
     fixed = {"pct_start": 0.5, "batch_size": 16}
     settings = {"n_train": n_train, "n_val": 120, "n_test": 20, "save_artifacts": False}
-    return Workload("jerex", "engine.workloads.jerex.objective:objective", space, fixed,
-                    {"epochs": 4, "train_fraction": 1.0, "max_length": 64}, settings, "maximize", "val relation F1",
-                    budget_s, clock="cpu")
+    return Workload(
+        "jerex",
+        "engine.workloads.jerex.objective:objective",
+        space,
+        fixed,
+        {"epochs": 4, "train_fraction": 1.0, "max_length": 64},
+        settings,
+        "maximize",
+        "val relation F1",
+        budget_s,
+        clock="cpu",
+    )
 
 
 @dataclass
@@ -133,12 +154,14 @@ class Result:
 
 def cpu_clocked(objective: Callable) -> Callable:
     """The objective's CPU seconds (all threads of this process) as the trial attribute `cpu_s`."""
+
     def run(ctx):
         started = time.process_time()
         try:
             return objective(ctx)
         finally:
             ctx.set_attr("cpu_s", round(time.process_time() - started, 4))
+
     return run
 
 
@@ -146,17 +169,33 @@ def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[s
     sampler_name, _, cached = method.partition("+")
     dists = distributions(w.space, list(w.space))
     cost_attr = "cpu_s" if w.clock == "cpu" else "duration_s"
-    options = {"budget_seconds": w.budget_s, "cost_attr": cost_attr, **w.eeipu_options} if sampler_name == "eeipu" else {}
+    options = (
+        {"budget_seconds": w.budget_s, "cost_attr": cost_attr, **w.eeipu_options} if sampler_name == "eeipu" else {}
+    )
     sampler = make_sampler(sampler_name, dists, seed=seed, options=options)
     # No pruner: Optuna's default (median) would stop jerex trials after their first epoch, making every
     # method's trials cheap and, on a seed whose good configurations start slowly, all of them wrong.
-    study = optuna.create_study(study_name=f"bench/00-{method}", storage=optuna.storages.InMemoryStorage(),
-                                sampler=sampler, direction=w.direction, pruner=optuna.pruners.NopPruner())
+    study = optuna.create_study(
+        study_name=f"bench/00-{method}",
+        storage=optuna.storages.InMemoryStorage(),
+        sampler=sampler,
+        direction=w.direction,
+        pruner=optuna.pruners.NopPruner(),
+    )
     run_dir = workdir / f"{w.name}-{method}-{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(StageCache(run_dir / "cache") if cached else None, salt=f"bench-{seed}")
-    record = {"name": "bench", "index": 0, "space": w.space, "tuned": list(w.space), "fixed": w.fixed,
-              "fidelity": w.fidelity, "status": "running", "budget_seconds": w.budget_s, "started_ts": time.time()}
+    record = {
+        "name": "bench",
+        "index": 0,
+        "space": w.space,
+        "tuned": list(w.space),
+        "fixed": w.fixed,
+        "fidelity": w.fidelity,
+        "status": "running",
+        "budget_seconds": w.budget_s,
+        "started_ts": time.time(),
+    }
     objective = load_objective(w.objective)
     if w.clock == "cpu":
         objective = cpu_clocked(objective)
@@ -169,8 +208,18 @@ def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[s
 
     started = time.perf_counter()
     while more():
-        t = run_trial(study, objective=objective, sprint=record, settings=w.settings, full_fidelity=w.fidelity,
-                      cost_knobs=[], run_dir=run_dir, artifact_store=None, worker="bench", stage_runner=runner)
+        t = run_trial(
+            study,
+            objective=objective,
+            sprint=record,
+            settings=w.settings,
+            full_fidelity=w.fidelity,
+            cost_knobs=[],
+            run_dir=run_dir,
+            artifact_store=None,
+            worker="bench",
+            stage_runner=runner,
+        )
         if t.state.name == "FAIL":
             log(f"  trial {t.number} failed: {t.user_attrs.get('fail_reason')}")
     wall = time.perf_counter() - started
@@ -193,8 +242,20 @@ def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[s
             break
         with_sampler += 1
     shutil.rmtree(run_dir, ignore_errors=True)
-    return Result(w.name, method, seed, len(counted), best, min(spent, w.budget_s), hits, saved, inherited, sampler_s, wall,
-                  with_sampler)
+    return Result(
+        w.name,
+        method,
+        seed,
+        len(counted),
+        best,
+        min(spent, w.budget_s),
+        hits,
+        saved,
+        inherited,
+        sampler_s,
+        wall,
+        with_sampler,
+    )
 
 
 def table(results: list[Result], workloads: list[Workload]) -> str:
@@ -207,10 +268,14 @@ def table(results: list[Result], workloads: list[Workload]) -> str:
         base_median = statistics.median(base) if base else None
         seeds = sorted({r.seed for r in rows})
         clock = "CPU seconds of the objective" if w.clock == "cpu" else "seconds of trial cost (duration_s)"
-        lines.append(f"\n{w.name}: budget {w.budget_s:g} {clock} per run, seeds {seeds}, "
-                     f"metric {w.metric} ({'higher' if w.direction == 'maximize' else 'lower'} is better)")
-        lines.append(f"| method | candidates (median, min-max) | vs tpe | best {w.metric} (median) | best (min-max) "
-                     f"| cache hits | saved s | sampler s | wall s | candidates, sampler time charged too | vs tpe |")
+        lines.append(
+            f"\n{w.name}: budget {w.budget_s:g} {clock} per run, seeds {seeds}, "
+            f"metric {w.metric} ({'higher' if w.direction == 'maximize' else 'lower'} is better)"
+        )
+        lines.append(
+            f"| method | candidates (median, min-max) | vs tpe | best {w.metric} (median) | best (min-max) "
+            f"| cache hits | saved s | sampler s | wall s | candidates, sampler time charged too | vs tpe |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         base_sampled = [r.candidates_with_sampler for r in rows if r.method == "tpe"]
         base_sampled_median = statistics.median(base_sampled) if base_sampled else None
@@ -257,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             costs = tuple(float(c) for c in args.costs.split(","))
             if len(costs) != 3:
                 parser.error("--costs takes three numbers: prep,train,eval")
-            workloads.append(synthetic(args.budget, args.time_scale, costs,
-                                       "hartmann6" if name == "synthetic" else "separable"))
+            workloads.append(
+                synthetic(args.budget, args.time_scale, costs, "hartmann6" if name == "synthetic" else "separable")
+            )
         elif name == "jerex":
             workloads.append(jerex(args.jerex_budget, args.jerex_train))
         elif name:
@@ -278,9 +344,12 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     r = run_one(w, method, seed, workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
                     results.append(r)
-                    print(f"{w.name:<10}{method:<13}seed {seed}: {r.candidates:>4} candidates, best {r.best:.4g}, "
-                          f"hits {r.hits}, saved {r.saved_s:.1f}s, sampler {r.sampler_s:.1f}s, wall {r.wall_s:.1f}s",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"{w.name:<10}{method:<13}seed {seed}: {r.candidates:>4} candidates, best {r.best:.4g}, "
+                        f"hits {r.hits}, saved {r.saved_s:.1f}s, sampler {r.sampler_s:.1f}s, wall {r.wall_s:.1f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(table(results, workloads))

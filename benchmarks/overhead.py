@@ -43,6 +43,7 @@ Optuna's GPSampler (median of ``--ask-repeats`` asks; one BLAS / torch thread).
 Timings depend on the machine and its load: run it on a quiet machine, and compare rows of the
 same run only.
 """
+
 from __future__ import annotations
 
 import os
@@ -134,9 +135,11 @@ class instrumented:
         from engine.ledger import Ledger
 
         self.meter = _Meter()
-        self.saved = [(JournalStorage, "_write_log", self.meter.wrap(JournalStorage, "_write_log", "write")),
-                      (JournalStorage, "_sync_with_backend", self.meter.wrap(JournalStorage, "_sync_with_backend", "read")),
-                      (Ledger, "_all", self.meter.wrap(Ledger, "_all", "ledger"))]
+        self.saved = [
+            (JournalStorage, "_write_log", self.meter.wrap(JournalStorage, "_write_log", "write")),
+            (JournalStorage, "_sync_with_backend", self.meter.wrap(JournalStorage, "_sync_with_backend", "read")),
+            (Ledger, "_all", self.meter.wrap(Ledger, "_all", "ledger")),
+        ]
         return self.meter
 
     def __exit__(self, *exc):
@@ -168,8 +171,9 @@ def run_bare(n: int, sleep_s: float, url: str, seed: int) -> dict[str, float]:
     t_open = time.perf_counter()
     storage = open_storage(url, heartbeat=False)
     dists = distributions(SPACE, list(SPACE))
-    study = optuna.create_study(study_name="bare", storage=storage, sampler=make_sampler("tpe", dists, seed=seed),
-                                direction="minimize")
+    study = optuna.create_study(
+        study_name="bare", storage=storage, sampler=make_sampler("tpe", dists, seed=seed), direction="minimize"
+    )
     fixed = time.perf_counter() - t_open
     sampler_s = objective_s = 0.0
     t0 = time.perf_counter()
@@ -187,21 +191,29 @@ def run_bare(n: int, sleep_s: float, url: str, seed: int) -> dict[str, float]:
         objective_s += c - b
     loop = time.perf_counter() - t0
     trials = study.get_trials(deepcopy=False)
-    return {"trials": len(trials), "window": _window(trials), "loop": loop, "fixed": fixed,
-            "objective": objective_s / n, "sampler": sampler_s / n}
+    return {
+        "trials": len(trials),
+        "window": _window(trials),
+        "loop": loop,
+        "fixed": fixed,
+        "objective": objective_s / n,
+        "sampler": sampler_s / n,
+    }
 
 
 def _campaign(n: int, sleep_s: float, seed: int):
     from engine.spec import parse_campaign
 
-    return parse_campaign({
-        "name": "overhead",
-        "seed": seed,
-        "objective": {"path": "benchmarks.overhead:objective", "settings": {"sleep": sleep_s}},
-        "space": SPACE,
-        "fidelity": {"levels": {"only": {"epochs": 1}}},
-        "sprints": [{"name": "bench", "sampler": "tpe", "fidelity": "only", "n_trials": n}],
-    })
+    return parse_campaign(
+        {
+            "name": "overhead",
+            "seed": seed,
+            "objective": {"path": "benchmarks.overhead:objective", "settings": {"sleep": sleep_s}},
+            "space": SPACE,
+            "fidelity": {"levels": {"only": {"epochs": 1}}},
+            "sprints": [{"name": "bench", "sampler": "tpe", "fidelity": "only", "n_trials": n}],
+        }
+    )
 
 
 def run_engine(n: int, sleep_s: float, url: str, seed: int, workers: int, runs_root: Path) -> dict[str, float]:
@@ -220,8 +232,14 @@ def run_engine(n: int, sleep_s: float, url: str, seed: int, workers: int, runs_r
     window = _window(trials)
     objective_s = statistics.fmean(float(t.user_attrs["duration_s"]) for t in complete)
     sampler_s = statistics.fmean(float(t.user_attrs.get("sample_s", 0.0)) for t in complete)
-    return {"trials": len(complete), "window": window, "loop": window, "fixed": max(0.0, total - window),
-            "objective": objective_s, "sampler": sampler_s}
+    return {
+        "trials": len(complete),
+        "window": window,
+        "loop": window,
+        "fixed": max(0.0, total - window),
+        "objective": objective_s,
+        "sampler": sampler_s,
+    }
 
 
 def per_trial(row: dict[str, float]) -> dict[str, float]:
@@ -243,8 +261,16 @@ def _measure(fn, url: str, in_process: bool) -> dict[str, float]:
     return raw
 
 
-def overhead_table(trial_counts: list[int], sleeps: list[float], storage: str, workers: bool, seed: int, log,
-                   repeats: int = 1, repeat_under_s: float = 60.0) -> list[dict]:
+def overhead_table(
+    trial_counts: list[int],
+    sleeps: list[float],
+    storage: str,
+    workers: bool,
+    seed: int,
+    log,
+    repeats: int = 1,
+    repeat_under_s: float = 60.0,
+) -> list[dict]:
     """Rows per (objective, trials, runner). Runners alternate (bare, engine, ...) `repeats` times for
     settings whose objective time is under `repeat_under_s`; each number is the median over repeats."""
     rows = []
@@ -252,10 +278,14 @@ def overhead_table(trial_counts: list[int], sleeps: list[float], storage: str, w
         folder = Path(tmp)
         for sleep_s in sleeps:
             for n in trial_counts:
-                runners = [("bare", True, lambda url: run_bare(n, sleep_s, url, seed)),
-                           ("engine", True, lambda url: run_engine(n, sleep_s, url, seed, 0, folder / "runs"))]
+                runners = [
+                    ("bare", True, lambda url: run_bare(n, sleep_s, url, seed)),
+                    ("engine", True, lambda url: run_engine(n, sleep_s, url, seed, 0, folder / "runs")),
+                ]
                 if workers:
-                    runners.append(("engine+worker", False, lambda url: run_engine(n, sleep_s, url, seed, 1, folder / "runs-w")))
+                    runners.append(
+                        ("engine+worker", False, lambda url: run_engine(n, sleep_s, url, seed, 1, folder / "runs-w"))
+                    )
                 times = repeats if n * max(sleep_s, 0.03) < repeat_under_s else 1  # ~30 ms a trivial trial
                 samples: dict[str, list[dict]] = {label: [] for label, _, _ in runners}
                 for rep in range(times):
@@ -264,22 +294,31 @@ def overhead_table(trial_counts: list[int], sleeps: list[float], storage: str, w
                         t = time.perf_counter()
                         raw = _measure(fn, url, in_process)
                         samples[label].append({**raw, **per_trial(raw)})
-                        log(f"[overhead] {label:<14} {n:>5} trials, objective "
+                        log(
+                            f"[overhead] {label:<14} {n:>5} trials, objective "
                             f"{'trivial' if sleep_s == 0 else f'sleep {sleep_s:g} s'} ({rep + 1}/{times}): "
-                            f"{time.perf_counter() - t:.1f}s")
-                results = {label: {key: statistics.median(x[key] for x in xs) for key in xs[0]}
-                           for label, xs in samples.items()}
+                            f"{time.perf_counter() - t:.1f}s"
+                        )
+                results = {
+                    label: {key: statistics.median(x[key] for x in xs) for key in xs[0]}
+                    for label, xs in samples.items()
+                }
                 for r in results.values():
                     r["repeats"] = times
                 bare = results["bare"]
                 for label, r in results.items():
-                    rows.append({
-                        **r, "label": "trivial" if sleep_s == 0 else f"sleep {sleep_s:g} s",
-                        "sleep": sleep_s, "trials": n, "runner": label,
-                        "ratio_per_trial": r["per_trial"] / bare["per_trial"],
-                        "ratio_overhead": r["overhead"] / bare["overhead"] if bare["overhead"] > 0 else math.nan,
-                        "share_of_1s": r["overhead"] / 1.0,
-                    })
+                    rows.append(
+                        {
+                            **r,
+                            "label": "trivial" if sleep_s == 0 else f"sleep {sleep_s:g} s",
+                            "sleep": sleep_s,
+                            "trials": n,
+                            "runner": label,
+                            "ratio_per_trial": r["per_trial"] / bare["per_trial"],
+                            "ratio_overhead": r["overhead"] / bare["overhead"] if bare["overhead"] > 0 else math.nan,
+                            "share_of_1s": r["overhead"] / 1.0,
+                        }
+                    )
     return rows
 
 
@@ -288,29 +327,44 @@ def _ms(x: float) -> str:
 
 
 def print_overhead(rows: list[dict], out=sys.stdout) -> None:
-    print("\n## engine overhead per trial (ms) vs a bare Optuna loop; same sampler (TPE), same storage backend", file=out)
-    header = (f"{'objective':<13}{'trials':>7}  {'runner':<14}{'per trial':>10}{'objective':>10}{'overhead':>10}"
-              f"{'sampler':>9}{'rest':>8}{'fixed s':>9}{'vs bare':>9}{'ovh vs bare':>12}{'% of 1 s':>10}")
+    print(
+        "\n## engine overhead per trial (ms) vs a bare Optuna loop; same sampler (TPE), same storage backend", file=out
+    )
+    header = (
+        f"{'objective':<13}{'trials':>7}  {'runner':<14}{'per trial':>10}{'objective':>10}{'overhead':>10}"
+        f"{'sampler':>9}{'rest':>8}{'fixed s':>9}{'vs bare':>9}{'ovh vs bare':>12}{'% of 1 s':>10}"
+    )
     print(header, file=out)
     for r in rows:
-        print(f"{r['label']:<13}{r['trials']:>7}  {r['runner']:<14}{_ms(r['per_trial']):>10}{_ms(r['objective']):>10}"
-              f"{_ms(r['overhead']):>10}{_ms(r['sampler']):>9}{_ms(r['rest']):>8}{r['fixed']:>9.2f}"
-              f"{r['ratio_per_trial']:>8.2f}×{r['ratio_overhead']:>11.2f}×{100 * r['share_of_1s']:>9.1f}%", file=out)
+        print(
+            f"{r['label']:<13}{r['trials']:>7}  {r['runner']:<14}{_ms(r['per_trial']):>10}{_ms(r['objective']):>10}"
+            f"{_ms(r['overhead']):>10}{_ms(r['sampler']):>9}{_ms(r['rest']):>8}{r['fixed']:>9.2f}"
+            f"{r['ratio_per_trial']:>8.2f}×{r['ratio_overhead']:>11.2f}×{100 * r['share_of_1s']:>9.1f}%",
+            file=out,
+        )
 
 
 def print_breakdown(rows: list[dict], out=sys.stdout) -> None:
     rows = [r for r in rows if "writes_per_trial" in r]
     if not rows:
         return
-    print("\n## where the time goes, per trial (in-process runs): journal writes (each an fsync'ed append), journal reads"
-          "\n## (syncs with the file), and of those the ledger's reads; the sampler's own writes and reads are included",
-          file=out)
-    print(f"{'objective':<13}{'trials':>7}  {'runner':<9}{'writes':>8}{'write ms':>10}{'reads':>7}{'read ms':>9}"
-          f"{'ledger':>8}{'ledger ms':>11}{'rest ms':>9}", file=out)
+    print(
+        "\n## where the time goes, per trial (in-process runs): journal writes (each an fsync'ed append), journal reads"
+        "\n## (syncs with the file), and of those the ledger's reads; the sampler's own writes and reads are included",
+        file=out,
+    )
+    print(
+        f"{'objective':<13}{'trials':>7}  {'runner':<9}{'writes':>8}{'write ms':>10}{'reads':>7}{'read ms':>9}"
+        f"{'ledger':>8}{'ledger ms':>11}{'rest ms':>9}",
+        file=out,
+    )
     for r in rows:
-        print(f"{r['label']:<13}{r['trials']:>7}  {r['runner']:<9}{r['writes_per_trial']:>8.1f}{r['write_ms_per_trial']:>10.2f}"
-              f"{r['reads_per_trial']:>7.1f}{r['read_ms_per_trial']:>9.2f}{r['ledgers_per_trial']:>8.1f}"
-              f"{r['ledger_ms_per_trial']:>11.2f}{_ms(r['rest']):>9}", file=out)
+        print(
+            f"{r['label']:<13}{r['trials']:>7}  {r['runner']:<9}{r['writes_per_trial']:>8.1f}{r['write_ms_per_trial']:>10.2f}"
+            f"{r['reads_per_trial']:>7.1f}{r['read_ms_per_trial']:>9.2f}{r['ledgers_per_trial']:>8.1f}"
+            f"{r['ledger_ms_per_trial']:>11.2f}{_ms(r['rest']):>9}",
+            file=out,
+        )
 
 
 def verdict_lines(rows: list[dict]) -> list[str]:
@@ -325,7 +379,8 @@ def verdict_lines(rows: list[dict]) -> list[str]:
         lines.append(
             f"{r['runner']:<14} {r['label']:<12} x{r['trials']:<5}: overhead {_ms(r['overhead'])} ms = "
             f"{100 * r['share_of_1s']:.1f}% of a 1 s trial ({'ok' if share_ok else 'MISSES'} < 5%); "
-            f"per trial {ratio:.2f}× bare" + ("" if r["sleep"] == 0 else f" ({'ok' if ratio <= TARGET_RATIO else 'MISSES'} ≤ 1.2×)")
+            f"per trial {ratio:.2f}× bare"
+            + ("" if r["sleep"] == 0 else f" ({'ok' if ratio <= TARGET_RATIO else 'MISSES'} ≤ 1.2×)")
         )
     return lines
 
@@ -372,8 +427,10 @@ def ask_times(counts: list[int], repeats: int, seed: int, log) -> list[dict]:
 
 
 def print_asks(rows: list[dict], out=sys.stdout) -> None:
-    print("\n## time per ask (s): the skopt-gp adapter (engine.skopt_sampler) vs Optuna's GPSampler, 6-D mixed space",
-          file=out)
+    print(
+        "\n## time per ask (s): the skopt-gp adapter (engine.skopt_sampler) vs Optuna's GPSampler, 6-D mixed space",
+        file=out,
+    )
     print(f"{'trials':>7}{'skopt-gp':>11}{'gp':>9}{'skopt / gp':>12}", file=out)
     for r in rows:
         print(f"{r['trials']:>7}{r['skopt-gp']:>11.3f}{r['gp']:>9.3f}{r['skopt-gp'] / r['gp']:>11.1f}×", file=out)
@@ -401,8 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trivial-trials", default="100,2000", help="trial counts for the trivial objective")
     parser.add_argument("--sleep", type=float, default=0.1, help="the sleeping objective's seconds")
     parser.add_argument("--no-trivial", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="alternate the runners this many times and take medians (settings with under 60 s of objective time)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="alternate the runners this many times and take medians (settings with under 60 s of objective time)",
+    )
     parser.add_argument("--workers", action="store_true", help="also run the campaign with one worker process")
     parser.add_argument("--storage", default="journal", help="journal (default), sqlite, or an SQLAlchemy URL")
     parser.add_argument("--no-asks", action="store_true", help="skip the ask-time table")
@@ -424,9 +485,20 @@ def main(argv: list[str] | None = None) -> int:
     sleep_trials = [int(x) for x in (args.trials or ("100,2000" if args.full else "100")).split(",")]
     rows = overhead_table(sleep_trials, [args.sleep], args.storage, args.workers, args.seed, log, args.repeats)
     if not args.no_trivial:
-        rows += overhead_table([int(x) for x in args.trivial_trials.split(",")], [0.0], args.storage, args.workers,
-                               args.seed, log, args.repeats)
-    asks = [] if args.no_asks else ask_times([int(x) for x in args.ask_trials.split(",")], args.ask_repeats, args.seed, log)
+        rows += overhead_table(
+            [int(x) for x in args.trivial_trials.split(",")],
+            [0.0],
+            args.storage,
+            args.workers,
+            args.seed,
+            log,
+            args.repeats,
+        )
+    asks = (
+        []
+        if args.no_asks
+        else ask_times([int(x) for x in args.ask_trials.split(",")], args.ask_repeats, args.seed, log)
+    )
     elapsed = time.perf_counter() - started
     print(f"# engine overhead: storage {args.storage}, {elapsed:.0f}s")
     print_overhead(rows)
@@ -438,8 +510,9 @@ def main(argv: list[str] | None = None) -> int:
         print_asks(asks)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"seconds": elapsed, "storage": args.storage, "rows": rows, "asks": asks},
-                                              indent=1))
+        Path(args.json).write_text(
+            json.dumps({"seconds": elapsed, "storage": args.storage, "rows": rows, "asks": asks}, indent=1)
+        )
     return 0
 
 

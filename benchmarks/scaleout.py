@@ -20,6 +20,7 @@ Columns:
                (ask, suggest, heartbeat, tell, the ledger and budget reads between trials)
   in-trial     of which inside the trial (start to finish minus the objective)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,13 +45,18 @@ def sleep_objective(ctx) -> float:
 def campaign(name: str, n_trials: int, objective_s: float):
     from engine.spec import parse_campaign
 
-    return parse_campaign({
-        "name": name,
-        "objective": {"path": "benchmarks.scaleout:sleep_objective", "settings": {"seconds": objective_s}},
-        "space": {"x1": {"type": "float", "low": 0.0, "high": 1.0}, "x2": {"type": "float", "low": 0.0, "high": 1.0}},
-        "fidelity": {"levels": {"only": {"epochs": 1}}},
-        "sprints": [{"name": "bench", "sampler": "random", "fidelity": "only", "n_trials": n_trials}],
-    })
+    return parse_campaign(
+        {
+            "name": name,
+            "objective": {"path": "benchmarks.scaleout:sleep_objective", "settings": {"seconds": objective_s}},
+            "space": {
+                "x1": {"type": "float", "low": 0.0, "high": 1.0},
+                "x2": {"type": "float", "low": 0.0, "high": 1.0},
+            },
+            "fidelity": {"levels": {"only": {"epochs": 1}}},
+            "sprints": [{"name": "bench", "sampler": "random", "fidelity": "only", "n_trials": n_trials}],
+        }
+    )
 
 
 def run_one(storage: str, url: str, workers: int, per_worker: int, objective_s: float, runs_root: Path) -> dict:
@@ -65,28 +71,40 @@ def run_one(storage: str, url: str, workers: int, per_worker: int, objective_s: 
     wall = time.perf_counter() - started
     if summary["status"] != "finished":
         raise RuntimeError(f"{storage} x{workers}: campaign {summary['status']}: {summary.get('error')}")
-    trials = optuna.load_study(study_name=summary["sprints"][0]["study"],
-                               storage=open_storage(url, heartbeat=False)).get_trials()
+    trials = optuna.load_study(
+        study_name=summary["sprints"][0]["study"], storage=open_storage(url, heartbeat=False)
+    ).get_trials()
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     window = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     in_trial = statistics.mean((t.datetime_complete - t.datetime_start).total_seconds() for t in done) - objective_s
     rate = len(done) / window
     return {
-        "storage": storage, "workers": workers, "trials": len(done), "failed": len(trials) - len(done),
-        "wall_s": wall, "window_s": window, "trials_per_s": rate, "ideal_per_s": workers / objective_s,
+        "storage": storage,
+        "workers": workers,
+        "trials": len(done),
+        "failed": len(trials) - len(done),
+        "wall_s": wall,
+        "window_s": window,
+        "trials_per_s": rate,
+        "ideal_per_s": workers / objective_s,
         "efficiency": rate / (workers / objective_s),
-        "overhead_ms": (workers * window / len(done) - objective_s) * 1000, "in_trial_ms": in_trial * 1000,
+        "overhead_ms": (workers * window / len(done) - objective_s) * 1000,
+        "in_trial_ms": in_trial * 1000,
     }
 
 
 def format_table(rows: list[dict], objective_s: float) -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    lines = [f"objective {objective_s:g} s (sleep); {os.cpu_count()} CPUs, load average {load}",
-             f"{'storage':<11}{'workers':>8}{'trials':>7}{'wall s':>8}{'trials/s':>10}{'ideal/s':>9}"
-             f"{'efficiency':>11}{'overhead ms':>12}{'in-trial ms':>12}"]
+    lines = [
+        f"objective {objective_s:g} s (sleep); {os.cpu_count()} CPUs, load average {load}",
+        f"{'storage':<11}{'workers':>8}{'trials':>7}{'wall s':>8}{'trials/s':>10}{'ideal/s':>9}"
+        f"{'efficiency':>11}{'overhead ms':>12}{'in-trial ms':>12}",
+    ]
     for r in rows:
-        lines.append(f"{r['storage']:<11}{r['workers']:>8}{r['trials']:>7}{r['wall_s']:>8.1f}{r['trials_per_s']:>10.2f}"
-                     f"{r['ideal_per_s']:>9.1f}{r['efficiency']:>10.0%} {r['overhead_ms']:>11.0f}{r['in_trial_ms']:>12.0f}")
+        lines.append(
+            f"{r['storage']:<11}{r['workers']:>8}{r['trials']:>7}{r['wall_s']:>8.1f}{r['trials_per_s']:>10.2f}"
+            f"{r['ideal_per_s']:>9.1f}{r['efficiency']:>10.0%} {r['overhead_ms']:>11.0f}{r['in_trial_ms']:>12.0f}"
+        )
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@
    - peak RSS of this process (the console; the feeder and the builder are other processes).
 Targets: first frame < 1 s, p95 frame < 50 ms, key-to-screen < 100 ms, RSS < 300 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,14 +53,34 @@ def build_storage(url: str, trials: int, seed: int = 0) -> None:
     storage = open_storage(url)
     ledger = Ledger(storage, CAMPAIGN, create=True)
     space = {p: {"type": "float", "low": 0.0, "high": 1.0, "log": False} for p in PARAMS}
-    ledger.put("spec", {"name": CAMPAIGN, "metric": {"name": "regret", "direction": "minimize"},
-                        "sprints": [{"name": "explore"}, {"name": "full"}],
-                        "fidelity": {"levels": {"low": {"epochs": 3}, "high": {"epochs": 40}}}})
+    ledger.put(
+        "spec",
+        {
+            "name": CAMPAIGN,
+            "metric": {"name": "regret", "direction": "minimize"},
+            "sprints": [{"name": "explore"}, {"name": "full"}],
+            "fidelity": {"levels": {"low": {"epochs": 3}, "high": {"epochs": 40}}},
+        },
+    )
     ledger.put("original_space", space)
-    ledger.put("sprint:0", {"index": 0, "name": "explore", "study": f"{CAMPAIGN}/00-explore", "sampler": "tpe",
-                            "pruner": "hyperband", "space": space, "tuned": list(PARAMS), "fixed": {},
-                            "level": "high", "fidelity": {"epochs": 40}, "n_trials": trials * 2,
-                            "status": "running", "started_ts": time.time()})
+    ledger.put(
+        "sprint:0",
+        {
+            "index": 0,
+            "name": "explore",
+            "study": f"{CAMPAIGN}/00-explore",
+            "sampler": "tpe",
+            "pruner": "hyperband",
+            "space": space,
+            "tuned": list(PARAMS),
+            "fixed": {},
+            "level": "high",
+            "fidelity": {"epochs": 40},
+            "n_trials": trials * 2,
+            "status": "running",
+            "started_ts": time.time(),
+        },
+    )
     ledger.set_state(status="running", sprint=0, gate=0, pending_gate=None, paused=False)
     study = optuna.create_study(study_name=f"{CAMPAIGN}/00-explore", storage=storage)
     rng = random.Random(seed)
@@ -75,12 +96,24 @@ def build_storage(url: str, trials: int, seed: int = 0) -> None:
             state, attrs = TrialState.COMPLETE, {"duration_s": 2.0 + rng.random(), "cost": 1.0, "worker": "h:1:0"}
         elif roll > 0.03:
             state = TrialState.PRUNED
-            attrs = {"duration_s": 0.5, "cost": steps / 40, "worker": "h:1:1",
-                     "pruned_at": {"step": steps - 1, "value": curve[steps - 1]}}
+            attrs = {
+                "duration_s": 0.5,
+                "cost": steps / 40,
+                "worker": "h:1:1",
+                "pruned_at": {"step": steps - 1, "value": curve[steps - 1]},
+            }
         else:
             state, attrs = TrialState.FAIL, {"duration_s": 0.1, "fail_reason": "out of memory: CUDA", "worker": "h:1:2"}
-        batch.append(create_trial(state=state, value=value if state == TrialState.COMPLETE else None, params=params,
-                                  distributions=dists, user_attrs=attrs, intermediate_values=curve))
+        batch.append(
+            create_trial(
+                state=state,
+                value=value if state == TrialState.COMPLETE else None,
+                params=params,
+                distributions=dists,
+                user_attrs=attrs,
+                intermediate_values=curve,
+            )
+        )
     study.add_trials(batch)
 
 
@@ -93,8 +126,9 @@ def feed(url: str, workers: int, hz: float, stop_file: str) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
-    study = optuna.load_study(study_name=f"{CAMPAIGN}/00-explore", storage=storage,
-                              sampler=optuna.samplers.RandomSampler(seed=1))
+    study = optuna.load_study(
+        study_name=f"{CAMPAIGN}/00-explore", storage=storage, sampler=optuna.samplers.RandomSampler(seed=1)
+    )
     dists = {p: optuna.distributions.FloatDistribution(0.0, 1.0) for p in PARAMS}
 
     def work(index: int) -> None:
@@ -200,7 +234,7 @@ class Probe:
 
     def frame_after(self, t0: float, cpu0: float, predicate) -> tuple[float, float] | None:
         """(wall seconds, UI-thread CPU seconds) from a key press to the first frame showing it."""
-        for (start, end, screen, painted, rows), cpu_end in zip(self.frames, self.frame_cpu_end):
+        for (start, end, screen, painted, rows), cpu_end in zip(self.frames, self.frame_cpu_end, strict=False):
             if start >= t0 and predicate(screen, painted, rows):
                 return end - t0, cpu_end - cpu0
         return None
@@ -234,8 +268,9 @@ async def measure(url: str, trials: int, seconds: float, size: tuple[int, int], 
         probe.frames.clear(), probe.applies.clear(), probe.lags.clear(), probe.widget_ms.clear()
         probe.frame_cpu.clear(), probe.frame_cpu_end.clear()
         await pilot.pause(seconds)
-        results["widget_ms_per_s"] = {k: round(v / seconds, 2) for k, v in
-                                      sorted(probe.widget_ms.items(), key=lambda kv: -kv[1])[:8]}
+        results["widget_ms_per_s"] = {
+            k: round(v / seconds, 2) for k, v in sorted(probe.widget_ms.items(), key=lambda kv: -kv[1])[:8]
+        }
         frame_costs = [end - start for start, end, *_ in probe.frames]
         results["frames"] = len(frame_costs)
         results["frame_ms_median"] = statistics.median(frame_costs) * 1000 if frame_costs else float("nan")
@@ -275,9 +310,15 @@ async def measure(url: str, trials: int, seconds: float, size: tuple[int, int], 
         painted = lambda screen, table_painted, rows: table_painted  # noqa: E731
         await timed("sort (s)", [], "s", painted)
         await timed("reverse sort (S)", [], "S", painted)
-        await timed("filter (/ pruned, enter)", ["slash", "down", "down", "down"], "enter",
-                    lambda screen, table_painted, rows: screen == "DashboardScreen" and table_painted)
-        await timed("open detail (enter)", [], "enter", lambda screen, table_painted, rows: screen == "TrialDetailScreen")
+        await timed(
+            "filter (/ pruned, enter)",
+            ["slash", "down", "down", "down"],
+            "enter",
+            lambda screen, table_painted, rows: screen == "DashboardScreen" and table_painted,
+        )
+        await timed(
+            "open detail (enter)", [], "enter", lambda screen, table_painted, rows: screen == "TrialDetailScreen"
+        )
         results["key_ms"] = {k: statistics.median(v) * 1000 for k, v in latencies.items()}
         results["key_ms_worst"] = {k: max(v) * 1000 for k, v in latencies.items()}
         results["key_cpu_ms"] = {k: statistics.median(v) * 1000 for k, v in cpu_latencies.items()}
@@ -321,8 +362,21 @@ def main(argv: list[str] | None = None) -> int:
     url = f"journal://{journal}"
     stop_file = work / "stop"
     stop_file.unlink(missing_ok=True)
-    feeder = subprocess.Popen(me + ["--role", "feed", "--url", url, "--workers", str(args.workers),
-                                    "--hz", str(args.hz), "--stop-file", str(stop_file)])
+    feeder = subprocess.Popen(
+        me
+        + [
+            "--role",
+            "feed",
+            "--url",
+            url,
+            "--workers",
+            str(args.workers),
+            "--hz",
+            str(args.hz),
+            "--stop-file",
+            str(stop_file),
+        ]
+    )
     try:
         time.sleep(2.0)  # the feeder's workers are running before the console opens
         width, height = (int(v) for v in args.size.split("x"))
@@ -330,8 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_file.touch()
         feeder.wait(timeout=30)
-    results.update(trials=args.trials, workers=args.workers, hz=args.hz, fps=args.fps, size=args.size,
-                   load=" ".join(f"{v:.1f}" for v in os.getloadavg()), cpus=os.cpu_count())
+    results.update(
+        trials=args.trials,
+        workers=args.workers,
+        hz=args.hz,
+        fps=args.fps,
+        size=args.size,
+        load=" ".join(f"{v:.1f}" for v in os.getloadavg()),
+        cpus=os.cpu_count(),
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -358,12 +419,16 @@ def report(r: dict) -> str:
         f"{'event-loop lag p95 / max':<40}{r['loop_lag_ms_p95']:>6.1f} / {r['loop_lag_ms_max']:.1f}ms",
     ]
     for label, ms in r["key_ms"].items():
-        lines.append(f"{'key-to-screen ' + label:<40}{ms:>10.0f}ms  < 100 ms {ok(ms, 100)}  "
-                     f"(worst of 3 {r['key_ms_worst'][label]:.0f} ms, UI-thread CPU {r['key_cpu_ms'][label]:.0f} ms)")
+        lines.append(
+            f"{'key-to-screen ' + label:<40}{ms:>10.0f}ms  < 100 ms {ok(ms, 100)}  "
+            f"(worst of 3 {r['key_ms_worst'][label]:.0f} ms, UI-thread CPU {r['key_cpu_ms'][label]:.0f} ms)"
+        )
     lines.append(f"{'peak RSS (console process)':<40}{r['peak_rss_mb']:>10.0f}MB  < 300 MB {ok(r['peak_rss_mb'], 300)}")
     lines.append(f"(table rows at the end: {r['rows']}, running: {r['running_rows']}, frames measured: {r['frames']})")
-    lines.append("render time per second of the busiest widgets (ms/s): "
-                 + ", ".join(f"{k} {v}" for k, v in r["widget_ms_per_s"].items()))
+    lines.append(
+        "render time per second of the busiest widgets (ms/s): "
+        + ", ".join(f"{k} {v}" for k, v in r["widget_ms_per_s"].items())
+    )
     lines.append(f"load average at the end of the run: {r['load']} on {r['cpus']} CPUs")
     return "\n".join(lines)
 

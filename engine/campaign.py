@@ -4,13 +4,15 @@ It alone creates sprints and takes gate decisions; workers (local processes, or 
 on other hosts) only run trials. All state goes through the storage, so killing the coordinator
 and running it again continues where it stopped.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -23,8 +25,16 @@ from engine.proposal import fidelity_agreement, make_proposal
 from engine.space import initial_space
 from engine.spec import CampaignSpec
 from engine.sprint import make_record, open_study, seed_study, sprint_done
-from engine.storage import (artifact_store, default_storage_url, is_storage_outage, open_storage, outage_cause,
-                            redact, run_dir, with_retries)
+from engine.storage import (
+    artifact_store,
+    default_storage_url,
+    is_storage_outage,
+    open_storage,
+    outage_cause,
+    redact,
+    run_dir,
+    with_retries,
+)
 from engine.worker import Worker
 
 POLL_S = 0.25
@@ -101,8 +111,10 @@ class Coordinator:
         else:
             check_compatible(stored, self.spec)
             state = self.ledger.state()
-            self.log(f"campaign {self.spec.name}: resuming at sprint {state['sprint'] + 1}/{len(self.spec.sprints)} "
-                     f"({state['status']}), storage {redact(self.storage_url)}")
+            self.log(
+                f"campaign {self.spec.name}: resuming at sprint {state['sprint'] + 1}/{len(self.spec.sprints)} "
+                f"({state['status']}), storage {redact(self.storage_url)}"
+            )
             if state["status"] in ("stopped", "failed"):
                 self.ledger.set_state(status="running")
 
@@ -130,7 +142,7 @@ class Coordinator:
             status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
             try:
                 self.ledger.set_state(status=status, error=None if status == "stopped" else redact(str(err)))
-            except Exception as inner:  # noqa: BLE001 - the database may be the reason we are here
+            except Exception as inner:
                 if not is_storage_outage(inner):
                     raise
             raise
@@ -142,9 +154,16 @@ class Coordinator:
         if self.workers == 0:
             self._local = Worker(self.storage, self.spec.name, "local", log=self.log, runs_root=self.runs_root)
             return
-        self.pool = WorkerPool(self.storage_url, self.spec.name, count=self.workers, gpus=self.gpus,
-                               log_dir=self.run_dir / "logs", retries=self.spec.trial_retries, log=self.log,
-                               runs_root=self.runs_root)
+        self.pool = WorkerPool(
+            self.storage_url,
+            self.spec.name,
+            count=self.workers,
+            gpus=self.gpus,
+            log_dir=self.run_dir / "logs",
+            retries=self.spec.trial_retries,
+            log=self.log,
+            runs_root=self.runs_root,
+        )
         self.pool.start()
 
     def _run_sprints_through_outages(self) -> bool:
@@ -152,12 +171,13 @@ class Coordinator:
         while True:
             try:
                 return self._run_sprints()
-            except Exception as err:  # noqa: BLE001 - only outages are waited for
+            except Exception as err:
                 if not is_storage_outage(err):
                     raise
                 cause = str(outage_cause(err)).strip().splitlines() or [type(err).__name__]
-                self.log(f"storage: the coordinator lost the database ({redact(cause[0])}); "
-                         "waiting for it with backoff")
+                self.log(
+                    f"storage: the coordinator lost the database ({redact(cause[0])}); waiting for it with backoff"
+                )
                 with_retries(self.ledger.state, what="coordinator reconnect", log=self.log)
                 self.log("storage: database reachable again; the coordinator carries on")
 
@@ -167,7 +187,7 @@ class Coordinator:
         self.pool.stop()
         try:
             self._fail_trials_of_stopped_workers()
-        except Exception as err:  # noqa: BLE001 - left RUNNING, they are recovered on the next run
+        except Exception as err:
             if not is_storage_outage(err):
                 raise
 
@@ -213,9 +233,11 @@ class Coordinator:
         self.ledger.put(f"sprint:{index}", record)
         self.ledger.set_state(sprint=index)
         seeds = f", seeded with {len(record['seeded'])} best configurations" if record["seeded"] else ""
-        self.log(f"sprint {index + 1}/{len(self.spec.sprints)} {record['name']}: {record['sampler']} sampler, "
-                 f"{record['pruner']} pruner, fidelity {record['level']} {record['fidelity']}, "
-                 f"tuning {', '.join(record['tuned'])}{seeds}")
+        self.log(
+            f"sprint {index + 1}/{len(self.spec.sprints)} {record['name']}: {record['sampler']} sampler, "
+            f"{record['pruner']} pruner, fidelity {record['level']} {record['fidelity']}, "
+            f"tuning {', '.join(record['tuned'])}{seeds}"
+        )
         return record
 
     def _decision_for_sprint(self, sprint_index: int) -> dict[str, Any]:
@@ -254,8 +276,9 @@ class Coordinator:
         if proposal is None:
             importances = param_importances(study, record["tuned"])
             agreement = fidelity_agreement(self.storage, self.ledger, record, study)
-            proposal = make_proposal(self.spec, record["index"], study, current, self.original_space(), importances,
-                                     agreement=agreement)
+            proposal = make_proposal(
+                self.spec, record["index"], study, current, self.original_space(), importances, agreement=agreement
+            )
             proposal["sprint"] = record["index"]
             self.ledger.put(f"proposal:{gate}", proposal)
         self.ledger.set_state(pending_gate=gate, status="waiting")
@@ -266,15 +289,21 @@ class Coordinator:
 
                 edge = f"  ! {row['note']}" if row["note"] else ""
                 self.log(f"    {name}: {describe(row['current'])} -> {describe(row['proposed'])}{edge}")
-        decision = self.policy.decide(self.ledger, gate, proposal, self.original_space(), current,
-                                      dict(self.spec.fidelity.levels), self.stopping)
+        decision = self.policy.decide(
+            self.ledger, gate, proposal, self.original_space(), current, dict(self.spec.fidelity.levels), self.stopping
+        )
         if decision is None:
             return False
-        self.log(f"gate {gate}: {decision['action']} by {decision['who']['user']} via {decision['source']}"
-                 + ("".join(f"\n    {line}" for line in decision.get("diff", [])) if decision.get("diff") else ""))
+        self.log(
+            f"gate {gate}: {decision['action']} by {decision['who']['user']} via {decision['source']}"
+            + ("".join(f"\n    {line}" for line in decision.get("diff", [])) if decision.get("diff") else "")
+        )
         if decision["action"] == "extend":
-            extended = {**record, "status": "running",
-                        "n_trials": (record.get("n_trials") or 0) + decision["extend_trials"]}
+            extended = {
+                **record,
+                "status": "running",
+                "n_trials": (record.get("n_trials") or 0) + decision["extend_trials"],
+            }
             self.ledger.put(f"sprint:{record['index']}", extended)
             self.ledger.set_state(gate=gate + 1, pending_gate=None, status="running")
             return True
@@ -293,9 +322,12 @@ class Coordinator:
                 continue  # the in-process worker already said it
             value = f"{trial.value:.6g}" if trial.value is not None else "-"
             extra = trial.user_attrs.get("fail_reason") or (
-                f"at step {trial.last_step}" if trial.state == TrialState.PRUNED else "")
-            self.log(f"  [{record['name']}] trial {trial.number:>4} {trial.state.name:<8} {value}"
-                     + (f"  {extra}" if extra else ""))
+                f"at step {trial.last_step}" if trial.state == TrialState.PRUNED else ""
+            )
+            self.log(
+                f"  [{record['name']}] trial {trial.number:>4} {trial.state.name:<8} {value}"
+                + (f"  {extra}" if extra else "")
+            )
 
     def _report_sprint(self, record: dict[str, Any], study: optuna.Study) -> None:
         counts = _state_counts(study.get_trials(deepcopy=False))
@@ -318,9 +350,12 @@ class Coordinator:
             return
         self.log(f"thresholds: learning per-class thresholds on {study_name} trial {trial.number}")
         result = thresholds_for_trial(
-            artifact_store(self.spec.name, self.runs_root), trial,
-            metric=self.spec.thresholds.metric, folds=self.spec.thresholds.folds,
-            optimizer=self.spec.thresholds.optimizer, seed=self.spec.seed,
+            artifact_store(self.spec.name, self.runs_root),
+            trial,
+            metric=self.spec.thresholds.metric,
+            folds=self.spec.thresholds.folds,
+            optimizer=self.spec.thresholds.optimizer,
+            seed=self.spec.seed,
         )
         result.update(study=study_name, trial=trial.number, source="policy", when=now_iso())
         self.ledger.put_thresholds(study_name, trial.number, result)
@@ -330,8 +365,11 @@ class Coordinator:
         """The best completed trial of the latest sprint that saved `artifact`."""
         for record in reversed(self.ledger.sprints()):
             study = optuna.load_study(study_name=record["study"], storage=self.storage)
-            trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                      if artifact in t.user_attrs.get("artifacts", {})]
+            trials = [
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if artifact in t.user_attrs.get("artifacts", {})
+            ]
             if trials:
                 reverse = self.spec.metric.direction == "maximize"
                 return record["study"], sorted(trials, key=lambda t: t.value, reverse=reverse)[0]

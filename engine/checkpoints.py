@@ -23,11 +23,13 @@ The trial records what it inherited in the user attribute `inherited`:
 and the keys it saved in `checkpoint_keys` (which pins them while the trial is among the best).
 Without a stage cache (`[cache] enabled = false`, or no runner) nothing is saved or inherited.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from engine.stages import INHERITED_ATTR, digest, stage_key
 
@@ -76,8 +78,12 @@ class Checkpoints:
 
     def key(self, epoch: int) -> str:
         path = digest(self.trajectory(epoch)) if self.trajectory is not None else None
-        return stage_key(f"checkpoint:{self.name}", {"lineage": self.lineage, "epoch": epoch, "trajectory": path},
-                         self._upstream_keys, self._salt)
+        return stage_key(
+            f"checkpoint:{self.name}",
+            {"lineage": self.lineage, "epoch": epoch, "trajectory": path},
+            self._upstream_keys,
+            self._salt,
+        )
 
     def latest(self, upto: int, at_least: int = 1) -> Inherited | None:
         """The furthest checkpoint of this lineage at an epoch in [at_least, upto], loaded and verified."""
@@ -98,11 +104,17 @@ class Checkpoints:
             self._base_s = found.compute_s
             self._started = time.perf_counter()
             producer = meta.get("producer", {})
-            self.ctx.set_attr(INHERITED_ATTR, {
-                "name": self.name, "epoch": epoch, "key": key,
-                "from_sprint": producer.get("sprint"), "from_trial": producer.get("trial"),
-                "saved_s": round(max(0.0, found.compute_s - found.load_s), 4),
-            })
+            self.ctx.set_attr(
+                INHERITED_ATTR,
+                {
+                    "name": self.name,
+                    "epoch": epoch,
+                    "key": key,
+                    "from_sprint": producer.get("sprint"),
+                    "from_trial": producer.get("trial"),
+                    "saved_s": round(max(0.0, found.compute_s - found.load_s), 4),
+                },
+            )
             return found
         return None
 
@@ -114,8 +126,11 @@ class Checkpoints:
         compute_s = self._base_s + (time.perf_counter() - self._started)
         with self.cache.key_lock(key):
             if not self.cache.has(key):
-                producer = {"sprint": getattr(self.ctx, "sprint", None), "trial": getattr(self.ctx, "trial_number", None),
-                            "epoch": epoch}
+                producer = {
+                    "sprint": getattr(self.ctx, "sprint", None),
+                    "trial": getattr(self.ctx, "trial_number", None),
+                    "epoch": epoch,
+                }
                 self.cache.put(key, state, stage=f"checkpoint:{self.name}", compute_s=compute_s, producer=producer)
         self.saved.append(key)
         self.ctx.set_attr(CHECKPOINT_KEYS_ATTR, list(self.saved))
@@ -123,13 +138,23 @@ class Checkpoints:
             self.runner.enforce_limit(self.ctx)
         return key
 
-    def record(self, stage: str, *, seconds: float, hit: bool, key: str | None = None, params: Iterable[str] = ()) -> None:
+    def record(
+        self, stage: str, *, seconds: float, hit: bool, key: str | None = None, params: Iterable[str] = ()
+    ) -> None:
         """Record a training segment as a stage of the trial (cost, hit), for the console and eeipu."""
         if self.runner is None:
             return
         # The time an inherited checkpoint saved is counted once, in the trial's `inherited` attribute.
-        self.runner.record(self.ctx, stage, seconds=round(seconds, 6), hit=hit, cached=bool(key) and self.enabled,
-                           key=key, params=sorted(params), inherited=True if hit else None)
+        self.runner.record(
+            self.ctx,
+            stage,
+            seconds=round(seconds, 6),
+            hit=hit,
+            cached=bool(key) and self.enabled,
+            key=key,
+            params=sorted(params),
+            inherited=True if hit else None,
+        )
 
 
 # --------------------------------------------------------------------------------------- torch state

@@ -1,4 +1,5 @@
 """The headless command line. `tui.cli` adds the console commands on top and is the entry point."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,8 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine.spec import CampaignFileError, CampaignSpec, ThresholdSpec, check_objective_imports, load_campaign
 
@@ -23,10 +24,14 @@ def log_line(message: str) -> None:
 
 
 def add_storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", metavar="URL", default=os.environ.get("HPO_TUI_STORAGE_URL") or None,
-                        help="any Optuna storage URL (sqlite:///f.db, postgresql://...) or journal://PATH; "
-                             "default: $HPO_TUI_STORAGE_URL (keeps a password off the command line), "
-                             "else the campaign file's storage, else runs/<campaign>/journal.log")
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        default=os.environ.get("HPO_TUI_STORAGE_URL") or None,
+        help="any Optuna storage URL (sqlite:///f.db, postgresql://...) or journal://PATH; "
+        "default: $HPO_TUI_STORAGE_URL (keeps a password off the command line), "
+        "else the campaign file's storage, else runs/<campaign>/journal.log",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,16 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     approve = sub.add_parser("approve", help="decide the pending gate of a running campaign (from any shell)")
     approve.add_argument("campaign", help="campaign file or campaign name")
     add_storage(approve)
-    approve.add_argument("--set", action="append", default=[], metavar="P=LOW:HIGH",
-                         help="edit a range (P=LOW:HIGH), categorical choices (P=a,b) or freeze (P==VALUE)")
-    approve.add_argument("--freeze", action="append", default=[], metavar="P[=VALUE]",
-                         help="freeze a parameter at VALUE, or at the best value")
+    approve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="P=LOW:HIGH",
+        help="edit a range (P=LOW:HIGH), categorical choices (P=a,b) or freeze (P==VALUE)",
+    )
+    approve.add_argument(
+        "--freeze",
+        action="append",
+        default=[],
+        metavar="P[=VALUE]",
+        help="freeze a parameter at VALUE, or at the best value",
+    )
     approve.add_argument("--unfreeze", action="append", default=[], metavar="P")
-    approve.add_argument("--fidelity", action="append", default=[], metavar="KNOB=VALUE|LEVEL",
-                         help="edit the next sprint's fidelity: a knob, or a whole level by name")
+    approve.add_argument(
+        "--fidelity",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE|LEVEL",
+        help="edit the next sprint's fidelity: a knob, or a whole level by name",
+    )
     group = approve.add_mutually_exclusive_group()
     group.add_argument("--reject", action="store_true", help="keep the current ranges")
-    group.add_argument("--extend", type=int, metavar="N", help="run N more trials in the finished sprint, then gate again")
+    group.add_argument(
+        "--extend", type=int, metavar="N", help="run N more trials in the finished sprint, then gate again"
+    )
     approve.add_argument("--note", default="")
     approve.add_argument("--show", action="store_true", help="print the pending proposal and decide nothing")
 
@@ -82,10 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("campaign")
     add_storage(resume)
 
-    thresholds = sub.add_parser("thresholds", help="learn per-class decision thresholds on a trial's saved probabilities")
+    thresholds = sub.add_parser(
+        "thresholds", help="learn per-class decision thresholds on a trial's saved probabilities"
+    )
     thresholds.add_argument("campaign", help="campaign file or campaign name")
     add_storage(thresholds)
-    thresholds.add_argument("--trial", type=int, help="trial number in the latest sprint (default: its best with probabilities)")
+    thresholds.add_argument(
+        "--trial", type=int, help="trial number in the latest sprint (default: its best with probabilities)"
+    )
     thresholds.add_argument("--sprint", help="sprint name (default: the latest with saved probabilities)")
 
     cache = sub.add_parser("cache", help="memoized stages: hits, misses, size and time saved")
@@ -120,8 +146,10 @@ def cmd_validate(args) -> int:
     spec = load_campaign(args.campaign)
     check_objective_imports(spec, args.campaign)
     total = sum(s.n_trials or 0 for s in spec.sprints)
-    log_line(f"{args.campaign}: OK — campaign {spec.name!r}, {len(spec.space)} parameters, "
-             f"{len(spec.sprints)} sprints ({total} trials planned), fidelity levels {', '.join(spec.fidelity.levels)}")
+    log_line(
+        f"{args.campaign}: OK — campaign {spec.name!r}, {len(spec.space)} parameters, "
+        f"{len(spec.sprints)} sprints ({total} trials planned), fidelity levels {', '.join(spec.fidelity.levels)}"
+    )
     return 0
 
 
@@ -192,8 +220,10 @@ def cmd_approve(args) -> int:
     gate = ledger.pending_gate()
     if gate is None:
         state = ledger.state()
-        print(f"{name}: no gate is waiting for a decision (campaign {state['status']}, sprint {state['sprint'] + 1})",
-              file=sys.stderr)
+        print(
+            f"{name}: no gate is waiting for a decision (campaign {state['status']}, sprint {state['sprint'] + 1})",
+            file=sys.stderr,
+        )
         return 1
     proposal = ledger.proposal(gate)
     if args.show:
@@ -215,8 +245,17 @@ def cmd_approve(args) -> int:
     record = ledger.sprint(proposal["sprint"])
     levels = (ledger.spec() or {}).get("fidelity", {}).get("levels", {})
     decision = build_decision(
-        proposal, original, record["space"], action=action, edits=edits, freeze=freeze, unfreeze=args.unfreeze,
-        fidelity_edits=args.fidelity, levels=levels, extend_trials=args.extend, note=args.note,
+        proposal,
+        original,
+        record["space"],
+        action=action,
+        edits=edits,
+        freeze=freeze,
+        unfreeze=args.unfreeze,
+        fidelity_edits=args.fidelity,
+        levels=levels,
+        extend_trials=args.extend,
+        note=args.note,
     )
     recorded = ledger.record_decision(gate, decision, source="cli")
     print(f"gate {gate}: {recorded['action']} recorded for {name} by {recorded['who']['user']}")
@@ -259,8 +298,16 @@ def cmd_worker(args) -> int:
     ledger = Ledger(open_storage(url, heartbeat=False), name)
     spec = CampaignSpec.model_validate(with_retries(ledger.spec, what="read the campaign", log=log_line))
     # The tag makes these workers' sampler seeds differ from other hosts' (and other `worker` commands').
-    pool = WorkerPool(url, name, count=args.workers, gpus=_gpus(args.gpus), log_dir=run_dir(name) / "logs",
-                      retries=spec.trial_retries, log=log_line, tag=f"{socket.gethostname()}.{os.getpid()}.")
+    pool = WorkerPool(
+        url,
+        name,
+        count=args.workers,
+        gpus=_gpus(args.gpus),
+        log_dir=run_dir(name) / "logs",
+        retries=spec.trial_retries,
+        log=log_line,
+        tag=f"{socket.gethostname()}.{os.getpid()}.",
+    )
     log_line(f"joining campaign {name} at {redact(url)}")
     pool.start()
     stop = []
@@ -300,12 +347,16 @@ def cmd_thresholds(args) -> int:
     chosen = None
     for record in reversed(records):
         study = optuna.load_study(study_name=record["study"], storage=storage)
-        trials = [t for t in study.get_trials(deepcopy=False)
-                  if settings.artifact in t.user_attrs.get("artifacts", {})
-                  and (args.trial is None or t.number == args.trial)]
+        trials = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if settings.artifact in t.user_attrs.get("artifacts", {}) and (args.trial is None or t.number == args.trial)
+        ]
         if trials:
-            trials.sort(key=lambda t: t.value if t.value is not None else float("inf"),
-                        reverse=spec.metric.direction == "maximize")
+            trials.sort(
+                key=lambda t: t.value if t.value is not None else float("inf"),
+                reverse=spec.metric.direction == "maximize",
+            )
             chosen = record["study"], trials[0]
             break
     if chosen is None:
@@ -313,8 +364,14 @@ def cmd_thresholds(args) -> int:
         print(f"{name}: {which} saved a {settings.artifact!r} artifact", file=sys.stderr)
         return 1
     study_name, trial = chosen
-    result = thresholds_for_trial(artifact_store(name), trial, metric=settings.metric, folds=settings.folds,
-                                  optimizer=settings.optimizer, seed=spec.seed)
+    result = thresholds_for_trial(
+        artifact_store(name),
+        trial,
+        metric=settings.metric,
+        folds=settings.folds,
+        optimizer=settings.optimizer,
+        seed=spec.seed,
+    )
     from engine.ledger import now_iso
 
     result.update(study=study_name, trial=trial.number, source="cli", when=now_iso())
@@ -365,7 +422,9 @@ def dispatch(args) -> int:
     raise SystemExit(f"hpo-tui: {args.command} needs the console (tui)")
 
 
-def run_cli(argv: list[str] | None, dispatch_fn: Callable = dispatch, parser: argparse.ArgumentParser | None = None) -> int:
+def run_cli(
+    argv: list[str] | None, dispatch_fn: Callable = dispatch, parser: argparse.ArgumentParser | None = None
+) -> int:
     """Parse, dispatch, and turn the user's mistakes into one clear message and exit code 2."""
     from engine.campaign import CampaignMismatch
     from engine.decisions import SpaceEditError

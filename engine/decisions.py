@@ -3,6 +3,7 @@
 The CLI (`hpo-tui approve`), the TUI and the plan policy all build decisions here, so an edit
 is refused with the same reason wherever it is typed.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,8 +71,14 @@ def build_decision(
     if action == "extend":
         if not extend_trials or extend_trials < 1:
             raise SpaceEditError("extend: give a positive number of extra trials")
-        return {"action": "extend", "extend_trials": int(extend_trials), "space": current, "fidelity": fidelity,
-                "diff": [f"sprint {proposal['after']}: +{int(extend_trials)} trials"], "note": note}
+        return {
+            "action": "extend",
+            "extend_trials": int(extend_trials),
+            "space": current,
+            "fidelity": fidelity,
+            "diff": [f"sprint {proposal['after']}: +{int(extend_trials)} trials"],
+            "note": note,
+        }
     if action == "reject":
         new_space = dict(current)
     else:
@@ -97,8 +104,11 @@ def build_decision(
             check_range(name, record, original[name])
     for text in fidelity_edits or []:
         fidelity = parse_fidelity_edit(text, levels or {}, fidelity)
-    if action == "approve" and (edits or freeze or unfreeze or fidelity_edits or space is not None) \
-            and (new_space != proposal["space"] or fidelity != proposal["fidelity"]["values"]):
+    if (
+        action == "approve"
+        and (edits or freeze or unfreeze or fidelity_edits or space is not None)
+        and (new_space != proposal["space"] or fidelity != proposal["fidelity"]["values"])
+    ):
         action = "edit"
     changes = diff(current, new_space)
     for knob, value in fidelity.items():
@@ -109,8 +119,13 @@ def build_decision(
 
 
 def auto_decision(proposal: dict[str, Any]) -> dict[str, Any]:
-    return {"action": "approve", "space": proposal["space"], "fidelity": proposal["fidelity"]["values"],
-            "diff": [f"{k}: {v}" for k, v in _proposal_diff(proposal).items()], "note": "auto policy"}
+    return {
+        "action": "approve",
+        "space": proposal["space"],
+        "fidelity": proposal["fidelity"]["values"],
+        "diff": [f"{k}: {v}" for k, v in _proposal_diff(proposal).items()],
+        "note": "auto policy",
+    }
 
 
 def _proposal_diff(proposal: dict[str, Any]) -> dict[str, str]:

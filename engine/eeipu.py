@@ -27,6 +27,7 @@ what the stage runner recorded in the trials (`stages` user attribute: each stag
 Like engine.skopt_sampler, all state is read from the study, so any worker process can ask. The
 choice is explained in the trial's system attribute `eeipu` (eta, candidate kind, EI, expected cost).
 """
+
 from __future__ import annotations
 
 import math
@@ -82,10 +83,10 @@ class _Space:
         self.dists = [space[n] for n in self.names]
 
     def to_unit(self, params: dict[str, Any]) -> np.ndarray:
-        return np.array([_to_unit(d, params[n]) for n, d in zip(self.names, self.dists)], dtype=float)
+        return np.array([_to_unit(d, params[n]) for n, d in zip(self.names, self.dists, strict=False)], dtype=float)
 
     def from_unit(self, row: np.ndarray) -> dict[str, Any]:
-        return {n: _from_unit(d, u) for n, d, u in zip(self.names, self.dists, row)}
+        return {n: _from_unit(d, u) for n, d, u in zip(self.names, self.dists, row, strict=False)}
 
     def from_units(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """from_unit for many rows at once, column by column (same values as from_unit row by row)."""
@@ -107,7 +108,7 @@ class _Space:
                 columns.append([int(v) for v in value])
             else:
                 columns.append([float(v) for v in np.clip(value, low, high)])
-        return [dict(zip(self.names, values)) for values in zip(*columns)]
+        return [dict(zip(self.names, values, strict=False)) for values in zip(*columns, strict=False)]
 
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
         u = rng.random((n, len(self.names)))
@@ -180,10 +181,16 @@ def _fit_gp(x: np.ndarray, y: np.ndarray, seed: int, warm: dict | None = None, n
     kernel, fits_since = kept if kept is not None else (None, 0)  # fits since the last optimisation
     optimise = kernel is None or fits_since + 1 >= max(1, refit_every)
     if kernel is None:
-        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(length_scale=np.full(d, 0.5), length_scale_bounds=(1e-2, 1e2), nu=2.5) \
-            + WhiteKernel(1e-4, (1e-9, 1e-1))
-    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0, random_state=seed,
-                                  optimizer="fmin_l_bfgs_b" if optimise else None)
+        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+            length_scale=np.full(d, 0.5), length_scale_bounds=(1e-2, 1e2), nu=2.5
+        ) + WhiteKernel(1e-4, (1e-9, 1e-1))
+    gp = GaussianProcessRegressor(
+        kernel=kernel,
+        normalize_y=True,
+        n_restarts_optimizer=0,
+        random_state=seed,
+        optimizer="fmin_l_bfgs_b" if optimise else None,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -288,7 +295,11 @@ class EEIPUSampler(BaseSampler):
             return {}
         trials = study.get_trials(deepcopy=False)
         space = _Space(search_space)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search_space)]
+        done = [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search_space)
+        ]
         if len(done) < self.n_startup:
             return {}
         rng = np.random.default_rng(None if self._seed is None else (self._seed * 100_003 + trial.number) % (2**32))
@@ -297,27 +308,40 @@ class EEIPUSampler(BaseSampler):
         params = scored["params"][best]
         self.last = {**scored, "choice": best}
         explanation = {
-            "eta": round(scored["eta"], 4), "kind": scored["kinds"][best],
-            "ei": float(scored["ei"][best]), "expected_cost_s": float(1.0 / max(scored["inverse_cost"][best], 1e-12)),
+            "eta": round(scored["eta"], 4),
+            "kind": scored["kinds"][best],
+            "ei": float(scored["ei"][best]),
+            "expected_cost_s": float(1.0 / max(scored["inverse_cost"][best], 1e-12)),
             "cached_stages": scored["cached_stages"][best],
         }
         try:
             study._storage.set_trial_system_attr(trial._trial_id, "eeipu", explanation)
-        except Exception:  # noqa: BLE001 - an explanation is never worth failing the ask
+        except Exception:
             pass
         return params
 
-    def score_candidates(self, study, trials: list[FrozenTrial], space: _Space, rng: np.random.Generator,
-                         exclude_trial: int | None = None) -> dict[str, Any]:
+    def score_candidates(
+        self,
+        study,
+        trials: list[FrozenTrial],
+        space: _Space,
+        rng: np.random.Generator,
+        exclude_trial: int | None = None,
+    ) -> dict[str, Any]:
         """Every candidate with its EI, E[1/C], acquisition and kind; the core of the sampler."""
-        search = dict(zip(space.names, space.dists))
+        search = dict(zip(space.names, space.dists, strict=False))
         sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search)]
+        done = [
+            t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search)
+        ]
         done = sorted(done, key=lambda t: t.number)[-self.max_points :]
         x_done = np.array([space.to_unit(t.params) for t in done])
         y_done = np.array([sign * float(t.value) for t in done])
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.number != exclude_trial
-                   and _inside(t.params, search)]
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING and t.number != exclude_trial and _inside(t.params, search)
+        ]
         x_fit, y_fit = x_done, y_done
         if running:  # constant liar: pending points take the best value, so parallel asks spread out
             x_fit = np.vstack([x_done, [space.to_unit(t.params) for t in running]])
@@ -336,7 +360,7 @@ class EEIPUSampler(BaseSampler):
 
         def score(rows: np.ndarray, overrides: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             params = space.from_units(rows)
-            for p, fixed in zip(params, overrides):
+            for p, fixed in zip(params, overrides, strict=False):
                 if fixed:
                     p.update(fixed)
             keep = [i for i, p in enumerate(params) if tuple(p[n] for n in space.names) not in seen]
@@ -345,9 +369,16 @@ class EEIPUSampler(BaseSampler):
             mu, sd = gp.predict(space.features(units), return_std=True)
             ei = expected_improvement(mu, sd, best_y, self.xi)
             inverse_cost, cached_stages = self.inverse_cost(space, stages, models, units, params, normals, done)
-            return {"params": params, "units": units, "overrides": [overrides[i] for i in keep],
-                    "kinds": [kinds[i] for i in keep], "ei": ei, "inverse_cost": inverse_cost,
-                    "acquisition": eeipu_acquisition(ei, inverse_cost, eta), "cached_stages": cached_stages}
+            return {
+                "params": params,
+                "units": units,
+                "overrides": [overrides[i] for i in keep],
+                "kinds": [kinds[i] for i in keep],
+                "ei": ei,
+                "inverse_cost": inverse_cost,
+                "acquisition": eeipu_acquisition(ei, inverse_cost, eta),
+                "cached_stages": cached_stages,
+            }
 
         scored = score(*self.candidates(space, stages, ranked, rng))
         for scale in (0.05, 0.02, 0.008)[: self.refine_rounds]:  # local refinement of the leaders, prefixes kept
@@ -363,9 +394,14 @@ class EEIPUSampler(BaseSampler):
                 overrides += [fixed] * 32
                 kinds += [scored["kinds"][i]] * 32
             more = score(np.vstack(rows), overrides, kinds)
-            scored = {k: (np.concatenate([scored[k], more[k]]) if isinstance(scored[k], np.ndarray) and k != "units"
-                          else (np.vstack([scored[k], more[k]]) if k == "units" else scored[k] + more[k]))
-                      for k in scored}
+            scored = {
+                k: (
+                    np.concatenate([scored[k], more[k]])
+                    if isinstance(scored[k], np.ndarray) and k != "units"
+                    else (np.vstack([scored[k], more[k]]) if k == "units" else scored[k] + more[k])
+                )
+                for k in scored
+            }
         return {**scored, "eta": eta, "stages": [s.name for s in stages]}
 
     @staticmethod
@@ -410,8 +446,10 @@ class EEIPUSampler(BaseSampler):
                     stage.cached.add(tuple(t.params[p] for p in stage.params))
         return stages
 
-    def cost_models(self, trials: list[FrozenTrial], space: _Space, stages: list[Stage], seed: int) -> dict[str, _CostModel]:
-        search = dict(zip(space.names, space.dists))
+    def cost_models(
+        self, trials: list[FrozenTrial], space: _Space, stages: list[Stage], seed: int
+    ) -> dict[str, _CostModel]:
+        search = dict(zip(space.names, space.dists, strict=False))
         complete = [t for t in trials if t.state == TrialState.COMPLETE and _inside(t.params, search)]
         complete = sorted(complete, key=lambda t: t.number)[-self.max_points :]
         models: dict[str, _CostModel] = {}
@@ -441,15 +479,29 @@ class EEIPUSampler(BaseSampler):
                 model.sd = float(max(np.std(ys), 0.05))
                 # The unstaged remainder (setup, bookkeeping) is modelled as a constant: it rarely tracks parameters.
                 if stage.name != REST and columns and len(ys) >= 4 and np.ptp(ys) > 1e-9:
-                    model.gp = _fit_gp(space.features(np.array(xs), columns), np.array(ys), seed, self._warm, stage.name,
-                                      self.refit_every)
+                    model.gp = _fit_gp(
+                        space.features(np.array(xs), columns),
+                        np.array(ys),
+                        seed,
+                        self._warm,
+                        stage.name,
+                        self.refit_every,
+                    )
             else:
                 model.mean, model.sd = math.log(1e-4), 0.05  # never seen: costs nothing known
             models[stage.name] = model
         return models
 
-    def inverse_cost(self, space: _Space, stages: list[Stage], models: dict[str, _CostModel], units: np.ndarray,
-                     params: list[dict[str, Any]], normals: np.ndarray, done: list[FrozenTrial]):
+    def inverse_cost(
+        self,
+        space: _Space,
+        stages: list[Stage],
+        models: dict[str, _CostModel],
+        units: np.ndarray,
+        params: list[dict[str, Any]],
+        normals: np.ndarray,
+        done: list[FrozenTrial],
+    ):
         """E[1/C] per candidate (Monte Carlo over the stage GPs, on the given standard normal draws)."""
         n, m = len(units), len(normals)
         total = np.zeros((n, m))

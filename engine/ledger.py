@@ -5,6 +5,7 @@ A campaign-level study (`<name>/campaign`) holds, as study user attributes, one 
 One key per record means writers never read-modify-write each other's data, so the TUI, a
 headless engine, remote workers and `hpo-tui approve` can share it safely.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,7 +27,7 @@ def now_iso() -> str:
 def who() -> dict[str, str]:
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - containers without a passwd entry
+    except Exception:
         user = str(os.getuid())
     return {"user": user, "host": socket.gethostname(), "pid": str(os.getpid())}
 

@@ -1,13 +1,14 @@
 """The objective contract: what a user's function receives and must return.
 
-    def objective(ctx: TrialContext) -> float:
-        lr = ctx.params["lr"]; epochs = ctx.fidelity["epochs"]
-        for epoch in range(epochs):
-            ...
-            ctx.report(val_metric, step=epoch)   # raises TrialPruned when the pruner says so
-        ctx.save_artifact("val_probs", probs=probs, labels=labels)
-        return val_metric
+def objective(ctx: TrialContext) -> float:
+    lr = ctx.params["lr"]; epochs = ctx.fidelity["epochs"]
+    for epoch in range(epochs):
+        ...
+        ctx.report(val_metric, step=epoch)   # raises TrialPruned when the pruner says so
+    ctx.save_artifact("val_probs", probs=probs, labels=labels)
+    return val_metric
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,9 +16,10 @@ import io
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -33,11 +35,11 @@ class BadObjectiveValue(ValueError):
     """The objective returned something that is not a finite number."""
 
 
-def load_objective(path: str) -> Callable[["TrialContext"], float]:
+def load_objective(path: str) -> Callable[[TrialContext], float]:
     module_name, _, func_name = path.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 - report any import failure, with its cause
+    except Exception as err:
         raise ObjectiveImportError(f"cannot import module {module_name!r}: {type(err).__name__}: {err}") from err
     func = getattr(module, func_name, None)
     if func is None:
@@ -115,7 +117,9 @@ class TrialContext:
         self.trial.set_user_attr("artifacts", index)
         return artifact_id
 
-    def stage(self, name: str, fn: Callable[..., Any], *, depends_on: dict[str, Any], upstream: tuple = (), cache: bool = True):
+    def stage(
+        self, name: str, fn: Callable[..., Any], *, depends_on: dict[str, Any], upstream: tuple = (), cache: bool = True
+    ):
         """Run a named pipeline stage, memoized by its inputs when the campaign caches stages."""
         if self.stage_runner is None:
             return fn()

@@ -2,12 +2,15 @@
 
 A decision already in the ledger (from `hpo-tui approve`, the TUI, or an earlier run) always wins.
 """
+
 from __future__ import annotations
 
 import time
-import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from engine.decisions import auto_decision, build_decision
 from engine.ledger import Ledger
@@ -18,8 +21,16 @@ from engine.spec import CampaignFileError
 class Policy:
     name = "policy"
 
-    def decide(self, ledger: Ledger, gate: int, proposal: dict, original: Space, current: Space,
-               levels: dict, stop: Callable[[], bool]) -> dict | None:
+    def decide(
+        self,
+        ledger: Ledger,
+        gate: int,
+        proposal: dict,
+        original: Space,
+        current: Space,
+        levels: dict,
+        stop: Callable[[], bool],
+    ) -> dict | None:
         raise NotImplementedError
 
 
@@ -34,9 +45,15 @@ class AutoPolicy(Policy):
             return existing
         staged = ledger.fidelity_request(gate)
         if staged:
-            decision = build_decision(proposal, original, current, action="approve",
-                                      fidelity_edits=list(staged.get("edits", [])), levels=levels,
-                                      note="auto policy; fidelity staged by an operator")
+            decision = build_decision(
+                proposal,
+                original,
+                current,
+                action="approve",
+                fidelity_edits=list(staged.get("edits", [])),
+                levels=levels,
+                note="auto policy; fidelity staged by an operator",
+            )
         else:
             decision = auto_decision(proposal)
         return ledger.record_decision(gate, decision, source="policy:auto")
@@ -58,7 +75,9 @@ class WaitPolicy(Policy):
             if decision is not None:
                 return decision
             if not told:
-                self.log(f"gate {gate}: waiting for a decision (hpo-tui approve {ledger.campaign} [--set P=LOW:HIGH] [--reject])")
+                self.log(
+                    f"gate {gate}: waiting for a decision (hpo-tui approve {ledger.campaign} [--set P=LOW:HIGH] [--reject])"
+                )
                 told = True
             time.sleep(self.poll_s)
         return None
@@ -67,14 +86,14 @@ class WaitPolicy(Policy):
 class PlanPolicy(Policy):
     """Decisions written in advance in a TOML file:
 
-        [gates.0]                     # the gate after the first sprint
-        action = "approve"            # approve | reject | extend
-        set = { lr = "1e-4:1e-2" }    # range edits, as with `hpo-tui approve --set`
-        freeze = ["momentum"]         # freeze at the best value (or { momentum = 0.9 })
-        fidelity = ["epochs=9"]
-        extend = 10                   # with action = "extend"
-        [default]
-        action = "approve"            # for gates the plan does not name; "wait" blocks instead
+    [gates.0]                     # the gate after the first sprint
+    action = "approve"            # approve | reject | extend
+    set = { lr = "1e-4:1e-2" }    # range edits, as with `hpo-tui approve --set`
+    freeze = ["momentum"]         # freeze at the best value (or { momentum = 0.9 })
+    fidelity = ["epochs=9"]
+    extend = 10                   # with action = "extend"
+    [default]
+    action = "approve"            # for gates the plan does not name; "wait" blocks instead
     """
 
     name = "plan"
@@ -109,7 +128,9 @@ class PlanPolicy(Policy):
             freeze = {name: None for name in freeze}
         try:
             decision = build_decision(
-                proposal, original, current,
+                proposal,
+                original,
+                current,
                 action=entry.get("action", "approve"),
                 edits=entry.get("set"),
                 freeze=freeze,

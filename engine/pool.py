@@ -1,4 +1,5 @@
 """Local worker processes: started, watched, restarted; their dead trials failed with a reason."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import optuna
 import psutil
@@ -41,9 +42,20 @@ def exit_reason(code: int) -> str:
 
 
 class WorkerPool:
-    def __init__(self, storage_url: str, campaign: str, *, count: int, gpus: list[str] | None, log_dir: Path,
-                 retries: int, log: Callable = print, runs_root: Path | None = None, threads: int = 1,
-                 tag: str = ""):
+    def __init__(
+        self,
+        storage_url: str,
+        campaign: str,
+        *,
+        count: int,
+        gpus: list[str] | None,
+        log_dir: Path,
+        retries: int,
+        log: Callable = print,
+        runs_root: Path | None = None,
+        threads: int = 1,
+        tag: str = "",
+    ):
         """`tag` prefixes worker indices (`hpo-tui worker` uses host and pid) so that workers of
         different pools never share a sampler seed, hence never propose the same parameters."""
         self.storage_url = storage_url
@@ -71,22 +83,43 @@ class WorkerPool:
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
             device = "cuda"
-        cmd = [sys.executable, "-m", "engine.worker", "--campaign", self.campaign,
-               "--index", f"{self.tag}{index}", "--device", device, "--parent-pid", str(os.getpid()),
-               "--retries", str(self.retries)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "engine.worker",
+            "--campaign",
+            self.campaign,
+            "--index",
+            f"{self.tag}{index}",
+            "--device",
+            device,
+            "--parent-pid",
+            str(os.getpid()),
+            "--retries",
+            str(self.retries),
+        ]
         if self.runs_root is not None:
             cmd += ["--runs-root", str(self.runs_root)]
         log_path = self.log_dir / f"worker-{index}.log"
-        log_file = open(log_path, "ab")
+        log_file = open(log_path, "ab")  # noqa: SIM115 - the child process owns it
         # Own process group: a Ctrl-C in the terminal reaches the coordinator, which stops workers in order.
-        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=os.getcwd())
+        return subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for index in range(self.count):
             gpu = self.gpus[index] if self.gpus else None
-            self.workers.append(WorkerProcess(index, gpu, self._spawn(index, gpu), self.log_dir / f"worker-{index}.log"))
+            self.workers.append(
+                WorkerProcess(index, gpu, self._spawn(index, gpu), self.log_dir / f"worker-{index}.log")
+            )
         where = f"GPUs {','.join(self.gpus)}" if self.gpus else "CPU"
         self.log(f"started {self.count} worker process(es) on {where}; logs in {self.log_dir}")
 
@@ -158,8 +191,12 @@ def recover_orphans(study: optuna.Study, retries: int, live_pids: set[int], log:
         pid = int(parts[1])
         if pid in live_pids or (pid != os.getpid() and psutil.pid_exists(pid) and _is_worker(pid)):
             continue
-        retried = fail_and_retry(study, trial, f"worker process {pid} is gone (the engine was stopped or killed)", retries)
-        events.append(f"trial {trial.number}: left running by a dead worker; failed" + ("; queued again" if retried else ""))
+        retried = fail_and_retry(
+            study, trial, f"worker process {pid} is gone (the engine was stopped or killed)", retries
+        )
+        events.append(
+            f"trial {trial.number}: left running by a dead worker; failed" + ("; queued again" if retried else "")
+        )
     for event in events:
         log(event)
     return events
@@ -186,8 +223,10 @@ def fail_stale_trials(study: optuna.Study, retries: int, log: Callable = print) 
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         trial = study._storage.get_trial(trial_id)
         owner = trial.user_attrs.get("worker", "an unknown worker")
-        reason = (f"stale: no heartbeat for over {grace} s from worker {owner} "
-                  "(killed, out of memory, or its host or network was lost)")
+        reason = (
+            f"stale: no heartbeat for over {grace} s from worker {owner} "
+            "(killed, out of memory, or its host or network was lost)"
+        )
         retried = fail_and_retry(study, trial, reason, retries, kind="stale")
         events.append(f"trial {trial.number}: {reason}; failed" + ("; queued again" if retried else ""))
     # A worker that died (or lost the database) between ask() and its first heartbeat left a RUNNING
@@ -195,7 +234,11 @@ def fail_stale_trials(study: optuna.Study, retries: int, log: Callable = print) 
     limit = max(ABANDONED_AFTER_S, 3 * grace)
     now = datetime.datetime.now()
     for trial in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        if "worker" not in trial.user_attrs and trial.datetime_start and (now - trial.datetime_start).total_seconds() > limit:
+        if (
+            "worker" not in trial.user_attrs
+            and trial.datetime_start
+            and (now - trial.datetime_start).total_seconds() > limit
+        ):
             reason = f"stale: claimed but never started by its worker for over {limit:g} s (worker died or lost the database)"
             retried = fail_and_retry(study, trial, reason, retries, kind="stale")
             events.append(f"trial {trial.number}: {reason}; failed" + ("; queued again" if retried else ""))

@@ -10,6 +10,7 @@ seeds), the gate measures how well the lower fidelity ranked them (Spearman's rh
 fidelities' values). Below `trust_rank` the lower fidelity is not trusted to narrow: the margin is
 widened (x trust_rank / rho, at most x4) and, at rho <= 0, ranges are not narrowed at all.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.ledger import now_iso
-from engine.spec import CampaignSpec, GateRules
 from engine.space import Space, describe
+from engine.spec import CampaignSpec, GateRules
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -69,8 +70,10 @@ def narrow_numeric(
     edge = None
     notes = []
     near = rules.edge_fraction * width
-    for side, at_edge in (("low", best_t - cur_lo <= near or lo_t - cur_lo <= near * 0.01),
-                          ("high", cur_hi - best_t <= near or cur_hi - hi_t <= near * 0.01)):
+    for side, at_edge in (
+        ("low", best_t - cur_lo <= near or lo_t - cur_lo <= near * 0.01),
+        ("high", cur_hi - best_t <= near or cur_hi - hi_t <= near * 0.01),
+    ):
         if not at_edge:
             continue
         edge = side if edge is None else "both"
@@ -128,7 +131,7 @@ def spearman(a: list[float], b: list[float]) -> float | None:
         return None
     ra, rb = _ranks(a), _ranks(b)
     ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=False))
     va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
     if va == 0 or vb == 0:
         return None
@@ -144,8 +147,11 @@ def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.St
     """
     tuned = list(record["tuned"])
     key = lambda params: tuple(repr(params.get(n)) for n in tuned)  # noqa: E731
-    seeded = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("seeded") and t.value is not None]
+    seeded = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("seeded") and t.value is not None
+    ]
     if not seeded:
         return None
     earlier_values: dict[tuple, tuple[float, str]] = {}
@@ -213,10 +219,15 @@ def make_proposal(
         proposal_record = dict(record)
         if record["type"] in ("float", "int") and name in tuned and values and best is not None and name in best.params:
             row["top_min"], row["top_max"], row["best"] = min(values), max(values), best.params[name]
-            proposal_record, row["edge"], row["note"] = narrow_numeric(record, original[name], values, best.params[name], rules)
+            proposal_record, row["edge"], row["note"] = narrow_numeric(
+                record, original[name], values, best.params[name], rules
+            )
             if not narrow:  # keep the current range; widening at an edge still applies
-                proposal_record = {**proposal_record, "low": min(proposal_record["low"], record["low"]),
-                                   "high": max(proposal_record["high"], record["high"])}
+                proposal_record = {
+                    **proposal_record,
+                    "low": min(proposal_record["low"], record["low"]),
+                    "high": max(proposal_record["high"], record["high"]),
+                }
             if trust_note:
                 row["note"] = "; ".join(n for n in (trust_note, row["note"]) if n)
         elif record["type"] == "categorical" and name in tuned and values:
@@ -227,7 +238,9 @@ def make_proposal(
                 keep = [c for c in record["choices"] if counts.get(repr(c), 0) / len(values) > rules.categorical_keep]
                 if keep and len(keep) < len(record["choices"]):
                     proposal_record = {"type": "categorical", "choices": keep}
-                    row["note"] = f"dropped {[c for c in record['choices'] if c not in keep]}: absent from the top {len(values)}"
+                    row["note"] = (
+                        f"dropped {[c for c in record['choices'] if c not in keep]}: absent from the top {len(values)}"
+                    )
             else:
                 row["note"] = f"kept all choices: {len(all_done)} completed trials is too little evidence"
         if (

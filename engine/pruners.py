@@ -1,4 +1,5 @@
 """Pruner names in campaign files, and the Optuna pruners behind them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +7,9 @@ from typing import Any
 import optuna
 
 
-def make_pruner(name: str, *, max_resource: int | None, options: dict[str, Any] | None = None) -> optuna.pruners.BasePruner:
+def make_pruner(
+    name: str, *, max_resource: int | None, options: dict[str, Any] | None = None
+) -> optuna.pruners.BasePruner:
     """`max_resource` is the number of steps a full trial reports (its epochs), when known."""
     options = dict(options or {})
     if name == "hyperband":

@@ -1,4 +1,5 @@
 """Sampler names in campaign files, and the Optuna samplers behind them."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Optuna no longer ships one. Each ask rebuilds a `skopt.Optimizer` from the study
 trials (the storage is the only state, so any worker process on any host can ask), tells it
 the running trials with a constant liar so parallel workers spread out, and asks one point.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,7 @@ class SkoptGPSampler(BaseSampler):
         )
         optimizer.tell(xs, ys)
         point = optimizer.ask()
-        return {n: _decode(search_space[n], v) for n, v in zip(names, point)}
+        return {n: _decode(search_space[n], v) for n, v in zip(names, point, strict=False)}
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)

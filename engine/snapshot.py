@@ -15,12 +15,14 @@ Rows, events and the history are frozen; the ledger records carried along (`prop
 `decisions`, `thresholds`, `original_space`, `levels`) are the storage's JSON and must be treated
 as read-only (copy before editing).
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -254,18 +256,20 @@ def stage_records(attrs: Mapping[str, Any]) -> tuple[StageCost, ...]:
         order = rec.get("order")
         params = rec.get("params")
         key = rec.get("key")
-        stages.append(StageCost(
-            name=str(name),
-            order=order if isinstance(order, int) else len(stages),
-            seconds=_finite(rec.get("seconds")),
-            hit=bool(rec.get("hit")),
-            cached=bool(rec.get("cached")),
-            saved_s=(_finite(rec.get("saved_s")) or 0.0) if rec.get("hit") else 0.0,
-            inherited=bool(rec.get("inherited")),
-            gpu_s=_finite(rec.get("gpu_s")),
-            params=tuple(str(p) for p in params) if isinstance(params, (list, tuple)) else (),
-            key=key if isinstance(key, str) else None,
-        ))
+        stages.append(
+            StageCost(
+                name=str(name),
+                order=order if isinstance(order, int) else len(stages),
+                seconds=_finite(rec.get("seconds")),
+                hit=bool(rec.get("hit")),
+                cached=bool(rec.get("cached")),
+                saved_s=(_finite(rec.get("saved_s")) or 0.0) if rec.get("hit") else 0.0,
+                inherited=bool(rec.get("inherited")),
+                gpu_s=_finite(rec.get("gpu_s")),
+                params=tuple(str(p) for p in params) if isinstance(params, (list, tuple)) else (),
+                key=key if isinstance(key, str) else None,
+            )
+        )
     return tuple(sorted(stages, key=lambda stage: stage.order))
 
 
@@ -275,9 +279,13 @@ def inherited_of(attrs: Mapping[str, Any]) -> Inherited | None:
     if not isinstance(record, Mapping):
         return None
     epoch, trial = record.get("epoch"), record.get("from_trial")
-    return Inherited(name=record.get("name"), epoch=epoch if isinstance(epoch, int) else None,
-                     from_sprint=record.get("from_sprint"), from_trial=trial if isinstance(trial, int) else None,
-                     saved_s=_finite(record.get("saved_s")) or 0.0)
+    return Inherited(
+        name=record.get("name"),
+        epoch=epoch if isinstance(epoch, int) else None,
+        from_sprint=record.get("from_sprint"),
+        from_trial=trial if isinstance(trial, int) else None,
+        saved_s=_finite(record.get("saved_s")) or 0.0,
+    )
 
 
 def seconds_saved(stages: tuple[StageCost, ...], inherited: Inherited | None) -> float:
@@ -345,7 +353,9 @@ def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | 
     return None
 
 
-def downsample_history(values: list[tuple[int, float]], maximize: bool, limit: int = MAX_HISTORY_POINTS) -> tuple[HistoryPoint, ...]:
+def downsample_history(
+    values: list[tuple[int, float]], maximize: bool, limit: int = MAX_HISTORY_POINTS
+) -> tuple[HistoryPoint, ...]:
     """Values and best-so-far in trial order; above `limit`, the best point of each bucket."""
     better = max if maximize else min
     points: list[HistoryPoint] = []
@@ -358,7 +368,7 @@ def downsample_history(values: list[tuple[int, float]], maximize: bool, limit: i
     size = len(points) / limit
     buckets = []
     for i in range(limit):
-        chunk = points[int(i * size):int((i + 1) * size)]
+        chunk = points[int(i * size) : int((i + 1) * size)]
         if chunk:
             chosen = better(chunk, key=lambda p: p.value)
             buckets.append(HistoryPoint(chosen.trial, chosen.value, chunk[-1].best))
@@ -389,12 +399,21 @@ def summarise(rows: tuple[TrialRow, ...], maximize: bool) -> Summary:
         saved += row.saved_s
         staged = staged or row.stage_runs > 0 or row.inherited
         retries += row.retry_of is not None
-        if row.state == "COMPLETE" and row.value is not None and (
-            best is None or (row.value > best.value if maximize else row.value < best.value)
+        if (
+            row.state == "COMPLETE"
+            and row.value is not None
+            and (best is None or (row.value > best.value if maximize else row.value < best.value))
         ):
             best = row
-    return Summary(tuple(sorted(counts.items())), len(rows) - retries, cost,
-                   BestTrial(best.number, best.value) if best else None, spent, saved, staged)
+    return Summary(
+        tuple(sorted(counts.items())),
+        len(rows) - retries,
+        cost,
+        BestTrial(best.number, best.value) if best else None,
+        spent,
+        saved,
+        staged,
+    )
 
 
 class _StudyCache:
@@ -467,11 +486,20 @@ class SnapshotReader:
         if record is None:
             return CampaignSnapshot(sprint=None, **base)
         info = SprintInfo(
-            index=record["index"], name=record["name"], study=record["study"], sampler=record["sampler"],
-            pruner=record["pruner"], level=record["level"], fidelity=tuple(record["fidelity"].items()),
-            tuned=tuple(record["tuned"]), status=record["status"], n_trials=record.get("n_trials"),
-            timeout_s=record.get("timeout_s"), budget_cost=record.get("budget_cost"),
-            started_ts=record.get("started_ts"), budget_seconds=record.get("budget_seconds"),
+            index=record["index"],
+            name=record["name"],
+            study=record["study"],
+            sampler=record["sampler"],
+            pruner=record["pruner"],
+            level=record["level"],
+            fidelity=tuple(record["fidelity"].items()),
+            tuned=tuple(record["tuned"]),
+            status=record["status"],
+            n_trials=record.get("n_trials"),
+            timeout_s=record.get("timeout_s"),
+            budget_cost=record.get("budget_cost"),
+            started_ts=record.get("started_ts"),
+            budget_seconds=record.get("budget_seconds"),
         )
         cache = self._read_study(record, now, engine_running, maximize)
         if cache is None:
@@ -495,8 +523,9 @@ class SnapshotReader:
             **base,
         )
 
-    def _read_study(self, record: dict[str, Any], now: float, engine_running: bool,
-                    maximize: bool) -> _StudyCache | None:
+    def _read_study(
+        self, record: dict[str, Any], now: float, engine_running: bool, maximize: bool
+    ) -> _StudyCache | None:
         cache = self._caches.get(record["study"])
         if cache is None:
             try:
@@ -512,8 +541,10 @@ class SnapshotReader:
             wanted = set(unread)
             trials = [t for t in self.storage.get_all_trials(cache.study_id, deepcopy=False) if t.number in wanted]
         else:
-            trials = [self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(cache.study_id, n))
-                      for n in unread]
+            trials = [
+                self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(cache.study_id, n))
+                for n in unread
+            ]
         changed = False
         completed = False
         new_events = []
@@ -530,7 +561,9 @@ class SnapshotReader:
             if previous != row:
                 cache.rows[row.number] = row
                 changed = True
-                completed = completed or (row.state == "COMPLETE" and (previous is None or previous.state != "COMPLETE"))
+                completed = completed or (
+                    row.state == "COMPLETE" and (previous is None or previous.state != "COMPLETE")
+                )
             if row.finished:
                 cache.open.discard(row.number)
                 event = trial_event(trial, row, record["pruner"])
@@ -610,7 +643,8 @@ class SnapshotReader:
             return None
         study_id = self.storage.get_study_id_from_name(record["study"])
         return record["study"], self.storage.get_trial(
-            self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        )
 
 
 class _TrialsStudy(optuna.Study):
@@ -623,7 +657,7 @@ class _TrialsStudy(optuna.Study):
         super().__init__(study_name="view", storage=storage)
         self._view = trials
 
-    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:  # noqa: ARG002
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:
         return [t for t in self._view if states is None or t.state in states]
 
     @property

@@ -5,6 +5,7 @@ A space maps a parameter name to one of
   {"type": "categorical", "choices": [...]}    {"type": "fixed", "value": v}
 A parameter frozen at a gate becomes "fixed".
 """
+
 from __future__ import annotations
 
 import math
@@ -97,7 +98,9 @@ def check_range(name: str, record: dict[str, Any], original: dict[str, Any]) -> 
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise SpaceEditError(f"{name}: frozen value {value!r} is not a finite number")
             if not original["low"] <= value <= original["high"]:
-                raise SpaceEditError(f"{name}: frozen value {value:g} is outside [{original['low']:g}, {original['high']:g}]")
+                raise SpaceEditError(
+                    f"{name}: frozen value {value:g} is outside [{original['low']:g}, {original['high']:g}]"
+                )
         elif kind == "categorical" and record["value"] not in original["choices"]:
             raise SpaceEditError(f"{name}: frozen value {record['value']!r} is not one of {original['choices']}")
         return

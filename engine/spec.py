@@ -2,14 +2,15 @@
 
 Every problem is reported with the file, the key path and the reason; never a traceback.
 """
+
 from __future__ import annotations
 
 import math
 import re
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SAMPLERS = ("tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu")
@@ -49,7 +50,7 @@ class FloatParam(_Strict):
     default: float | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "FloatParam":
+    def _check(self) -> FloatParam:
         _finite(self.low, "low")
         _finite(self.high, "high")
         if not self.low < self.high:
@@ -70,7 +71,7 @@ class IntParam(_Strict):
     default: int | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "IntParam":
+    def _check(self) -> IntParam:
         _finite(self.low, "low")
         _finite(self.high, "high")
         if not self.low < self.high:
@@ -86,7 +87,7 @@ class IntParam(_Strict):
         return self
 
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class CategoricalParam(_Strict):
@@ -95,7 +96,7 @@ class CategoricalParam(_Strict):
     default: Scalar | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "CategoricalParam":
+    def _check(self) -> CategoricalParam:
         if not self.choices:
             raise ValueError("choices must not be empty")
         if len(set(map(repr, self.choices))) != len(self.choices):
@@ -110,7 +111,7 @@ class FixedParam(_Strict):
     value: Scalar
 
 
-ParamSpec = Annotated[Union[FloatParam, IntParam, CategoricalParam, FixedParam], Field(discriminator="type")]
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]
 
 
 class ObjectiveSpec(_Strict):
@@ -141,7 +142,7 @@ class FidelitySpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "FidelitySpec":
+    def _check(self) -> FidelitySpec:
         if not self.levels:
             raise ValueError("at least one fidelity level is needed")
         knobs = [set(v) for v in self.levels.values()]
@@ -161,14 +162,26 @@ class FidelitySpec(_Strict):
 class GateRules(_Strict):
     top_k: int = Field(default=10, ge=1)
     margin: float = Field(default=0.15, ge=0, le=5, description="fraction of the top-k span added on each side")
-    min_width: float = Field(default=0.1, ge=0, le=1, description="narrowed width is at least this share of the current one")
-    freeze_importance: float = Field(default=0.0, ge=0, le=1, description="freeze a parameter below this importance (0: never)")
-    edge_fraction: float = Field(default=0.05, ge=0, le=0.5, description="best values within this share of a bound warn")
-    categorical_keep: float = Field(default=0.0, ge=0, le=1, description="drop a choice that appears in less than this share of the top-k")
-    trust_rank: float = Field(default=0.5, ge=0, le=1,
-                              description="below this rank agreement between a lower fidelity and the sprint's own, on the "
-                                          "configurations it re-evaluated, the margin widens (x trust_rank / rho); at rho <= 0 "
-                                          "nothing is narrowed")
+    min_width: float = Field(
+        default=0.1, ge=0, le=1, description="narrowed width is at least this share of the current one"
+    )
+    freeze_importance: float = Field(
+        default=0.0, ge=0, le=1, description="freeze a parameter below this importance (0: never)"
+    )
+    edge_fraction: float = Field(
+        default=0.05, ge=0, le=0.5, description="best values within this share of a bound warn"
+    )
+    categorical_keep: float = Field(
+        default=0.0, ge=0, le=1, description="drop a choice that appears in less than this share of the top-k"
+    )
+    trust_rank: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="below this rank agreement between a lower fidelity and the sprint's own, on the "
+        "configurations it re-evaluated, the margin widens (x trust_rank / rho); at rho <= 0 "
+        "nothing is narrowed",
+    )
 
 
 class SprintSpec(_Strict):
@@ -178,7 +191,9 @@ class SprintSpec(_Strict):
     n_trials: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_s: float | None = Field(default=None, gt=0)
     budget_cost: float | None = Field(default=None, gt=0, description="budget in fidelity-weighted cost units")
-    budget_seconds: float | None = Field(default=None, gt=0, description="budget in seconds of trial cost (sum of trials' duration)")
+    budget_seconds: float | None = Field(
+        default=None, gt=0, description="budget in seconds of trial cost (sum of trials' duration)"
+    )
     fidelity: str
     params: list[str] | None = Field(default=None, description="parameters tuned; others stay at their best value")
     seed_top: int = Field(default=0, ge=0, description="best configurations of earlier sprints enqueued first")
@@ -188,8 +203,13 @@ class SprintSpec(_Strict):
     gate: GateRules | None = None
 
     @model_validator(mode="after")
-    def _budget(self) -> "SprintSpec":
-        if self.n_trials is None and self.timeout_s is None and self.budget_cost is None and self.budget_seconds is None:
+    def _budget(self) -> SprintSpec:
+        if (
+            self.n_trials is None
+            and self.timeout_s is None
+            and self.budget_cost is None
+            and self.budget_seconds is None
+        ):
             raise ValueError("a sprint needs a budget: n_trials, timeout_s, budget_cost or budget_seconds")
         return self
 
@@ -206,11 +226,20 @@ class CacheSpec(_Strict):
     """Memoized pipeline stages (engine.stages): `[cache] enabled = true`."""
 
     enabled: bool = True
-    max_bytes: int | None = Field(default=20 * 10**9, gt=0,
-                                  description="size limit (bytes, or '500MB', '2GiB'; default 20GB); LRU eviction past it")
-    dir: str | None = Field(default=None, description="cache directory; relative paths are inside the run directory (default: cache)")
-    salt: str = Field(default="", description="change it to invalidate every cached stage (e.g. after editing the objective)")
-    pin_top: int = Field(default=5, ge=0, le=1000, description="best configurations per sprint whose entries are never evicted")
+    max_bytes: int | None = Field(
+        default=20 * 10**9,
+        gt=0,
+        description="size limit (bytes, or '500MB', '2GiB'; default 20GB); LRU eviction past it",
+    )
+    dir: str | None = Field(
+        default=None, description="cache directory; relative paths are inside the run directory (default: cache)"
+    )
+    salt: str = Field(
+        default="", description="change it to invalidate every cached stage (e.g. after editing the objective)"
+    )
+    pin_top: int = Field(
+        default=5, ge=0, le=1000, description="best configurations per sprint whose entries are never evicted"
+    )
 
     @field_validator("max_bytes", mode="before")
     @classmethod
@@ -236,9 +265,13 @@ class CampaignSpec(_Strict):
     storage: str | None = None
     workers: int = Field(default=1, ge=1, le=256)
     trial_retries: int = Field(default=1, ge=0, le=10, description="re-runs of a trial whose worker died")
-    stale_after_s: float = Field(default=20, ge=2, le=86_400,
-                                 description="on a database storage, a running trial whose worker sent no heartbeat "
-                                             "for this long is failed as stale (and retried)")
+    stale_after_s: float = Field(
+        default=20,
+        ge=2,
+        le=86_400,
+        description="on a database storage, a running trial whose worker sent no heartbeat "
+        "for this long is failed as stale (and retried)",
+    )
     seed: int = 0
     thresholds: ThresholdSpec | None = None
     cache: CacheSpec | None = None
@@ -251,7 +284,7 @@ class CampaignSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _cross(self) -> "CampaignSpec":
+    def _cross(self) -> CampaignSpec:
         if not self.space:
             raise ValueError("space: at least one parameter is needed")
         if not self.sprints:
@@ -282,12 +315,18 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
     for item in err.errors():
         loc = [str(p) for p in item["loc"]]
         # Discriminated unions add the tag ('float', ...) to the path; keep the user's keys only.
-        loc = [p for p in loc if p not in ("float", "int", "categorical", "fixed", "function-after[_check(), FloatParam]")]
+        loc = [
+            p for p in loc if p not in ("float", "int", "categorical", "fixed", "function-after[_check(), FloatParam]")
+        ]
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
         elif item["type"] == "union_tag_invalid":
-            msg = f"type must be one of float, int, categorical, fixed (got {item.get('input', {}).get('type')!r})" if isinstance(item.get("input"), dict) else msg
+            msg = (
+                f"type must be one of float, int, categorical, fixed (got {item.get('input', {}).get('type')!r})"
+                if isinstance(item.get("input"), dict)
+                else msg
+            )
         elif item["type"] == "union_tag_not_found":
             msg = "missing 'type' (float, int, categorical or fixed)"
         elif item["type"] not in ("missing", "value_error") and isinstance(item.get("input"), (str, int, float, bool)):
@@ -309,7 +348,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         with open(path, "rb") as handle:  # read a bounded amount: a mistyped path may be a huge log or a device
             raw = handle.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:
-            raise CampaignFileError(path, [("", f"file is larger than {MAX_FILE_BYTES // 1024} KiB: not a campaign file")])
+            raise CampaignFileError(
+                path, [("", f"file is larger than {MAX_FILE_BYTES // 1024} KiB: not a campaign file")]
+            )
     except FileNotFoundError:
         raise CampaignFileError(path, [("", "file not found")]) from None
     except OSError as err:
@@ -352,5 +393,5 @@ def check_objective_imports(spec: CampaignSpec, path: str | Path = "<campaign>")
 
     try:
         load_objective(spec.objective.path)
-    except Exception as err:  # noqa: BLE001 - any import failure is the user's to read
+    except Exception as err:
         raise CampaignFileError(path, [("objective.path", str(err))]) from None

@@ -3,6 +3,7 @@
 The record is everything a worker on any host needs to run the sprint's trials:
 name, study name, sampler, pruner, space, tuned and fixed parameters, fidelity and budget.
 """
+
 from __future__ import annotations
 
 import time
@@ -153,9 +154,7 @@ def budget_left(record: dict[str, Any], trials: list) -> bool:
         expected = running * (spent / len(costs) if costs else 0.0)
         if spent + expected >= record["budget_cost"]:
             return False
-    if record.get("budget_seconds") is not None and seconds_spent(trials) >= record["budget_seconds"]:
-        return False
-    return True
+    return not (record.get("budget_seconds") is not None and seconds_spent(trials) >= record["budget_seconds"])
 
 
 def seconds_spent(trials: list, now: float | None = None) -> float:

@@ -26,6 +26,7 @@ Each trial records its stages in the user attribute `stages`:
                "params": ["lr"], "saved_s": 0.0, "bytes": 1234, "gpu_s": 11.9}}
 (`saved_s`, on a hit: the compute time the entry cost when it was made, less the load time.)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,9 +38,10 @@ import pickle
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 try:  # POSIX: advisory locks between worker processes of one host
     import fcntl
@@ -90,7 +92,11 @@ def canonical(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return {"set": sorted((canonical(v) for v in value), key=repr)}
     if hasattr(value, "tobytes") and hasattr(value, "dtype"):  # NumPy array
-        return {"array": str(value.dtype), "shape": list(value.shape), "sha256": hashlib.sha256(value.tobytes()).hexdigest()}
+        return {
+            "array": str(value.dtype),
+            "shape": list(value.shape),
+            "sha256": hashlib.sha256(value.tobytes()).hexdigest(),
+        }
     raise StageKeyError(
         f"cannot key a stage on {type(value).__name__} {value!r:.60}: use numbers, strings, "
         "lists, dicts, paths, bytes or arrays (or a digest of the object)"
@@ -102,8 +108,9 @@ def digest(value: Any) -> str:
 
 
 def stage_key(name: str, depends_on: dict[str, Any], upstream_keys: Iterable[str] = (), salt: str = "") -> str:
-    return digest({"format": FORMAT, "stage": name, "depends_on": depends_on,
-                   "upstream": list(upstream_keys), "salt": salt})
+    return digest(
+        {"format": FORMAT, "stage": name, "depends_on": depends_on, "upstream": list(upstream_keys), "salt": salt}
+    )
 
 
 def code_salt(fn: Callable) -> str:
@@ -197,7 +204,7 @@ class StageCache:
             return "corrupt", None, meta
         try:
             value = pickle.loads(data)
-        except Exception:  # noqa: BLE001 - the hash matched, yet it does not load: treat as corrupt
+        except Exception:
             self.delete(key)
             return "corrupt", None, meta
         self.touch(key)
@@ -210,9 +217,16 @@ class StageCache:
 
     def put(self, key: str, value: Any, *, stage: str, compute_s: float, producer: dict[str, Any] | None = None) -> int:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        meta = {"format": FORMAT, "key": key, "stage": stage, "size": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(), "compute_s": round(float(compute_s), 6),
-                "created": time.time(), "producer": producer or {}}
+        meta = {
+            "format": FORMAT,
+            "key": key,
+            "stage": stage,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "compute_s": round(float(compute_s), 6),
+            "created": time.time(),
+            "producer": producer or {},
+        }
         directory = self._dir(key)
         directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.payload_path(key), data)
@@ -235,9 +249,18 @@ class StageCache:
                     used = item.stat().st_mtime
                 except (OSError, ValueError):
                     continue
-                found.append(Entry(meta["key"], meta.get("stage", "?"), int(meta.get("size", 0)), meta.get("sha256", ""),
-                                   float(meta.get("compute_s", 0.0)), used, float(meta.get("created", used)),
-                                   meta.get("producer", {})))
+                found.append(
+                    Entry(
+                        meta["key"],
+                        meta.get("stage", "?"),
+                        int(meta.get("size", 0)),
+                        meta.get("sha256", ""),
+                        float(meta.get("compute_s", 0.0)),
+                        used,
+                        float(meta.get("created", used)),
+                        meta.get("producer", {}),
+                    )
+                )
         return found
 
     def total_bytes(self) -> int:
@@ -290,8 +313,21 @@ def parse_size(value: int | str | None) -> int | None:
     if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
         return None if value is None else int(value)
     text = str(value).strip().upper().replace(" ", "")
-    units = {"TIB": 2**40, "GIB": 2**30, "MIB": 2**20, "KIB": 2**10, "TB": 10**12, "GB": 10**9, "MB": 10**6,
-             "KB": 10**3, "T": 10**12, "G": 10**9, "M": 10**6, "K": 10**3, "B": 1}
+    units = {
+        "TIB": 2**40,
+        "GIB": 2**30,
+        "MIB": 2**20,
+        "KIB": 2**10,
+        "TB": 10**12,
+        "GB": 10**9,
+        "MB": 10**6,
+        "KB": 10**3,
+        "T": 10**12,
+        "G": 10**9,
+        "M": 10**6,
+        "K": 10**3,
+        "B": 1,
+    }
     for unit, factor in units.items():
         if text.endswith(unit):
             return int(float(text[: -len(unit)]) * factor)
@@ -323,7 +359,9 @@ class _GpuTimer:
 class StageRunner:
     """Runs a trial's stages through the cache (or, with `cache=None`, only times and records them)."""
 
-    def __init__(self, cache: StageCache | None, *, salt: str = "", pin_top: int = 5, log: Callable[[str], None] | None = None):
+    def __init__(
+        self, cache: StageCache | None, *, salt: str = "", pin_top: int = 5, log: Callable[[str], None] | None = None
+    ):
         self.cache = cache
         self.salt = salt
         self.pin_top = pin_top
@@ -355,8 +393,10 @@ class StageRunner:
         keys = []
         for name in upstream:
             if name not in self._keys:
-                raise StageError(f"stage {name!r} is upstream but has not run in this trial "
-                                 f"(ran so far: {', '.join(self._keys) or 'none'})")
+                raise StageError(
+                    f"stage {name!r} is upstream but has not run in this trial "
+                    f"(ran so far: {', '.join(self._keys) or 'none'})"
+                )
             keys.append(self._keys[name])
         return keys
 
@@ -378,7 +418,16 @@ class StageRunner:
         return entry
 
     # the stage itself ----------------------------------------------------------------------
-    def run(self, ctx, name: str, fn: Callable[[], Any], *, depends_on: dict[str, Any], upstream: tuple = (), cache: bool = True):
+    def run(
+        self,
+        ctx,
+        name: str,
+        fn: Callable[[], Any],
+        *,
+        depends_on: dict[str, Any],
+        upstream: tuple = (),
+        cache: bool = True,
+    ):
         self._begin(ctx)
         if name in self._records:
             raise StageError(f"stage {name!r} already ran in this trial; give each stage its own name")
@@ -392,17 +441,34 @@ class StageRunner:
             key = stage_key(name, {"nonce": uuid.uuid4().hex}, up_keys, self.trial_salt(ctx))
         if not deterministic or self.cache is None:
             value, seconds, gpu_s = _timed(fn, ctx)
-            self.record(ctx, name, seconds=round(seconds, 6), gpu_s=_round(gpu_s), hit=False, cached=False,
-                        key=key, params=params)
+            self.record(
+                ctx,
+                name,
+                seconds=round(seconds, 6),
+                gpu_s=_round(gpu_s),
+                hit=False,
+                cached=False,
+                key=key,
+                params=params,
+            )
             return value
         with self.cache.key_lock(key):
             started = time.perf_counter()
             status, value, meta = self.cache.get(key)
             if status == "hit":
                 load_s = time.perf_counter() - started
-                self.record(ctx, name, seconds=round(load_s, 6), hit=True, cached=True, key=key, params=params,
-                            saved_s=round(max(0.0, float(meta.get("compute_s", 0.0)) - load_s), 6),
-                            bytes=meta.get("size"), source=meta.get("producer"))
+                self.record(
+                    ctx,
+                    name,
+                    seconds=round(load_s, 6),
+                    hit=True,
+                    cached=True,
+                    key=key,
+                    params=params,
+                    saved_s=round(max(0.0, float(meta.get("compute_s", 0.0)) - load_s), 6),
+                    bytes=meta.get("size"),
+                    source=meta.get("producer"),
+                )
                 return value
             if status == "corrupt":
                 self.log(f"stage {name}: cache entry {key[:12]} failed its integrity check; recomputing")
@@ -415,8 +481,18 @@ class StageRunner:
                 size, stored = None, False
             else:
                 stored = True
-        self.record(ctx, name, seconds=round(seconds, 6), gpu_s=_round(gpu_s), hit=False, cached=stored, key=key,
-                    params=params, bytes=size, corrupt=True if status == "corrupt" else None)
+        self.record(
+            ctx,
+            name,
+            seconds=round(seconds, 6),
+            gpu_s=_round(gpu_s),
+            hit=False,
+            cached=stored,
+            key=key,
+            params=params,
+            bytes=size,
+            corrupt=True if status == "corrupt" else None,
+        )
         if stored:
             self.enforce_limit(ctx)
         return value
@@ -454,7 +530,7 @@ def pinned_keys_of_campaign(study, top: int) -> set[str]:
     for name in names:
         try:
             other = study if name == study.study_name else optuna.load_study(study_name=name, storage=storage)
-        except Exception:  # noqa: BLE001 - a study deleted meanwhile pins nothing
+        except Exception:
             continue
         trials = other.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
@@ -526,8 +602,17 @@ def stage_stats(trials_by_sprint: dict[str, list], cache: StageCache | None = No
     """Hits, misses, compute time, time saved, per stage and per sprint, plus the cache's size."""
     per_stage: dict[str, dict[str, float]] = {}
     per_sprint: dict[str, dict[str, float]] = {}
-    total = {"hits": 0, "misses": 0, "uncached": 0, "corrupt": 0, "compute_s": 0.0, "saved_s": 0.0,
-             "trial_s": 0.0, "inherited": 0, "inherited_saved_s": 0.0}
+    total = {
+        "hits": 0,
+        "misses": 0,
+        "uncached": 0,
+        "corrupt": 0,
+        "compute_s": 0.0,
+        "saved_s": 0.0,
+        "trial_s": 0.0,
+        "inherited": 0,
+        "inherited_saved_s": 0.0,
+    }
     for sprint, trials in trials_by_sprint.items():
         row = per_sprint.setdefault(sprint, {"trials": 0, "hits": 0, "misses": 0, "trial_s": 0.0, "saved_s": 0.0})
         for t in trials:
@@ -539,7 +624,9 @@ def stage_stats(trials_by_sprint: dict[str, list], cache: StageCache | None = No
             for name, rec in (attrs.get(STAGES_ATTR) or {}).items():
                 if not isinstance(rec, dict):
                     continue
-                s = per_stage.setdefault(name, {"hits": 0, "misses": 0, "uncached": 0, "compute_s": 0.0, "saved_s": 0.0})
+                s = per_stage.setdefault(
+                    name, {"hits": 0, "misses": 0, "uncached": 0, "compute_s": 0.0, "saved_s": 0.0}
+                )
                 if rec.get("hit"):
                     kind = "hits"
                     saved = float(rec.get("saved_s", 0.0))
@@ -595,7 +682,8 @@ def format_stats(name: str, stats: dict[str, Any]) -> str:
     saved_total = t["saved_s"] + t["inherited_saved_s"]
     lines = [
         f"stage cache of {name}: {c['entries']} entries, {_human(c['bytes'])}"
-        + (f" of {_human(c['max_bytes'])}" if c.get("max_bytes") else "") + (f" in {c['dir']}" if c["dir"] else " (caching off)"),
+        + (f" of {_human(c['max_bytes'])}" if c.get("max_bytes") else "")
+        + (f" in {c['dir']}" if c["dir"] else " (caching off)"),
         f"hits {t['hits']}, misses {t['misses']} (hit rate {rate}), uncached runs {t['uncached']}, "
         f"corrupt entries recomputed {t['corrupt']}",
         f"trial time spent {_secs(t['trial_s'])}, stage compute {_secs(t['compute_s'])}, "
@@ -603,16 +691,22 @@ def format_stats(name: str, stats: dict[str, Any]) -> str:
         f"({t['inherited']} trials); saved in all {_secs(saved_total)}",
     ]
     if stats["stages"]:
-        lines.append(f"{'stage':<20}{'hits':>6}{'misses':>8}{'uncached':>10}{'compute':>10}{'saved':>10}{'entries':>9}{'size':>10}")
+        lines.append(
+            f"{'stage':<20}{'hits':>6}{'misses':>8}{'uncached':>10}{'compute':>10}{'saved':>10}{'entries':>9}{'size':>10}"
+        )
         for stage, s in stats["stages"].items():
             e = c["by_stage"].get(stage, {"entries": 0, "bytes": 0})
-            lines.append(f"{stage[:19]:<20}{s['hits']:>6}{s['misses']:>8}{s['uncached']:>10}{_secs(s['compute_s']):>10}"
-                         f"{_secs(s['saved_s']):>10}{e['entries']:>9}{_human(e['bytes']):>10}")
+            lines.append(
+                f"{stage[:19]:<20}{s['hits']:>6}{s['misses']:>8}{s['uncached']:>10}{_secs(s['compute_s']):>10}"
+                f"{_secs(s['saved_s']):>10}{e['entries']:>9}{_human(e['bytes']):>10}"
+            )
     if stats["sprints"]:
         lines.append(f"{'sprint':<20}{'trials':>7}{'hits':>6}{'misses':>8}{'spent':>10}{'saved':>10}")
         for sprint, s in stats["sprints"].items():
-            lines.append(f"{sprint[:19]:<20}{s['trials']:>7}{s['hits']:>6}{s['misses']:>8}"
-                         f"{_secs(s['trial_s']):>10}{_secs(s['saved_s']):>10}")
+            lines.append(
+                f"{sprint[:19]:<20}{s['trials']:>7}{s['hits']:>6}{s['misses']:>8}"
+                f"{_secs(s['trial_s']):>10}{_secs(s['saved_s']):>10}"
+            )
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 """`hpo-tui status`: the campaign as stored — sprints, trial counts, best, pending gate, decisions."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,10 +35,17 @@ def campaign_status(storage, campaign: str) -> dict[str, Any]:
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         sprint_best = (max if maximize else min)(done, key=lambda t: t.value) if done else None
         entry = {
-            "index": record["index"], "name": record["name"], "study": record["study"],
-            "sampler": record["sampler"], "pruner": record["pruner"], "level": record["level"],
-            "fidelity": record["fidelity"], "n_trials": record.get("n_trials"), "status": record["status"],
-            "counts": counts, "tuned": record["tuned"],
+            "index": record["index"],
+            "name": record["name"],
+            "study": record["study"],
+            "sampler": record["sampler"],
+            "pruner": record["pruner"],
+            "level": record["level"],
+            "fidelity": record["fidelity"],
+            "n_trials": record.get("n_trials"),
+            "status": record["status"],
+            "counts": counts,
+            "tuned": record["tuned"],
             # why trials failed (engine.trials.FAIL_KINDS: stale and worker_died are the engine's, not the objective's)
             "fail_kinds": fail_kinds,
             "retried": sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried")),
@@ -47,8 +55,12 @@ def campaign_status(storage, campaign: str) -> dict[str, Any]:
         }
         sprints.append(entry)
         if sprint_best is not None:
-            best = {"sprint": record["name"], "trial": sprint_best.number, "value": sprint_best.value,
-                    "params": entry["best_params"]}  # the latest sprint's best: highest fidelity so far
+            best = {
+                "sprint": record["name"],
+                "trial": sprint_best.number,
+                "value": sprint_best.value,
+                "params": entry["best_params"],
+            }  # the latest sprint's best: highest fidelity so far
     state = ledger.state()
     pending = ledger.pending_gate()
     return {
@@ -71,20 +83,25 @@ def campaign_status(storage, campaign: str) -> dict[str, Any]:
 def format_status(status: dict[str, Any]) -> str:
     metric = status["metric"]
     lines = [
-        f"campaign {status['campaign']}: {status['status']}" + (" (paused)" if status["paused"] else "")
+        f"campaign {status['campaign']}: {status['status']}"
+        + (" (paused)" if status["paused"] else "")
         + f", sprint {min(status['sprint'] + 1, status['sprints_planned'])}/{status['sprints_planned']}"
         + f", metric {metric.get('name', 'value')} ({metric.get('direction', 'minimize')})",
     ]
     if status.get("error"):
         lines.append(f"error: {status['error']}")
-    lines.append(f"{'#':>2}  {'sprint':<14}{'sampler':<10}{'pruner':<19}{'fidelity':<10}{'status':<9}"
-                 f"{'done':>5}{'pruned':>7}{'failed':>7}{'run':>5}  best")
+    lines.append(
+        f"{'#':>2}  {'sprint':<14}{'sampler':<10}{'pruner':<19}{'fidelity':<10}{'status':<9}"
+        f"{'done':>5}{'pruned':>7}{'failed':>7}{'run':>5}  best"
+    )
     for s in status["sprints"]:
         c = s["counts"]
         best = f"{s['best_value']:.6g} (#{s['best_trial']})" if s["best_value"] is not None else "-"
-        lines.append(f"{s['index'] + 1:>2}  {s['name']:<14}{s['sampler']:<10}{s['pruner']:<19}{s['level']:<10}"
-                     f"{s['status']:<9}{c.get('COMPLETE', 0):>5}{c.get('PRUNED', 0):>7}{c.get('FAIL', 0):>7}"
-                     f"{c.get('RUNNING', 0):>5}  {best}")
+        lines.append(
+            f"{s['index'] + 1:>2}  {s['name']:<14}{s['sampler']:<10}{s['pruner']:<19}{s['level']:<10}"
+            f"{s['status']:<9}{c.get('COMPLETE', 0):>5}{c.get('PRUNED', 0):>7}{c.get('FAIL', 0):>7}"
+            f"{c.get('RUNNING', 0):>5}  {best}"
+        )
         if s.get("fail_kinds"):
             kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(s["fail_kinds"].items()))
             lines.append(f"    failed: {kinds}; {s.get('retried', 0)} queued again")
@@ -94,14 +111,18 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"best: {b['value']:.6g} in {b['sprint']} trial {b['trial']}: {params}")
     if status["pending_gate"] is not None:
         p = status["pending_proposal"]
-        lines.append(f"PENDING gate {status['pending_gate']} after {p['after']} -> {p['next']} "
-                     f"(fidelity {p['fidelity']['level']}): approve with `hpo-tui approve {status['campaign']}`")
+        lines.append(
+            f"PENDING gate {status['pending_gate']} after {p['after']} -> {p['next']} "
+            f"(fidelity {p['fidelity']['level']}): approve with `hpo-tui approve {status['campaign']}`"
+        )
         lines += [f"    {line}" for line in summary_lines(p)] or ["    (no range changes proposed)"]
     if status["decisions"]:
         lines.append("decisions:")
         for d in status["decisions"]:
-            lines.append(f"  gate {d['gate']}: {d['action']} by {d['who']['user']}@{d['who']['host']} "
-                         f"via {d['source']} at {d['when']}")
+            lines.append(
+                f"  gate {d['gate']}: {d['action']} by {d['who']['user']}@{d['who']['host']} "
+                f"via {d['source']} at {d['when']}"
+            )
             lines += [f"      {line}" for line in d.get("diff", [])]
     for key, result in status["thresholds"].items():
         lines.append(f"thresholds for {key}:")

@@ -1,4 +1,5 @@
 """Where a campaign lives: its Optuna storage, run directory and artifact store."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,8 @@ def normalize_url(url: str) -> str:
             try:
                 import psycopg  # noqa: F401
             except ImportError:
-                return "postgresql+psycopg2://" + url[len(prefix):]
-            return "postgresql://" + url[len(prefix):]
+                return "postgresql+psycopg2://" + url[len(prefix) :]
+            return "postgresql://" + url[len(prefix) :]
     return url
 
 
@@ -60,8 +61,9 @@ def heartbeat_settings(stale_after_s: float) -> tuple[int, int]:
     return max(1, min(HEARTBEAT_INTERVAL_S, grace // 4)), grace
 
 
-def open_storage(url: str, *, retries: int = 1, heartbeat: bool = True,
-                 stale_after_s: float = HEARTBEAT_GRACE_S) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, *, retries: int = 1, heartbeat: bool = True, stale_after_s: float = HEARTBEAT_GRACE_S
+) -> optuna.storages.BaseStorage:
     """Open any storage by URL: journal://PATH for the embedded file, else an SQLAlchemy URL.
 
     RDB storages heartbeat, so a trial whose worker died is failed and re-run (`retries` times)
@@ -84,7 +86,7 @@ def open_storage(url: str, *, retries: int = 1, heartbeat: bool = True,
         return with_retries(lambda: RDBStorage(url, **kwargs), what=f"open storage {shown}")
     except StorageUnavailable:
         raise
-    except Exception as err:  # noqa: BLE001 - a malformed URL: say so without echoing its password
+    except Exception as err:
         raise StorageUnavailable(f"cannot open storage {shown}: {type(err).__name__}: {_first_line(err)}") from None
 
 
@@ -124,8 +126,15 @@ def is_storage_outage(err: BaseException) -> bool:
     return outage_cause(err) is not None
 
 
-def with_retries(action, *, what: str, attempts: int | None = None, first_wait_s: float = 0.5, log=print,
-                 patience_s: float | None = None):
+def with_retries(
+    action,
+    *,
+    what: str,
+    attempts: int | None = None,
+    first_wait_s: float = 0.5,
+    log=print,
+    patience_s: float | None = None,
+):
     """Run `action`, waiting with exponential backoff while the database is unreachable or locked.
 
     Gives up with StorageUnavailable after `attempts` tries if given, else once waiting longer
@@ -139,7 +148,7 @@ def with_retries(action, *, what: str, attempts: int | None = None, first_wait_s
         attempt += 1
         try:
             return action()
-        except Exception as raised:  # noqa: BLE001 - only outages are retried, the rest re-raised
+        except Exception as raised:
             err = outage_cause(raised)
             if err is None:
                 raise
@@ -149,9 +158,13 @@ def with_retries(action, *, what: str, attempts: int | None = None, first_wait_s
                     f"{what}: the database stayed unreachable; gave up after {attempt} attempts in {waited:.0f} s "
                     f"({_first_line(err)})"
                 ) from raised
-            _say(log, f"storage: {what} failed ({_first_line(err)}); waiting {wait:.1f} s before retry {attempt} "
-                      f"(gives up after {patience:g} s)" if attempts is None else
-                      f"storage: {what} failed ({_first_line(err)}); retry {attempt}/{attempts - 1} in {wait:.1f} s")
+            _say(
+                log,
+                f"storage: {what} failed ({_first_line(err)}); waiting {wait:.1f} s before retry {attempt} "
+                f"(gives up after {patience:g} s)"
+                if attempts is None
+                else f"storage: {what} failed ({_first_line(err)}); retry {attempt}/{attempts - 1} in {wait:.1f} s",
+            )
             time.sleep(wait)
             wait = min(wait * 2, 10.0)
 

@@ -21,9 +21,11 @@ for micro-F1, whose classes interact through the pooled counts; exact per class 
 suits an exhaustive grid and not a smooth GP surrogate; the grid is also deterministic and takes
 milliseconds, where the GP takes seconds per fold.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import KFold
@@ -78,7 +80,7 @@ def _pick(values: np.ndarray, prior: float, tolerance: float) -> float:
     if best[prior_index] and abs(GRID[prior_index] - prior) < 1e-9:
         return float(prior)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], best.astype(int), [0]])))
-    runs = list(zip(edges[::2], edges[1::2] - 1))  # inclusive index ranges of each best stretch
+    runs = list(zip(edges[::2], edges[1::2] - 1, strict=False))  # inclusive index ranges of each best stretch
     start, end = min(runs, key=lambda run: max(run[0] - prior_index, prior_index - run[1], 0))
     return float(GRID[(start + end) // 2])
 
@@ -127,17 +129,28 @@ def _skopt(
         return -score(probs, labels, thresholds, metric)
 
     result = gp_minimize(
-        loss, [(float(GRID[0]), float(GRID[-1]))] * n_dims, n_calls=n_calls,
-        n_initial_points=min(10, n_calls), random_state=seed,
-        acq_optimizer="sampling", n_points=1000,  # L-BFGS restarts cost ~4x more for no gain on a step function
+        loss,
+        [(float(GRID[0]), float(GRID[-1]))] * n_dims,
+        n_calls=n_calls,
+        n_initial_points=min(10, n_calls),
+        random_state=seed,
+        acq_optimizer="sampling",
+        n_points=1000,  # L-BFGS restarts cost ~4x more for no gain on a step function
         x0=None if start is None else [[float(start)] * n_dims],  # the global threshold is a known good start
     )
     return np.asarray([float(x) for x in result.x])
 
 
 def fit_thresholds(
-    probs: np.ndarray, labels: np.ndarray, *, metric: str, optimizer: str, shrinkage: float, tolerance: float,
-    seed: int, n_calls: int,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    metric: str,
+    optimizer: str,
+    shrinkage: float,
+    tolerance: float,
+    seed: int,
+    n_calls: int,
 ) -> tuple[float, np.ndarray]:
     """(global threshold, per-class thresholds shrunk toward it) learned on this sample only."""
     if optimizer == "grid":
@@ -175,7 +188,9 @@ def _check(probs, labels, classes, what: str) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs, dtype=float)
     labels = np.asarray(labels)
     if probs.ndim != 2 or probs.shape != labels.shape:
-        raise ValueError(f"{what}: probs {probs.shape} and labels {labels.shape} must be the same (items, classes) shape")
+        raise ValueError(
+            f"{what}: probs {probs.shape} and labels {labels.shape} must be the same (items, classes) shape"
+        )
     if probs.shape[1] != len(classes):
         raise ValueError(f"{what}: {probs.shape[1]} columns but {len(classes)} classes")
     if not np.isin(labels, (0, 1)).all():
@@ -229,17 +244,23 @@ def learn_thresholds(
 
     table = []
     for c, name in enumerate(classes):
-        table.append({
-            "class": name,
-            "threshold": round(float(per_class[c]), 4),
-            "val_positives": int(val_labels[:, c].sum()),
-            "test_positives": None if test_per_class is None else int(test_labels[:, c].sum()),
-            "val_cv": {s: float(val_per_class[s][c]) for s in STRATEGIES},
-            "test": None if test_per_class is None else {s: float(test_per_class[s][c]) for s in STRATEGIES},
-        })
+        table.append(
+            {
+                "class": name,
+                "threshold": round(float(per_class[c]), 4),
+                "val_positives": int(val_labels[:, c].sum()),
+                "test_positives": None if test_per_class is None else int(test_labels[:, c].sum()),
+                "val_cv": {s: float(val_per_class[s][c]) for s in STRATEGIES},
+                "test": None if test_per_class is None else {s: float(test_per_class[s][c]) for s in STRATEGIES},
+            }
+        )
     # Chosen on cross-validated scores; ties go to the simpler strategy (0.5, then global).
     recommended = max(STRATEGIES, key=lambda s: (val_overall[metric][s], -STRATEGIES.index(s)))
-    decide_at = {"at_0.5": np.full(len(classes), 0.5), "global": np.full(len(classes), global_t), "per_class": per_class}
+    decide_at = {
+        "at_0.5": np.full(len(classes), 0.5),
+        "global": np.full(len(classes), global_t),
+        "per_class": per_class,
+    }
     return {
         "metric": metric,
         "optimizer": optimizer,
@@ -280,8 +301,15 @@ def thresholds_for_trial(
     test = load_trial_arrays(artifact_store, index[test_artifact]) if test_artifact in index else None
     classes = [str(c) for c in val["classes"]] if "classes" in val else [str(i) for i in range(val["probs"].shape[1])]
     result = learn_thresholds(
-        val["probs"], val["labels"], classes, metric=metric, folds=folds, optimizer=optimizer, seed=seed,
-        test_probs=None if test is None else test["probs"], test_labels=None if test is None else test["labels"],
+        val["probs"],
+        val["labels"],
+        classes,
+        metric=metric,
+        folds=folds,
+        optimizer=optimizer,
+        seed=seed,
+        test_probs=None if test is None else test["probs"],
+        test_labels=None if test is None else test["labels"],
     )
     result["trial"] = trial.number
     return result
@@ -302,12 +330,16 @@ def format_report(result: dict[str, Any]) -> str:
         return "" if values is None else "".join(f"{values[s]:>8.3f}" for s in STRATEGIES)
 
     for row in result["table"]:
-        lines.append(f"{row['class'][:15]:<16}{row['threshold']:>6.2f}{row['val_positives']:>7}        {cells(row['val_cv'])}"
-                     + (f"         {cells(row['test'])}" if has_test else ""))
+        lines.append(
+            f"{row['class'][:15]:<16}{row['threshold']:>6.2f}{row['val_positives']:>7}        {cells(row['val_cv'])}"
+            + (f"         {cells(row['test'])}" if has_test else "")
+        )
     for metric in METRICS:
         test = result["overall"]["test"][metric] if has_test else None
-        lines.append(f"{'overall ' + metric:<29}        {cells(result['overall']['val_cv'][metric])}"
-                     + (f"         {cells(test)}" if has_test else ""))
+        lines.append(
+            f"{'overall ' + metric:<29}        {cells(result['overall']['val_cv'][metric])}"
+            + (f"         {cells(test)}" if has_test else "")
+        )
     recommended = result["recommended"]
     lines.append(
         f"recommended: {recommended} (cross-validated {result['metric']} "

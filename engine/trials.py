@@ -1,4 +1,5 @@
 """Running one trial: ask, build the context, call the objective, record the outcome and its reason."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,9 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -32,7 +34,9 @@ def suggest(trial: optuna.Trial, space: Space, tuned: list[str]) -> dict[str, An
     return suggest_distributions(trial, distributions(space, tuned))
 
 
-def suggest_distributions(trial: optuna.Trial, dists: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
+def suggest_distributions(
+    trial: optuna.Trial, dists: dict[str, optuna.distributions.BaseDistribution]
+) -> dict[str, Any]:
     """Plain Optuna suggest calls, one per distribution."""
     params = {}
     for name, dist in dists.items():
@@ -125,7 +129,7 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
+            except Exception:
                 pass
 
     def stop(self):
@@ -164,8 +168,9 @@ def run_trial(
     ctx = None
     sampled = None  # the sampler's time (relative sampling runs at the first suggest) is not trial cost
     try:
-        params = with_retries(lambda: suggest(trial, sprint["space"], sprint["tuned"]),
-                              what=f"suggest trial {trial.number}", log=log)
+        params = with_retries(
+            lambda: suggest(trial, sprint["space"], sprint["tuned"]), what=f"suggest trial {trial.number}", log=log
+        )
         sampled = time.perf_counter()
         ctx = TrialContext(
             params={**sprint["fixed"], **params},
@@ -184,7 +189,7 @@ def run_trial(
         state, reason = TrialState.COMPLETE, None
     except optuna.TrialPruned:
         value, state, reason = None, TrialState.PRUNED, None
-    except (Exception, MemoryError) as err:  # noqa: BLE001 - any failure of user code is recorded
+    except (Exception, MemoryError) as err:
         value, state, reason = None, TrialState.FAIL, describe_failure(err)
         kind = failure_kind(err)
     finally:
@@ -215,8 +220,9 @@ def run_trial(
         return study._storage.get_trial(trial._trial_id)
 
 
-def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retry: int,
-                   kind: str = "worker_died") -> bool:
+def fail_and_retry(
+    study: optuna.Study, trial: FrozenTrial, reason: str, max_retry: int, kind: str = "worker_died"
+) -> bool:
     """Mark a RUNNING trial failed with `reason`; enqueue it again unless retried `max_retry` times.
 
     Returns True when a retry was enqueued.
@@ -238,8 +244,12 @@ def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_ret
                 state=TrialState.WAITING,
                 params=trial.params,
                 distributions=trial.distributions,
-                system_attrs={**trial.system_attrs, RETRY_ATTR: trial.number, "retry_history": history,
-                              "fixed_params": trial.params},
+                system_attrs={
+                    **trial.system_attrs,
+                    RETRY_ATTR: trial.number,
+                    "retry_history": history,
+                    "fixed_params": trial.params,
+                },
             )
         )
     return will_retry

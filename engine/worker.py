@@ -4,6 +4,7 @@ The same loop serves the coordinator's local worker processes and `hpo-tui worke
 hosts: everything it needs (spec, sprint record, trials) comes from the storage.
 Run as `python -m engine.worker --storage URL --campaign NAME --index I [--parent-pid P]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ import signal
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -22,8 +23,15 @@ from engine.ledger import CampaignNotFound, Ledger
 from engine.objective import load_objective
 from engine.spec import CampaignSpec
 from engine.sprint import budget_left, open_study
-from engine.storage import (StorageUnavailable, artifact_store, open_storage, redact, run_dir, tune_heartbeat,
-                            with_retries)
+from engine.storage import (
+    StorageUnavailable,
+    artifact_store,
+    open_storage,
+    redact,
+    run_dir,
+    tune_heartbeat,
+    with_retries,
+)
 
 STORAGE_ENV = "HPO_TUI_STORAGE_URL"  # how a pool hands the URL over: not on the command line, which `ps` shows
 from engine.trials import run_trial, worker_id
@@ -45,8 +53,18 @@ def limit_threads(threads: int = 1) -> None:
 
 
 class Worker:
-    def __init__(self, storage, campaign: str, index: int | str = 0, *, device: str = "cpu", log: Callable = print,
-                 runs_root: Path | None = None, parent_pid: int | None = None, stage_runner_factory=None):
+    def __init__(
+        self,
+        storage,
+        campaign: str,
+        index: int | str = 0,
+        *,
+        device: str = "cpu",
+        log: Callable = print,
+        runs_root: Path | None = None,
+        parent_pid: int | None = None,
+        stage_runner_factory=None,
+    ):
         self.storage = storage
         self.ledger = Ledger(storage, campaign)
         self.spec = CampaignSpec.model_validate(self.ledger.spec())
@@ -115,8 +133,10 @@ class Worker:
         self.trials_run += 1
         reason = trial.user_attrs.get("fail_reason")
         value = f"{trial.value:.6g}" if trial.value is not None else "-"
-        self.log(f"[worker {self.index}] {record['name']} trial {trial.number}: {trial.state.name} {value}"
-                 + (f" ({reason})" if reason else ""))
+        self.log(
+            f"[worker {self.index}] {record['name']} trial {trial.number}: {trial.state.name} {value}"
+            + (f" ({reason})" if reason else "")
+        )
         return "ran"
 
     def parent_gone(self) -> bool:
@@ -141,8 +161,7 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.worker")
-    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
-                        help=f"storage URL (default: ${STORAGE_ENV})")
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV), help=f"storage URL (default: ${STORAGE_ENV})")
     parser.add_argument("--campaign", required=True)
     parser.add_argument("--index", default="0")
     parser.add_argument("--device", default="cpu")
@@ -158,9 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log = lambda m: print(m, flush=True)  # noqa: E731
         storage = open_storage(args.storage, retries=args.retries)
-        worker = with_retries(lambda: Worker(storage, args.campaign, args.index, device=args.device,
-                                             runs_root=args.runs_root, parent_pid=args.parent_pid, log=log),
-                              what="join the campaign", log=log)
+        worker = with_retries(
+            lambda: Worker(
+                storage,
+                args.campaign,
+                args.index,
+                device=args.device,
+                runs_root=args.runs_root,
+                parent_pid=args.parent_pid,
+                log=log,
+            ),
+            what="join the campaign",
+            log=log,
+        )
         return worker.run()
     except (Stop, KeyboardInterrupt):
         return 0

@@ -1,4 +1,5 @@
 """Helpers for engine tests: small real campaigns on real storages."""
+
 from __future__ import annotations
 
 import copy
@@ -69,8 +70,15 @@ def hpo_tui(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None
     """Run the real `hpo-tui` console script (no TTY: headless)."""
     exe = Path(sys.executable).with_name("hpo-tui")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT / "tests") + os.pathsep + str(ROOT), **(env or {})}
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=full_env)
+    return subprocess.run(
+        [str(exe), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+    )
 
 
 class RecordingContext(TrialContext):

@@ -3,6 +3,7 @@
 
 Every process is started in its own session and killed by its own process-group id at teardown.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import tomli_w
@@ -37,11 +39,15 @@ def campaign_data(name: str, *, n_trials=(9, 9), sleep=0.1, epochs=3, policy="au
         "name": name,
         "policy": policy,
         "workers": 1,
-        "objective": {"path": "engine.workloads.functions:branin",
-                      "settings": {"noise_seed": 0, "sleep_per_step": sleep}},
+        "objective": {
+            "path": "engine.workloads.functions:branin",
+            "settings": {"noise_seed": 0, "sleep_per_step": sleep},
+        },
         "metric": {"name": "regret", "direction": "minimize"},
-        "space": {"x1": {"type": "float", "low": -5.0, "high": 10.0},
-                  "x2": {"type": "float", "low": 0.0, "high": 15.0}},
+        "space": {
+            "x1": {"type": "float", "low": -5.0, "high": 10.0},
+            "x2": {"type": "float", "low": 0.0, "high": 15.0},
+        },
         "fidelity": {"levels": {"low": {"train_fraction": 0.5, "epochs": epochs}}},
         "gate": {"top_k": 3, "margin": 0.2},
         "sprints": sprints,
@@ -77,13 +83,21 @@ class Fleet:
         self.base = base
         self.procs: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, args: list[str], *, cwd: Path, log: str, env: dict[str, str] | None = None,
-              via: list[str] | None = None) -> subprocess.Popen:
+    def start(
+        self, args: list[str], *, cwd: Path, log: str, env: dict[str, str] | None = None, via: list[str] | None = None
+    ) -> subprocess.Popen:
         cwd.mkdir(parents=True, exist_ok=True)
         log_path = self.base / log
         with open(log_path, "ab") as out:
-            proc = subprocess.Popen([*(via or []), HPO, *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env or child_env(), start_new_session=True)
+            proc = subprocess.Popen(
+                [*(via or []), HPO, *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env or child_env(),
+                start_new_session=True,
+            )
         self.procs.append((proc, log_path))
         return proc
 
@@ -120,6 +134,7 @@ def alive(proc: subprocess.Popen, fleet: Fleet) -> Callable[[], None]:
     def check():
         if proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode}:\n{fleet.log_of(proc)[-3000:]}")
+
     return check
 
 
@@ -138,7 +153,7 @@ class Truth:
         try:
             self.ledger
             return True
-        except Exception:  # noqa: BLE001 - not created yet
+        except Exception:
             return False
 
     def state(self) -> dict:
@@ -188,10 +203,14 @@ def check_sprint_integrity(trials: list[optuna.trial.FrozenTrial], n_trials: int
     assert states <= {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}, states
     counted = [t for t in trials if not (t.state == TrialState.FAIL and t.user_attrs.get("retried"))]
     assert n_trials <= len(counted) <= n_trials + workers - 1, (len(counted), n_trials)
-    params = [tuple(sorted(t.params.items())) for t in trials
-              if "failed_trial" not in t.system_attrs and not t.user_attrs.get("retried")]
+    params = [
+        tuple(sorted(t.params.items()))
+        for t in trials
+        if "failed_trial" not in t.system_attrs and not t.user_attrs.get("retried")
+    ]
     assert len(params) == len(set(params)), "the same parameters were run twice"
     # Every trial names its worker, except one asked just as the database went down and failed later
     # (claimed but never started), which must say why.
-    assert all(t.user_attrs.get("worker") or (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason"))
-               for t in trials), "a trial with no worker and no failure reason"
+    assert all(
+        t.user_attrs.get("worker") or (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")) for t in trials
+    ), "a trial with no worker and no failure reason"

@@ -1,4 +1,5 @@
 """Objectives that misbehave on purpose, to prove a bad trial fails with its reason and the sprint goes on."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Memory is capped with RLIMIT_AS inside the trial (and the cap lifted afterwards), so exhausting it
 costs the machine a few dozen MiB at most.
 """
+
 from __future__ import annotations
 
 import resource

@@ -10,6 +10,7 @@ install them with `apt-get install -y postgresql` (or `postgresql-15`) on a fres
         url = pg.create_database("t1")      # postgresql://hpo:<password>@127.0.0.1:<port>/t1
         pg.stop(); pg.start()               # an outage, same port and data
 """
+
 from __future__ import annotations
 
 import glob
@@ -90,8 +91,9 @@ class PostgresServer:
         raise PostgresUnavailable("running as root without runuser or setpriv to drop privileges for initdb")
 
     def _run(self, cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-        proc = subprocess.run(self._as_user(cmd), capture_output=True, text=True, timeout=timeout,
-                              cwd=self.root, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self._as_user(cmd), capture_output=True, text=True, timeout=timeout, cwd=self.root, stdin=subprocess.DEVNULL
+        )
         if proc.returncode != 0:
             log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise PostgresUnavailable(f"{' '.join(cmd[:2])} failed ({proc.returncode}): {proc.stderr.strip()}\n{log}")
@@ -108,8 +110,22 @@ class PostgresServer:
         if self.user is not None:
             os.chown(pwfile, pwd.getpwnam(self.user).pw_uid, -1)
         # Local socket: trust (the fixture's admin connection); TCP: real password authentication.
-        self._run([self.initdb, "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                   "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync"])
+        self._run(
+            [
+                self.initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         pwfile.unlink()
         settings = {
             "listen_addresses": "'127.0.0.1'",
@@ -130,8 +146,10 @@ class PostgresServer:
             self.init()
         for attempt in range(3):
             try:
-                self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)),
-                           "start"], timeout=timeout + 10)
+                self._run(
+                    [self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)), "start"],
+                    timeout=timeout + 10,
+                )
                 break
             except PostgresUnavailable:
                 if attempt == 2 or self.running():
@@ -154,8 +172,13 @@ class PostgresServer:
     def running(self) -> bool:
         if not self.data.exists():
             return False
-        proc = subprocess.run(self._as_user([self.pg_ctl, "-D", str(self.data), "status"]),
-                              capture_output=True, text=True, cwd=self.root, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self._as_user([self.pg_ctl, "-D", str(self.data), "status"]),
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+        )
         return proc.returncode == 0
 
     def remove(self) -> None:
@@ -164,7 +187,7 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         self.start()
         return self
 
@@ -202,8 +225,14 @@ class PostgresServer:
         deadline = time.time() + timeout
         while True:
             try:
-                psycopg2.connect(host="127.0.0.1", port=self.port, user=ROLE, password=self.password,
-                                 dbname="postgres", connect_timeout=2).close()
+                psycopg2.connect(
+                    host="127.0.0.1",
+                    port=self.port,
+                    user=ROLE,
+                    password=self.password,
+                    dbname="postgres",
+                    connect_timeout=2,
+                ).close()
                 return
             except psycopg2.OperationalError:
                 if time.time() > deadline:

@@ -1,8 +1,10 @@
 """Gate decisions that would make an invalid space are refused with the reason (`hpo-tui approve`
 exits 2), nothing is recorded, the gate keeps waiting, and a valid decision then goes through."""
+
 import threading
 
 import pytest
+from fleet import wait_for
 
 from engine.campaign import Coordinator
 from engine.cli import EXIT_BAD_INPUT
@@ -10,7 +12,6 @@ from engine.ledger import Ledger
 from engine.policy import WaitPolicy
 from engine.spec import parse_campaign
 from engine.storage import open_storage
-from fleet import wait_for
 from tui.cli import main
 
 REFUSED = [
@@ -43,25 +44,30 @@ REFUSED = [
 @pytest.fixture
 def waiting_gate(tmp_path):
     """A campaign whose coordinator (a thread here) waits at gate 0 for a decision."""
-    spec = parse_campaign({
-        "name": "refuse",
-        "policy": "wait",
-        "objective": {"path": "engine.workloads.functions:branin"},
-        "space": {
-            "x1": {"type": "float", "low": -5.0, "high": 10.0},
-            "x2": {"type": "float", "low": 0.0, "high": 15.0},
-            "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
-            "layers": {"type": "int", "low": 1, "high": 8},
-            "act": {"type": "categorical", "choices": ["relu", "gelu", "tanh"]},
-        },
-        "fidelity": {"levels": {"low": {"train_fraction": 0.3, "epochs": 2}}},
-        "sprints": [{"name": "a", "sampler": "random", "fidelity": "low", "n_trials": 6},
-                    {"name": "b", "sampler": "random", "fidelity": "low", "n_trials": 3}],
-    })
+    spec = parse_campaign(
+        {
+            "name": "refuse",
+            "policy": "wait",
+            "objective": {"path": "engine.workloads.functions:branin"},
+            "space": {
+                "x1": {"type": "float", "low": -5.0, "high": 10.0},
+                "x2": {"type": "float", "low": 0.0, "high": 15.0},
+                "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+                "layers": {"type": "int", "low": 1, "high": 8},
+                "act": {"type": "categorical", "choices": ["relu", "gelu", "tanh"]},
+            },
+            "fidelity": {"levels": {"low": {"train_fraction": 0.3, "epochs": 2}}},
+            "sprints": [
+                {"name": "a", "sampler": "random", "fidelity": "low", "n_trials": 6},
+                {"name": "b", "sampler": "random", "fidelity": "low", "n_trials": 3},
+            ],
+        }
+    )
     url = f"journal://{tmp_path / 'journal.log'}"
     log = []
-    coordinator = Coordinator(spec, url, policy=WaitPolicy(poll_s=0.1, log=log.append), workers=0,
-                              runs_root=tmp_path, log=log.append)
+    coordinator = Coordinator(
+        spec, url, policy=WaitPolicy(poll_s=0.1, log=log.append), workers=0, runs_root=tmp_path, log=log.append
+    )
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", coordinator.run()), daemon=True)
     thread.start()
@@ -85,7 +91,10 @@ def test_invalid_decisions_are_refused_with_the_reason_and_the_gate_waits(waitin
     assert result["summary"]["status"] == "finished"
     decision = ledger.decision(0)
     assert decision["action"] == "edit" and decision["source"] == "cli"
-    assert ledger.sprint(1)["space"]["x1"]["low"] == 0.0 and ledger.sprint(1)["space"]["act"] == {"type": "fixed", "value": "gelu"}
+    assert ledger.sprint(1)["space"]["x1"]["low"] == 0.0 and ledger.sprint(1)["space"]["act"] == {
+        "type": "fixed",
+        "value": "gelu",
+    }
     # A second decision for the same gate is refused too: the first one stands.
     assert main(["approve", "refuse", "--storage", url, "--reject"]) == 1
     assert "no gate is waiting for a decision" in capsys.readouterr().err

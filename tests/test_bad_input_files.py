@@ -1,5 +1,6 @@
 """Malformed or hostile campaign files (tests/bad_campaigns/): `hpo-tui validate` gives one clear
 message per problem — the file, the key path and the reason — and exits 2, never a traceback."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,12 @@ HPO = str(Path(sys.executable).with_name("hpo-tui"))
 # file -> the problems `hpo-tui validate` must print, as "key: reason" ("<file>" when the file as a whole is wrong)
 EXPECTED = {
     # wrong types
-    "wrong_type_bound": ["space.x2.high: Input should be a valid number, unable to parse string as a number (got 'fifteen')"],
-    "wrong_type_n_trials": ["sprints.0.n_trials: Input should be a valid integer, unable to parse string as an integer (got 'many')"],
+    "wrong_type_bound": [
+        "space.x2.high: Input should be a valid number, unable to parse string as a number (got 'fifteen')"
+    ],
+    "wrong_type_n_trials": [
+        "sprints.0.n_trials: Input should be a valid integer, unable to parse string as an integer (got 'many')"
+    ],
     "wrong_type_workers": ["workers: Input should be a valid integer, got a number with a fractional part (got 2.5)"],
     "wrong_type_param_kind": ["space.x2: type must be one of float, int, categorical, fixed (got 'double')"],
     # unknown keys (typos)
@@ -41,11 +46,17 @@ EXPECTED = {
     "enormous_n_trials": ["sprints.0.n_trials: Input should be less than or equal to 1000000 (got 1000000000)"],
     "enormous_retries": ["trial_retries: Input should be less than or equal to 10 (got 1000)"],
     # objectives that do not import
-    "objective_module_missing": ["objective.path: cannot import module 'no_such_package.train': "
-                                 "ModuleNotFoundError: No module named 'no_such_package'"],
-    "objective_function_missing": ["objective.path: module 'engine.workloads.functions' has no attribute 'no_such_function'"],
-    "objective_import_error": ["objective.path: cannot import module 'objectives_broken': "
-                               "ModuleNotFoundError: No module named 'fancy_accelerator_that_is_not_installed'"],
+    "objective_module_missing": [
+        "objective.path: cannot import module 'no_such_package.train': "
+        "ModuleNotFoundError: No module named 'no_such_package'"
+    ],
+    "objective_function_missing": [
+        "objective.path: module 'engine.workloads.functions' has no attribute 'no_such_function'"
+    ],
+    "objective_import_error": [
+        "objective.path: cannot import module 'objectives_broken': "
+        "ModuleNotFoundError: No module named 'fancy_accelerator_that_is_not_installed'"
+    ],
     "objective_not_a_path": ["objective.path: must look like 'package.module:function', got 'train.py'"],
     # not a campaign at all
     "toml_syntax": ["<file>: TOML syntax: Invalid value (at line 25, column 12): n_trials = = 10"],
@@ -72,9 +83,11 @@ def test_huge_files_and_directories_are_refused_without_reading_them(tmp_path, c
     huge = tmp_path / "huge.toml"
     with open(huge, "wb") as f:
         f.truncate(512 * 1024 * 1024)  # sparse: 512 MiB that cost nothing on disk
-    for target, reason in ((huge, "file is larger than 1024 KiB: not a campaign file"),
-                           (tmp_path, "cannot read: Is a directory"),
-                           (tmp_path / "absent.toml", "file not found")):
+    for target, reason in (
+        (huge, "file is larger than 1024 KiB: not a campaign file"),
+        (tmp_path, "cannot read: Is a directory"),
+        (tmp_path / "absent.toml", "file not found"),
+    ):
         assert main(["validate", str(target)]) == EXIT_BAD_INPUT
         assert capsys.readouterr().err.splitlines()[1] == f"{target}: <file>: {reason}"
 

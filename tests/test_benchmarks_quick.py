@@ -1,5 +1,6 @@
 """The efficiency benchmark harness cannot rot: quick mode on one problem with two seeds, plus the
 scoring arithmetic on hand-made runs."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,9 @@ from benchmarks import efficiency as E
 
 def test_quick_mode_one_problem_two_seeds(tmp_path, capsys):
     out = tmp_path / "quick.json"
-    rc = E.main(["--suite", "quick", "--problems", "branin", "--seeds", "2", "--budget", "10", "--quiet", "--json", str(out)])
+    rc = E.main(
+        ["--suite", "quick", "--problems", "branin", "--seeds", "2", "--budget", "10", "--quiet", "--json", str(out)]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "## branin" in text and "## summary" in text
@@ -36,7 +39,7 @@ def test_quick_mode_one_problem_two_seeds(tmp_path, capsys):
         # after the first full-fidelity result the incumbent's true regret only falls (up to the
         # small bias the unconverged learning curve leaves at the top level)
         regrets = [r for _, r in curve["curve"]][1:]
-        assert all(b <= a + 0.1 for a, b in zip(regrets, regrets[1:]))
+        assert all(b <= a + 0.1 for a, b in zip(regrets, regrets[1:], strict=False))
 
 
 def test_flat_methods_are_deterministic_and_spend_the_budget(tmp_path):
@@ -63,7 +66,9 @@ def test_phased_plan_fits_the_budget():
 
 
 def test_scoring_arithmetic():
-    problem = E.BenchProblem(name="toy", base={"fidelity": {"levels": {"hi": {}}}}, truth=lambda p: p["r"], initial_regret=10.0)
+    problem = E.BenchProblem(
+        name="toy", base={"fidelity": {"levels": {"hi": {}}}}, truth=lambda p: p["r"], initial_regret=10.0
+    )
     events = [
         E.Event(0.5, None, {"r": 0.0}),  # a cheap, low-fidelity result never becomes the incumbent
         E.Event(1.0, 5.0, {"r": 4.0}),
@@ -92,14 +97,32 @@ def test_overhead_harness_runs(tmp_path, capsys):
     from benchmarks import overhead as O
 
     out = tmp_path / "overhead.json"
-    rc = O.main(["--trials", "5", "--sleep", "0.01", "--trivial-trials", "5", "--repeats", "1", "--no-asks",
-                 "--quiet", "--json", str(out)])
+    rc = O.main(
+        [
+            "--trials",
+            "5",
+            "--sleep",
+            "0.01",
+            "--trivial-trials",
+            "5",
+            "--repeats",
+            "1",
+            "--no-asks",
+            "--quiet",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "bare" in text and "engine" in text and "where the time goes" in text
     rows = json.loads(out.read_text())["rows"]
     assert {(r["label"], r["runner"]) for r in rows} == {
-        ("sleep 0.01 s", "bare"), ("sleep 0.01 s", "engine"), ("trivial", "bare"), ("trivial", "engine")}
+        ("sleep 0.01 s", "bare"),
+        ("sleep 0.01 s", "engine"),
+        ("trivial", "bare"),
+        ("trivial", "engine"),
+    }
     for r in rows:
         assert r["trials"] == 5 and r["per_trial"] > 0 and r["writes_per_trial"] >= 3
     engine = next(r for r in rows if r["runner"] == "engine" and r["label"] == "trivial")

@@ -6,6 +6,7 @@ one thread the run is in fact bit-for-bit the same: weights, optimizer moments, 
 dropout RNG and batch order are all restored). On GPU, kernels are not bitwise deterministic; there the
 guarantee is the same training trajectory, not the same last digit.
 """
+
 from __future__ import annotations
 
 import optuna
@@ -46,9 +47,16 @@ class Pipeline:
 
     def trial(self, params=None, fidelity=None, sprint="full"):
         trial = self.study.ask()
-        ctx = TrialContext(params={**PARAMS, **(params or {})}, fidelity=dict(fidelity or FULL), settings=dict(SETTINGS),
-                           trial_number=trial.number, sprint=sprint, run_dir=self.root, trial=trial,
-                           stage_runner=self.runner)
+        ctx = TrialContext(
+            params={**PARAMS, **(params or {})},
+            fidelity=dict(fidelity or FULL),
+            settings=dict(SETTINGS),
+            trial_number=trial.number,
+            sprint=sprint,
+            run_dir=self.root,
+            trial=trial,
+            stage_runner=self.runner,
+        )
         value = objective(ctx)
         return self.study.tell(trial, value)
 
@@ -93,8 +101,13 @@ def test_what_may_and_may_not_be_inherited(tmp_path):
     assert again.user_attrs["inherited"]["epoch"] == 4 and again.value == other_decay.value
     assert again.user_attrs["stages"]["train"]["hit"]
     # any change that reaches the warm-up misses
-    for params, fidelity in [({"encoder_lr": 4e-3}, FULL), ({"batch_size": 8}, FULL), ({"pct_start": 0.25}, FULL),
-                             ({}, {**FULL, "train_fraction": 0.5}), ({}, {**FULL, "epochs": 6})]:
+    for params, fidelity in [
+        ({"encoder_lr": 4e-3}, FULL),
+        ({"batch_size": 8}, FULL),
+        ({"pct_start": 0.25}, FULL),
+        ({}, {**FULL, "train_fraction": 0.5}),
+        ({}, {**FULL, "epochs": 6}),
+    ]:
         trial = pipeline.trial(params=params, fidelity=fidelity)
         assert "inherited" not in trial.user_attrs, (params, fidelity)
 

@@ -1,4 +1,5 @@
 """The command line a user types: validate, run headless, status, approve refusals."""
+
 from enginekit import branin_campaign, hpo_tui, write_toml
 
 

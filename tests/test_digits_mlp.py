@@ -1,12 +1,13 @@
 """The digits MLP workload: real training through partial_fit, per-epoch reports, fidelity knobs,
 determinism and pruning."""
+
 from __future__ import annotations
 
 import numpy as np
 import optuna
 import pytest
-
 from enginekit import RecordingContext
+
 from engine.objective import TrialContext, load_objective
 from engine.workloads import digits_mlp
 
@@ -15,8 +16,13 @@ GOOD = {"learning_rate_init": 3e-3, "alpha": 1e-4, "hidden_units": 64, "batch_si
 
 def _ctx(tmp_path, params=GOOD, fidelity=None, settings=None, **kw):
     return RecordingContext(
-        params=dict(params), fidelity=fidelity or {"train_fraction": 1.0, "epochs": 8}, settings=settings or {},
-        trial_number=0, sprint="t", run_dir=tmp_path, **kw,
+        params=dict(params),
+        fidelity=fidelity or {"train_fraction": 1.0, "epochs": 8},
+        settings=settings or {},
+        trial_number=0,
+        sprint="t",
+        run_dir=tmp_path,
+        **kw,
     )
 
 
@@ -92,8 +98,14 @@ def test_real_trial_and_artifact(tmp_path):
     study = optuna.create_study(direction="minimize")
     trial = study.ask()
     ctx = TrialContext(
-        params=dict(GOOD), fidelity={"train_fraction": 0.5, "epochs": 3}, settings={}, trial_number=trial.number,
-        sprint="t", run_dir=tmp_path, trial=trial, artifact_store=store,
+        params=dict(GOOD),
+        fidelity={"train_fraction": 0.5, "epochs": 3},
+        settings={},
+        trial_number=trial.number,
+        sprint="t",
+        run_dir=tmp_path,
+        trial=trial,
+        artifact_store=store,
     )
     value = digits_mlp.objective(ctx)
     study.tell(trial, value)

@@ -4,6 +4,7 @@ Waits for the pending gate on screen, approves an edited range with keystrokes, 
 decision and the next sprint's search space in the storage, and quits (stopping the campaign).
 Uses its own tmux server (-L), so it never touches anyone's sessions.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,11 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+import tomllib
 
 from engine.ledger import Ledger
 from engine.storage import open_storage
@@ -30,8 +31,19 @@ class Pane:
         assert shutil.which("tmux"), "tmux is needed for the end-to-end test"
         self.socket = f"hpo-tui-e2e-{os.getpid()}"
         self.name = "e2e"
-        self._tmux("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), "-c", str(tmp_path),
-                   f"{command}; echo HPO-TUI-EXIT=$?; sleep 600")
+        self._tmux(
+            "new-session",
+            "-d",
+            "-s",
+            self.name,
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            "-c",
+            str(tmp_path),
+            f"{command}; echo HPO-TUI-EXIT=$?; sleep 600",
+        )
 
     def _tmux(self, *args: str) -> str:
         out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30)
@@ -67,7 +79,7 @@ def small_quickstart(tmp_path: Path) -> Path:
     data = tomllib.loads((ROOT / "campaigns" / "quickstart.toml").read_text())
     data["workers"] = 1
     data["objective"]["settings"]["sleep_per_step"] = 0.0
-    for sprint, trials in zip(data["sprints"], (10, 6, 6)):
+    for sprint, trials in zip(data["sprints"], (10, 6, 6), strict=False):
         sprint["n_trials"] = trials
     path = tmp_path / "quickstart.toml"
     path.write_text(tomli_w.dumps(data))
@@ -86,7 +98,9 @@ def wait_until(condition, what: str, timeout: float = 120.0):
 
 def test_approve_an_edited_range_in_tmux(tmp_path):
     campaign = small_quickstart(tmp_path)
-    command = f"env TERM=xterm-256color HPO_TUI_KEYS={tmp_path / 'no-keys.toml'} {HPO_TUI} run {campaign.name} --policy wait"
+    command = (
+        f"env TERM=xterm-256color HPO_TUI_KEYS={tmp_path / 'no-keys.toml'} {HPO_TUI} run {campaign.name} --policy wait"
+    )
     pane = Pane(tmp_path, command)
     try:
         screen = pane.wait_for("GATE 0")  # the header says a gate waits

@@ -1,4 +1,5 @@
 """The eeipu sampler (engine.eeipu): cost cooling, preference for cached prefixes, cost ignored at eta 0."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -23,10 +24,18 @@ def _study(sampler, n=10, seed=0, value=lambda a, b: (b - 0.37) ** 2):
     study = optuna.create_study(sampler=sampler)
     for i in range(n):
         a, b = float(rng.random()), float(rng.random())
-        stages = {"prep": {"order": 0, "seconds": PREP_S, "hit": False, "cached": True, "key": f"p{i}", "params": ["a"]},
-                  "fit": {"order": 1, "seconds": FIT_S, "hit": False, "cached": True, "key": f"f{i}", "params": ["a", "b"]}}
-        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=SPACE, value=value(a, b),
-                                                  user_attrs={"stages": stages, "duration_s": PREP_S + FIT_S + 0.01}))
+        stages = {
+            "prep": {"order": 0, "seconds": PREP_S, "hit": False, "cached": True, "key": f"p{i}", "params": ["a"]},
+            "fit": {"order": 1, "seconds": FIT_S, "hit": False, "cached": True, "key": f"f{i}", "params": ["a", "b"]},
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"a": a, "b": b},
+                distributions=SPACE,
+                value=value(a, b),
+                user_attrs={"stages": stages, "duration_s": PREP_S + FIT_S + 0.01},
+            )
+        )
     return study
 
 
@@ -97,7 +106,7 @@ def test_every_cached_prefix_is_optimised_not_only_sampled():
     for kind, count in groups.items():
         assert count >= sampled + 2 * 32, kind  # its best candidate was refined in both rounds
         number = int(kind.rsplit("#", 1)[1])
-        values = {p["a"] for p, k in zip(scored["params"], scored["kinds"]) if k == kind}
+        values = {p["a"] for p, k in zip(scored["params"], scored["kinds"], strict=False) if k == kind}
         assert values == {by_number[number].params["a"]}  # refinement moved only the free parameter
 
 
@@ -121,8 +130,11 @@ def test_stage_structure_declared_or_recorded():
 
 
 def test_mixed_space_and_engine_name():
-    space = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "units": IntDistribution(8, 64, step=8),
-             "act": CategoricalDistribution(["relu", "tanh"])}
+    space = {
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "units": IntDistribution(8, 64, step=8),
+        "act": CategoricalDistribution(["relu", "tanh"]),
+    }
     sampler = make_sampler("eeipu", space, seed=0, options={"n_startup_trials": 3, "n_candidates": 64})
     assert isinstance(sampler, EEIPUSampler)
     study = optuna.create_study(sampler=sampler)

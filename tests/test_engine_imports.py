@@ -1,4 +1,5 @@
 """The engine never imports textual: a headless run or a remote worker must not need the console."""
+
 import subprocess
 import sys
 
@@ -24,6 +25,11 @@ def test_no_engine_module_imports_textual():
 
 
 def test_the_check_would_catch_textual():
-    out = subprocess.run([sys.executable, "-c", CHECK.replace("import engine\n", "import engine, textual.app\n")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK.replace("import engine\n", "import engine, textual.app\n")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "textual.app" in out.stdout

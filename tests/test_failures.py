@@ -1,11 +1,12 @@
 """A trial that raises, returns NaN, or kills its worker ends as FAIL with its reason; the campaign goes on."""
+
 import optuna
+from enginekit import ROOT, branin_campaign, spec_of
 from optuna.trial import TrialState
 
 from engine.campaign import Coordinator
 from engine.ledger import Ledger
 from engine.storage import open_storage
-from enginekit import ROOT, branin_campaign, spec_of
 
 
 def test_raising_and_nan_trials_fail_with_reasons_and_the_campaign_goes_on(tmp_path):
@@ -18,7 +19,9 @@ def test_raising_and_nan_trials_fail_with_reasons_and_the_campaign_goes_on(tmp_p
     trials = optuna.load_study(study_name=summary["sprints"][0]["study"], storage=storage).get_trials()
     assert len(trials) == 14
     reasons = {t.number: t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL}
-    raised = [r for r in reasons.values() if r.startswith("RuntimeError: diverged: loss exploded (at objectives_bad.py:")]
+    raised = [
+        r for r in reasons.values() if r.startswith("RuntimeError: diverged: loss exploded (at objectives_bad.py:")
+    ]
     nans = [r for r in reasons.values() if r == "objective returned nan"]
     assert raised and nans and len(raised) + len(nans) == len(reasons)
     for t in trials:

@@ -1,14 +1,14 @@
 """kill -9 of the coordinator mid-sprint, on PostgreSQL, with a worker on "another host" that keeps
 going meanwhile; the same command run again resumes. The gate decision taken before the kill is
 kept as it was (not asked again), no finished trial is lost or re-run, and the campaign completes."""
+
 import os
 import signal
 
 import psutil
 import pytest
-from optuna.trial import TrialState
-
 from fleet import Fleet, Truth, alive, campaign_data, check_sprint_integrity, wait_for, write_campaign
+from optuna.trial import TrialState
 
 pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
 
@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
 def test_coordinator_killed_mid_sprint_resumes_with_history_intact(tmp_path, pg_url):
     name = "killcoord"
     n_trials = (6, 14)
-    path = write_campaign(tmp_path / "coord", campaign_data(name, n_trials=n_trials, sleep=0.15, epochs=4,
-                                                            stale_after_s=4))
+    path = write_campaign(
+        tmp_path / "coord", campaign_data(name, n_trials=n_trials, sleep=0.15, epochs=4, stale_after_s=4)
+    )
     command = ["run", str(path), "--headless", "--workers", "2", "--storage", pg_url]
     fleet = Fleet(tmp_path)
     truth = Truth(pg_url, name)
@@ -26,8 +27,12 @@ def test_coordinator_killed_mid_sprint_resumes_with_history_intact(tmp_path, pg_
         wait_for(truth.exists, 60, "the campaign", check=alive(first, fleet))
         remote = fleet.start(["worker", name, "--storage", pg_url], cwd=tmp_path / "host1", log="host1.log")
         # Mid-sprint 2: the gate after sprint 1 is decided (auto policy) and a few trials are done.
-        wait_for(lambda: truth.ledger.decision(0) is not None and truth.finished(1) >= 3, 120,
-                 "sprint 2 under way", check=alive(first, fleet))
+        wait_for(
+            lambda: truth.ledger.decision(0) is not None and truth.finished(1) >= 3,
+            120,
+            "sprint 2 under way",
+            check=alive(first, fleet),
+        )
         pool = [p.pid for p in psutil.Process(first.pid).children()]
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
@@ -37,8 +42,11 @@ def test_coordinator_killed_mid_sprint_resumes_with_history_intact(tmp_path, pg_
         running_at_kill = [t.number for t in truth.trials(1) if t.state == TrialState.RUNNING]
 
         # The orphaned local workers notice and leave after their trial; the remote one carries on.
-        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                                 for p in pool), 60, "the orphaned workers to leave")
+        wait_for(
+            lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pool),
+            60,
+            "the orphaned workers to leave",
+        )
         assert remote.poll() is None
 
         second = fleet.start(command, cwd=tmp_path / "coord", log="coordinator-2.log")

@@ -1,6 +1,7 @@
 """SSH drops: `hpo-tui run --headless` in a tmux pane gets SIGHUP and then loses its terminal
 altogether (the tmux session is killed, as when the SSH session holding it goes). The engine goes on,
 finishes the campaign, and `hpo-tui status` shows everything that happened meanwhile."""
+
 import json
 import os
 import shutil
@@ -11,9 +12,8 @@ import uuid
 
 import psutil
 import pytest
-from optuna.trial import TrialState
-
 from fleet import HPO, Truth, campaign_data, check_sprint_integrity, child_env, wait_for, write_campaign
+from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,8 +26,9 @@ def tmux():
     socket_name = f"hpo-test-{uuid.uuid4().hex[:8]}"
 
     def run(*args: str) -> str:
-        proc = subprocess.run([TMUX, "-L", socket_name, *args], capture_output=True, text=True, timeout=30,
-                              env=child_env())
+        proc = subprocess.run(
+            [TMUX, "-L", socket_name, *args], capture_output=True, text=True, timeout=30, env=child_env()
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
@@ -39,14 +40,29 @@ def test_headless_run_in_tmux_survives_sighup_and_the_terminal_going_away(tmp_pa
     name, n_trials = "hangup", (10, 8)
     path = write_campaign(tmp_path, campaign_data(name, n_trials=n_trials, sleep=0.1, epochs=3))
     url = f"journal://{tmp_path / 'runs' / name / 'journal.log'}"
-    tmux("new-session", "-d", "-s", "work", "-x", "150", "-y", "40", "-c", str(tmp_path),
-         f"exec {HPO} run {path} --headless --workers 1")
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "work",
+        "-x",
+        "150",
+        "-y",
+        "40",
+        "-c",
+        str(tmp_path),
+        f"exec {HPO} run {path} --headless --workers 1",
+    )
     pid = int(tmux("list-panes", "-t", "work", "-F", "#{pane_pid}").strip())
     engine = psutil.Process(pid)
     wait_for(lambda: "--headless" in engine.cmdline() and engine.cmdline()[0] != "bash", 30, "the shell to exec")
     truth = Truth(url, name)
-    wait_for(lambda: truth.exists() and truth.finished(0) >= 2, 90, "the first trials",
-             check=lambda: engine.is_running() or pytest.fail("the engine died before the test began"))
+    wait_for(
+        lambda: truth.exists() and truth.finished(0) >= 2,
+        90,
+        "the first trials",
+        check=lambda: engine.is_running() or pytest.fail("the engine died before the test began"),
+    )
 
     os.kill(pid, signal.SIGHUP)  # the hang-up alone
     time.sleep(1)
@@ -64,8 +80,14 @@ def test_headless_run_in_tmux_survives_sighup_and_the_terminal_going_away(tmp_pa
         assert all(t.state == TrialState.COMPLETE for t in truth.trials(index))
 
     # What an operator sees when they come back (attach shows the same storage).
-    status = subprocess.run([HPO, "status", name, "--storage", url, "--json"], capture_output=True, text=True,
-                            env=child_env(), timeout=60, cwd=tmp_path)
+    status = subprocess.run(
+        [HPO, "status", name, "--storage", url, "--json"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        cwd=tmp_path,
+    )
     summary = json.loads(status.stdout)
     assert summary["status"] == "finished" and [s["status"] for s in summary["sprints"]] == ["closed", "closed"]
     assert [s["counts"] for s in summary["sprints"]] == [{"COMPLETE": len(truth.trials(i))} for i in range(2)]

@@ -5,6 +5,7 @@ finishing, the gate that the `wait` policy leaves to the operator waits for `hpo
 campaign completes, and `hpo-tui attach` in a new pane shows everything meanwhile. Each run has its
 own tmux server (-L), so it never touches anyone's sessions.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from optuna.trial import TrialState
-
 from fleet import HPO, Truth, campaign_data, check_sprint_integrity, child_env, wait_for, write_campaign
+from optuna.trial import TrialState
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.xdist_group("tui")]
 
@@ -34,8 +34,9 @@ class Tmux:
         self.socket = f"hpo-hup-{uuid.uuid4().hex[:8]}"
 
     def __call__(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True, timeout=30,
-                              env=child_env())
+        proc = subprocess.run(
+            [TMUX, "-L", self.socket, *args], capture_output=True, text=True, timeout=30, env=child_env()
+        )
         assert proc.returncode == 0 or not check, proc.stderr
         return proc.stdout
 
@@ -100,16 +101,31 @@ def test_console_survives_its_terminal_and_attach_shows_the_progress(tmp_path, t
     path = write_campaign(tmp_path, campaign_data(name, n_trials=N_TRIALS, sleep=0.15, epochs=3, policy="wait"))
     url = f"journal://{tmp_path / 'runs' / name / 'journal.log'}"
     log = tmp_path / "runs" / name / "headless.log"
-    tmux("new-session", "-d", "-s", "work", "-x", "160", "-y", "40", "-c", str(tmp_path),
-         console_command(tmp_path, "run", path.name, "--workers", "1"))
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "work",
+        "-x",
+        "160",
+        "-y",
+        "40",
+        "-c",
+        str(tmp_path),
+        console_command(tmp_path, "run", path.name, "--workers", "1"),
+    )
     pid = int(tmux("list-panes", "-t", "work", "-F", "#{pane_pid}").strip())
     console = psutil.Process(pid)
     reaper.append(console)
     wait_for(lambda: any(a.endswith("hpo-tui") for a in console.cmdline()), 30, "the shell to exec the console")
     truth = Truth(url, name)
     tmux.wait_screen("work", name, "sprint 1/2")  # the console is up, in its terminal
-    wait_for(lambda: truth.exists() and truth.finished(0) >= 2, 90, "the first trials",
-             check=lambda: console.is_running() or pytest.fail("the console died before the test began"))
+    wait_for(
+        lambda: truth.exists() and truth.finished(0) >= 2,
+        90,
+        "the first trials",
+        check=lambda: console.is_running() or pytest.fail("the console died before the test began"),
+    )
     assert truth.state()["coordinator"]["pid"] == str(pid)  # the engine runs inside the console
 
     if how == "sighup-then-terminal-killed":
@@ -123,27 +139,54 @@ def test_console_survives_its_terminal_and_attach_shows_the_progress(tmp_path, t
     wait_for(lambda: log.exists() and "the terminal went away" in log.read_text(), 30, "the hand-over line")
 
     # Headless now: the sprint goes on, and its gate waits for the operator who left (policy `wait`).
-    wait_for(lambda: truth.state().get("pending_gate") == 0 and truth.state()["status"] == "waiting", 120,
-             "the gate to wait for a decision", check=lambda: console.is_running() or pytest.fail(log.read_text()))
+    wait_for(
+        lambda: truth.state().get("pending_gate") == 0 and truth.state()["status"] == "waiting",
+        120,
+        "the gate to wait for a decision",
+        check=lambda: console.is_running() or pytest.fail(log.read_text()),
+    )
     assert truth.finished(0) > progress_at_hup, "no trial finished after the hang-up"
     check_sprint_integrity(truth.trials(0), N_TRIALS[0], workers=1)
     assert truth.ledger.decision(0) is None
     counts = truth.counts(0)
 
     # Coming back: the console attached to the storage shows what happened meanwhile.
-    tmux("new-session", "-d", "-s", "look", "-x", "160", "-y", "40", "-c", str(tmp_path),
-         console_command(tmp_path, "attach", name))
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "look",
+        "-x",
+        "160",
+        "-y",
+        "40",
+        "-c",
+        str(tmp_path),
+        console_command(tmp_path, "attach", name),
+    )
     done = counts_text(counts)
     tmux.wait_screen("look", name, "waiting", "sprint 1/2", done, "GATE 0")
 
-    approve = subprocess.run([HPO, "approve", name, "--storage", url], capture_output=True, text=True,
-                             env=child_env(), timeout=120, cwd=tmp_path)
+    approve = subprocess.run(
+        [HPO, "approve", name, "--storage", url],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert approve.returncode == 0, approve.stderr
-    wait_for(lambda: truth.state()["status"] == "finished", 120, "the campaign to finish headless",
-             check=lambda: console.is_running() or truth.state()["status"] == "finished"
-             or pytest.fail(log.read_text()))
-    wait_for(lambda: not psutil.pid_exists(pid) or console.status() == psutil.STATUS_ZOMBIE, 60,
-             "the console's process to exit once the campaign ended")
+    wait_for(
+        lambda: truth.state()["status"] == "finished",
+        120,
+        "the campaign to finish headless",
+        check=lambda: console.is_running() or truth.state()["status"] == "finished" or pytest.fail(log.read_text()),
+    )
+    wait_for(
+        lambda: not psutil.pid_exists(pid) or console.status() == psutil.STATUS_ZOMBIE,
+        60,
+        "the console's process to exit once the campaign ended",
+    )
 
     decision = truth.ledger.decision(0)
     assert decision["source"] == "cli" and decision["action"] == "approve"

@@ -1,21 +1,34 @@
 """PostgreSQL going away mid-sprint. Down for a few seconds: the coordinator and every worker wait
 with backoff, say so, and carry on, losing nothing. Down for good: they stop with a clear message
 (exit 2), leave no process behind, and every acknowledged result is there when the database returns."""
+
 import time
 
 import psutil
 import pytest
+from fleet import (
+    Fleet,
+    Truth,
+    alive,
+    campaign_data,
+    check_sprint_integrity,
+    child_env,
+    wait_for,
+    worker_lines,
+    write_campaign,
+)
 from optuna.trial import TrialState
-
-from fleet import (Fleet, Truth, alive, campaign_data, check_sprint_integrity, child_env, wait_for, worker_lines,
-                   write_campaign)
 
 pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
 
 
 def start_fleet(fleet, tmp_path, url, name, env=None):
-    coordinator = fleet.start(["run", str(tmp_path / "coord" / f"{name}.toml"), "--headless", "--workers", "1",
-                               "--storage", url], cwd=tmp_path / "coord", log="coordinator.log", env=env)
+    coordinator = fleet.start(
+        ["run", str(tmp_path / "coord" / f"{name}.toml"), "--headless", "--workers", "1", "--storage", url],
+        cwd=tmp_path / "coord",
+        log="coordinator.log",
+        env=env,
+    )
     truth = Truth(url, name)
     wait_for(truth.exists, 60, "the campaign", check=alive(coordinator, fleet))
     remote = fleet.start(["worker", name, "--storage", url], cwd=tmp_path / "host1", log="host1.log", env=env)
@@ -29,8 +42,12 @@ def test_a_short_outage_makes_everyone_wait_and_carry_on(tmp_path, private_postg
     fleet = Fleet(tmp_path)
     try:
         coordinator, remote, truth = start_fleet(fleet, tmp_path, url, name)
-        wait_for(lambda: truth.finished(0) >= 3 and any(t.state == TrialState.RUNNING for t in truth.trials(0)),
-                 90, "sprint 1 under way", check=alive(coordinator, fleet))
+        wait_for(
+            lambda: truth.finished(0) >= 3 and any(t.state == TrialState.RUNNING for t in truth.trials(0)),
+            90,
+            "sprint 1 under way",
+            check=alive(coordinator, fleet),
+        )
         before = truth.snapshot()
         pg.stop("fast")  # every connection is cut, new ones are refused
         time.sleep(4)
@@ -56,10 +73,15 @@ def test_a_short_outage_makes_everyone_wait_and_carry_on(tmp_path, private_postg
     coordinator_log = fleet.log_of(coordinator)
     assert "storage: the coordinator lost the database" in coordinator_log
     assert "storage: database reachable again; the coordinator carries on" in coordinator_log
-    for log in (tmp_path / "coord" / "runs" / name / "logs" / "worker-0.log",
-                tmp_path / "host1" / "runs" / name / "logs" / "worker-0.log"):
+    for log in (
+        tmp_path / "coord" / "runs" / name / "logs" / "worker-0.log",
+        tmp_path / "host1" / "runs" / name / "logs" / "worker-0.log",
+    ):
         text = log.read_text()
-        assert "failed ((psycopg2.OperationalError)" in text and "waiting 0.5 s before retry 1 (gives up after 120 s)" in text, text
+        assert (
+            "failed ((psycopg2.OperationalError)" in text
+            and "waiting 0.5 s before retry 1 (gives up after 120 s)" in text
+        ), text
         assert "storage: " in text and "127.0.0.1" in text and private_postgres.password not in text
 
 
@@ -78,8 +100,13 @@ def test_a_database_that_stays_down_stops_everyone_cleanly(tmp_path, private_pos
         pg.stop("fast")
         assert coordinator.wait(90) == 2, fleet.log_of(coordinator)[-3000:]
         assert remote.wait(90) == 2, fleet.log_of(remote)[-3000:]
-        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                                 for p in workers), 30, "no worker left behind")
+        wait_for(
+            lambda: (
+                not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers)
+            ),
+            30,
+            "no worker left behind",
+        )
 
         gave_up = "the database stayed unreachable; gave up after"
         assert f"hpo-tui run: coordinator reconnect: {gave_up}" in fleet.log_of(coordinator)
@@ -106,4 +133,3 @@ def test_a_database_that_stays_down_stops_everyone_cleanly(tmp_path, private_pos
         fleet.kill_all()
     assert truth.state()["status"] == "finished"
     check_sprint_integrity(truth.trials(0), n_trials[0], workers=2)
-

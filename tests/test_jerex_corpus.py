@@ -1,4 +1,5 @@
 """The CoNLL04-like generator and the JSON-lines format."""
+
 import collections
 import hashlib
 import json
@@ -98,8 +99,11 @@ def test_prepare_caches_by_seed_and_size(tmp_path):
     [
         ('{"tokens": [], "entities": []}', "non-empty list"),
         ('{"tokens": ["a", "b"], "entities": [{"start": 1, "end": 3, "type": "Loc"}]}', "outside the 2 tokens"),
-        ('{"tokens": ["a"], "entities": [{"start": 0, "end": 1, "type": "Loc"}], '
-         '"relations": [{"head": 0, "tail": 1, "type": "Kill"}]}', "relation 0"),
+        (
+            '{"tokens": ["a"], "entities": [{"start": 0, "end": 1, "type": "Loc"}], '
+            '"relations": [{"head": 0, "tail": 1, "type": "Kill"}]}',
+            "relation 0",
+        ),
         ('{"entities": []}', "KeyError"),
         ("not json", "JSONDecodeError"),
     ],

@@ -1,5 +1,6 @@
 """Issue 3: the same seed gives the same model in every worker process, and the memoized corpus
 stage survives its files being deleted."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,10 @@ def test_two_processes_build_the_same_vocabulary_and_initial_model():
 
 
 def test_vocabulary_is_a_function_of_the_word_counts_not_of_their_order():
-    sentences = [["Zoë", "García", "works", "for", "Helios", "Labs", "."], ["Björn", "works", "in", "Hồ", "Chí", "Minh"]]
+    sentences = [
+        ["Zoë", "García", "works", "for", "Helios", "Labs", "."],
+        ["Björn", "works", "in", "Hồ", "Chí", "Minh"],
+    ]
     vocab = tiny_vocabulary(sentences)
     assert tiny_vocabulary(list(reversed(sentences))) == vocab
     assert list(vocab)[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -73,8 +77,16 @@ def test_corpus_stage_regenerates_deleted_files(tmp_path):
 
     def run():
         trial = study.ask()
-        ctx = TrialContext(params=params, fidelity=fidelity, settings=settings, trial_number=trial.number,
-                           sprint="s", run_dir=tmp_path, trial=trial, stage_runner=runner)
+        ctx = TrialContext(
+            params=params,
+            fidelity=fidelity,
+            settings=settings,
+            trial_number=trial.number,
+            sprint="s",
+            run_dir=tmp_path,
+            trial=trial,
+            stage_runner=runner,
+        )
         return study.tell(trial, objective(ctx))
 
     first = run()

@@ -1,4 +1,5 @@
 """Encoder loading (tiny, local directory, package), sub-token features and the multitask model."""
+
 import sys
 
 import numpy as np
@@ -46,17 +47,30 @@ def saved_encoder_dir(tmp_path_factory, tokenizer):
 def test_features_tag_first_sub_tokens_and_label_entity_pairs(tokenizer):
     features = encode_sentence(SENTENCE, tokenizer, ENTITY_TYPES, RELATION_TYPES, max_length=64)
     tags = bio_tags(ENTITY_TYPES)
-    assert [tags[i] for i in features.tag_ids] == ["B-Peop", "I-Peop", "O", "O", "B-Org", "I-Org", "I-Org", "O", "B-Loc", "O"]
+    assert [tags[i] for i in features.tag_ids] == [
+        "B-Peop",
+        "I-Peop",
+        "O",
+        "O",
+        "B-Org",
+        "I-Org",
+        "I-Org",
+        "O",
+        "B-Loc",
+        "O",
+    ]
     ids = features.input_ids
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
     assert features.word_starts[0] == 1 and features.word_starts == sorted(features.word_starts)
     # Each word's first piece, decoded, is a prefix of the word.
-    for word, start in zip(SENTENCE.tokens, features.word_starts):
+    for word, start in zip(SENTENCE.tokens, features.word_starts, strict=False):
         assert word.startswith(tokenizer.convert_ids_to_tokens(ids[start]))
     assert features.entity_spans[0][0] == features.word_starts[0]
     assert features.entity_spans[1] == (features.word_starts[4], features.word_starts[7])
     assert len(features.pairs) == 6  # ordered pairs of 3 entities
-    labelled = {features.pairs[row]: RELATION_TYPES[col] for row, col in zip(*np.nonzero(features.pair_labels))}
+    labelled = {
+        features.pairs[row]: RELATION_TYPES[col] for row, col in zip(*np.nonzero(features.pair_labels), strict=False)
+    }
     assert labelled == {(0, 1): "Work_For", (0, 2): "Live_In"}
 
 
@@ -76,7 +90,12 @@ def test_model_outputs_and_both_loss_weightings(tokenizer):
     batch = collate(features, tokenizer.pad_token_id, len(relation_types))
     for weighting in ("static", "uncertainty"):
         torch.manual_seed(0)
-        model = JointModel(build_tiny_encoder(len(tokenizer)), len(bio_tags(entity_types)), len(relation_types), loss_weighting=weighting)
+        model = JointModel(
+            build_tiny_encoder(len(tokenizer)),
+            len(bio_tags(entity_types)),
+            len(relation_types),
+            loss_weighting=weighting,
+        )
         output = model(batch)
         assert output.tag_logits.shape == (8, batch.word_starts.shape[1], len(bio_tags(entity_types)))
         assert output.relation_logits.shape == (sum(len(f.pairs) for f in features), len(relation_types))
@@ -98,11 +117,16 @@ def test_pretrained_encoder_loads_from_a_local_directory(saved_encoder_dir, toke
     torch.manual_seed(0)
     original = build_tiny_encoder(len(tokenizer))
     words = list(SENTENCE.tokens)
-    assert loaded_tokenizer(words, is_split_into_words=True)["input_ids"] == tokenizer(words, is_split_into_words=True)["input_ids"]
+    assert (
+        loaded_tokenizer(words, is_split_into_words=True)["input_ids"]
+        == tokenizer(words, is_split_into_words=True)["input_ids"]
+    )
     ids = torch.tensor([tokenizer(words, is_split_into_words=True)["input_ids"]])
     original.eval(), loaded.eval()
     with torch.no_grad():
-        assert torch.allclose(original(input_ids=ids).last_hidden_state, loaded(input_ids=ids).last_hidden_state, atol=1e-6)
+        assert torch.allclose(
+            original(input_ids=ids).last_hidden_state, loaded(input_ids=ids).last_hidden_state, atol=1e-6
+        )
 
 
 def test_package_encoder_resolves_to_the_directory_it_ships(saved_encoder_dir, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """The jerex objective under a real Optuna study: pruning, artifacts, fidelity knobs, user data."""
+
 import numpy as np
 import optuna
 import pytest
@@ -19,7 +20,14 @@ PARAMS = {"encoder_lr": 3e-3, "head_lr": 1e-2, "batch_size": 16, "pct_start": 0.
 
 
 def fidelity(**overrides):
-    knobs = {"train_fraction": 1.0, "val_fraction": 1.0, "epochs": 3, "scheduler": True, "max_length": 64, "warmup_only": False}
+    knobs = {
+        "train_fraction": 1.0,
+        "val_fraction": 1.0,
+        "epochs": 3,
+        "scheduler": True,
+        "max_length": 64,
+        "warmup_only": False,
+    }
     return {**knobs, **overrides}
 
 
@@ -28,8 +36,14 @@ def run_trial(study, tmp_path, *, params=PARAMS, settings=SETTINGS, **fidelity_o
     store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
     (tmp_path / "artifacts").mkdir(exist_ok=True)
     ctx = TrialContext(
-        params=params, fidelity=fidelity(**fidelity_overrides), settings=settings,
-        trial_number=trial.number, sprint="test", run_dir=tmp_path, trial=trial, artifact_store=store,
+        params=params,
+        fidelity=fidelity(**fidelity_overrides),
+        settings=settings,
+        trial_number=trial.number,
+        sprint="test",
+        run_dir=tmp_path,
+        trial=trial,
+        artifact_store=store,
     )
     try:
         value = objective(ctx)
@@ -42,7 +56,9 @@ def run_trial(study, tmp_path, *, params=PARAMS, settings=SETTINGS, **fidelity_o
 
 def test_pruner_stops_the_trial_mid_training(tmp_path):
     # Prunes any value below 2.0 once step 2 is reached: the trial must stop after epoch 2 of 5.
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=2))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=2)
+    )
     trial, _, ctx = run_trial(study, tmp_path, epochs=5)
     assert trial.state == TrialState.PRUNED
     assert sorted(trial.intermediate_values) == [1, 2]
@@ -98,8 +114,12 @@ def test_fractions_take_a_share_of_the_data(tmp_path):
 def test_user_data_directory_and_dry_run(tmp_path):
     data_dir = write_corpus(tmp_path / "mydata", generate_corpus(99, 40, 12, 12))
     ctx = TrialContext(
-        params=PARAMS, fidelity=fidelity(epochs=1), settings={"data_dir": str(data_dir)},
-        trial_number=0, sprint="dry", run_dir=tmp_path / "run",
+        params=PARAMS,
+        fidelity=fidelity(epochs=1),
+        settings={"data_dir": str(data_dir)},
+        trial_number=0,
+        sprint="dry",
+        run_dir=tmp_path / "run",
     )
     value = objective(ctx)  # no trial: reports and artifacts are no-ops
     assert 0.0 <= value <= 1.0 and ctx.last_step == 1
@@ -124,8 +144,12 @@ def test_typos_in_the_campaign_fail_fast(tmp_path, part, value, message):
 
 def test_missing_encoder_directory_fails_the_trial_with_the_path(tmp_path):
     ctx = TrialContext(
-        params=PARAMS, fidelity=fidelity(), settings={**SETTINGS, "encoder": str(tmp_path / "minilm")},
-        trial_number=0, sprint="dry", run_dir=tmp_path,
+        params=PARAMS,
+        fidelity=fidelity(),
+        settings={**SETTINGS, "encoder": str(tmp_path / "minilm")},
+        trial_number=0,
+        sprint="dry",
+        run_dir=tmp_path,
     )
     with pytest.raises(FileNotFoundError, match=f"encoder directory {tmp_path / 'minilm'} does not exist"):
         objective(ctx)

@@ -1,11 +1,12 @@
 """Parameter groups, BitFit, the multiphase schedule, and a real learning test."""
+
 import math
 from pathlib import Path
 
 import pytest
 import torch
-
 from enginekit import RecordingContext
+
 from engine.workloads.jerex.encoder import build_tiny_encoder
 from engine.workloads.jerex.model import JointModel
 from engine.workloads.jerex.objective import objective
@@ -75,7 +76,10 @@ def test_bitfit_freezes_every_encoder_parameter_but_the_biases():
         moved = not torch.equal(before[name], param.detach())
         if name.startswith("encoder.") and not name.endswith("bias"):
             assert not moved, name
-    assert not torch.equal(before["encoder.encoder.layer.0.attention.self.query.bias"], model.encoder.encoder.layer[0].attention.self.query.bias)
+    assert not torch.equal(
+        before["encoder.encoder.layer.0.attention.self.query.bias"],
+        model.encoder.encoder.layer[0].attention.self.query.bias,
+    )
     assert not torch.equal(before["entity_head.weight"], model.entity_head.weight)
 
     # Switching BitFit off again unfreezes the encoder.
@@ -100,7 +104,7 @@ def test_schedule_warms_up_holds_then_decays():
     assert lrs[:20] == pytest.approx([(s + 1) / 20 for s in range(20)])  # linear warm-up to the peak
     assert lrs[20:50] == pytest.approx([1.0] * 30)  # hold
     decay = lrs[50:]
-    assert all(a > b for a, b in zip(decay, decay[1:]))  # strictly decaying
+    assert all(a > b for a, b in zip(decay, decay[1:], strict=False))  # strictly decaying
     assert decay[0] == pytest.approx(1.0) and decay[-1] == pytest.approx(0.1 + 0.9 / 50)
     assert decay[25] == pytest.approx(0.1 + 0.9 * 0.5)  # linear: half-way at mid-decay
 
@@ -149,9 +153,18 @@ def test_hyperparameters_reject_typos_and_bad_values():
 def run_tiny(tmp_path: Path, params: dict, epochs: int = 4) -> tuple[float, dict]:
     ctx = RecordingContext(
         params=params,
-        fidelity={"train_fraction": 1.0, "val_fraction": 1.0, "epochs": epochs, "scheduler": True, "max_length": 64, "warmup_only": False},
+        fidelity={
+            "train_fraction": 1.0,
+            "val_fraction": 1.0,
+            "epochs": epochs,
+            "scheduler": True,
+            "max_length": 64,
+            "warmup_only": False,
+        },
         settings={"encoder": "tiny", "corpus_seed": 13, "n_train": 400, "n_val": 150, "n_test": 20},
-        trial_number=0, sprint="test", run_dir=tmp_path,
+        trial_number=0,
+        sprint="test",
+        run_dir=tmp_path,
     )
     value = objective(ctx)
     return value, ctx.attrs

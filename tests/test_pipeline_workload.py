@@ -1,4 +1,5 @@
 """The synthetic staged pipeline (engine.workloads.pipeline): its two value functions and bad settings."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,14 @@ CURRIN_OPT = {"x1": 0.21666666666666667, "x2": 0.0}
 
 
 def _optimum() -> dict[str, float]:
-    return {"x1": BRANIN_OPT["x1"], "x2": BRANIN_OPT["x2"], "x3": CURRIN_OPT["x1"], "x4": CURRIN_OPT["x2"],
-            "x5": BRANIN_OPT["x1"], "x6": BRANIN_OPT["x2"]}
+    return {
+        "x1": BRANIN_OPT["x1"],
+        "x2": BRANIN_OPT["x2"],
+        "x3": CURRIN_OPT["x1"],
+        "x4": CURRIN_OPT["x2"],
+        "x5": BRANIN_OPT["x1"],
+        "x6": BRANIN_OPT["x2"],
+    }
 
 
 def test_separable_is_a_sum_of_one_function_per_stage():
@@ -38,12 +45,26 @@ def test_separable_is_a_sum_of_one_function_per_stage():
 
 def test_objective_runs_its_stages_and_refuses_an_unknown_function_before_any_work(tmp_path):
     runner = StageRunner(None)  # stages timed, not cached
-    ctx = RecordingContext(params=_optimum(), fidelity={}, settings={"time_scale": 0.001, "function": "separable"},
-                           trial_number=0, sprint="t", run_dir=tmp_path, stage_runner=runner)
+    ctx = RecordingContext(
+        params=_optimum(),
+        fidelity={},
+        settings={"time_scale": 0.001, "function": "separable"},
+        trial_number=0,
+        sprint="t",
+        run_dir=tmp_path,
+        stage_runner=runner,
+    )
     assert objective(ctx) == pytest.approx(0.0, abs=1e-6)
     assert list(runner.records(ctx)) == ["prep", "train", "eval"]
-    bad = RecordingContext(params=_optimum(), fidelity={}, settings={"function": "rosenbrock"},
-                           trial_number=1, sprint="t", run_dir=tmp_path, stage_runner=runner)
+    bad = RecordingContext(
+        params=_optimum(),
+        fidelity={},
+        settings={"function": "rosenbrock"},
+        trial_number=1,
+        sprint="t",
+        run_dir=tmp_path,
+        stage_runner=runner,
+    )
     with pytest.raises(ValueError, match="unknown pipeline function 'rosenbrock'; known: hartmann6, separable"):
         objective(bad)
     assert not runner.records(bad)  # refused before the first stage slept

@@ -1,22 +1,25 @@
 """Gate policies: auto, plan file, and wait with `hpo-tui approve` from a second process."""
+
 import json
 import subprocess
 import sys
 import time
 
 import pytest
+from enginekit import branin_campaign, hpo_tui, spec_of, write_toml
 
 from engine.campaign import Coordinator
 from engine.ledger import Ledger
 from engine.policy import PlanPolicy
 from engine.spec import CampaignFileError
 from engine.storage import open_storage
-from enginekit import branin_campaign, hpo_tui, spec_of, write_toml
 
 
 def test_auto_policy_decides_every_gate(tmp_path):
     url = f"journal://{tmp_path / 'j.log'}"
-    summary = Coordinator(spec_of(branin_campaign("auto")), url, workers=0, runs_root=tmp_path, log=lambda m: None).run()
+    summary = Coordinator(
+        spec_of(branin_campaign("auto")), url, workers=0, runs_root=tmp_path, log=lambda m: None
+    ).run()
     decisions = summary["decisions"]
     assert [d["action"] for d in decisions] == ["approve", "approve"]
     assert all(d["source"] == "policy:auto" and d["who"]["user"] for d in decisions)
@@ -30,8 +33,14 @@ def test_plan_policy_applies_edits_reject_and_extend(tmp_path):
         '[gates.2]\naction = "reject"\n'
     )
     url = f"journal://{tmp_path / 'j.log'}"
-    coordinator = Coordinator(spec_of(branin_campaign("plan")), url, workers=0, runs_root=tmp_path,
-                              policy=PlanPolicy(plan), log=lambda m: None)
+    coordinator = Coordinator(
+        spec_of(branin_campaign("plan")),
+        url,
+        workers=0,
+        runs_root=tmp_path,
+        policy=PlanPolicy(plan),
+        log=lambda m: None,
+    )
     summary = coordinator.run()
     ledger = Ledger(open_storage(url), "plan")
     d0, d1, d2 = (ledger.decision(g) for g in range(3))
@@ -47,8 +56,14 @@ def test_plan_with_an_invalid_edit_is_refused_with_the_reason(tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text('[gates.0]\nset = { x1 = "3:-4" }\n')
     url = f"journal://{tmp_path / 'j.log'}"
-    coordinator = Coordinator(spec_of(branin_campaign("badplan")), url, workers=0, runs_root=tmp_path,
-                              policy=PlanPolicy(plan), log=lambda m: None)
+    coordinator = Coordinator(
+        spec_of(branin_campaign("badplan")),
+        url,
+        workers=0,
+        runs_root=tmp_path,
+        policy=PlanPolicy(plan),
+        log=lambda m: None,
+    )
     with pytest.raises(CampaignFileError, match=r"gates.0: x1: low \(3\) must be below high \(-4\)"):
         coordinator.run()
     assert Ledger(open_storage(url), "badplan").decision(0) is None
@@ -76,8 +91,9 @@ def wait_for(predicate, timeout=90, what="condition"):
 def test_wait_policy_blocks_until_approve_from_another_process(tmp_path):
     campaign = write_toml(tmp_path / "wait.toml", branin_campaign("waiting"))
     exe = [sys.executable, "-m", "tui.cli", "run", str(campaign), "--headless", "--policy", "wait", "--workers", "1"]
-    engine = subprocess.Popen(exe, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              stdin=subprocess.DEVNULL)
+    engine = subprocess.Popen(
+        exe, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     try:
         status = wait_for(lambda: (s := status_json(campaign, tmp_path))["pending_gate"] == 0 and s, what="gate 0")
         assert status["status"] == "waiting" and status["sprints"][0]["counts"]["COMPLETE"] == 8

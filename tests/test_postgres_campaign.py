@@ -1,13 +1,24 @@
 """A campaign on a real PostgreSQL: one coordinator and three `hpo-tui worker` commands (each in
 its own directory, as on another host), a gate decided from a third shell in the middle.
 No trial is lost or run twice, and every worker runs trials inside the approved space."""
+
 import json
 import subprocess
 
 import pytest
+from fleet import (
+    HPO,
+    Fleet,
+    Truth,
+    alive,
+    campaign_data,
+    check_sprint_integrity,
+    child_env,
+    wait_for,
+    worker_lines,
+    write_campaign,
+)
 from optuna.trial import TrialState
-
-from fleet import HPO, Fleet, Truth, alive, campaign_data, check_sprint_integrity, child_env, wait_for, worker_lines, write_campaign
 
 pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
 
@@ -21,24 +32,37 @@ def hpo(*args, cwd) -> subprocess.CompletedProcess:
 def test_coordinator_and_three_remote_workers_share_sprints_and_the_gate(tmp_path, pg_url):
     name = "pgfleet"
     n_trials = (16, 16)
-    path = write_campaign(tmp_path / "coord", campaign_data(name, n_trials=n_trials, sleep=0.1, epochs=3, policy="wait"))
+    path = write_campaign(
+        tmp_path / "coord", campaign_data(name, n_trials=n_trials, sleep=0.1, epochs=3, policy="wait")
+    )
     fleet = Fleet(tmp_path)
     truth = Truth(pg_url, name)
     try:
         # The coordinator runs trials in its own process too (--workers 0); pause it until the workers are up.
-        coordinator = fleet.start(["run", str(path), "--headless", "--workers", "0", "--storage", pg_url],
-                                  cwd=tmp_path / "coord", log="coordinator.log")
+        coordinator = fleet.start(
+            ["run", str(path), "--headless", "--workers", "0", "--storage", pg_url],
+            cwd=tmp_path / "coord",
+            log="coordinator.log",
+        )
         wait_for(truth.exists, 60, "the campaign in PostgreSQL", check=alive(coordinator, fleet))
         assert hpo("pause", name, "--storage", pg_url, cwd=tmp_path).returncode == 0
-        workers = [fleet.start(["worker", name, "--storage", pg_url], cwd=tmp_path / f"host{i}", log=f"host{i}.log")
-                   for i in range(3)]
+        workers = [
+            fleet.start(["worker", name, "--storage", pg_url], cwd=tmp_path / f"host{i}", log=f"host{i}.log")
+            for i in range(3)
+        ]
         child_logs = [tmp_path / f"host{i}" / "runs" / name / "logs" / "worker-0.log" for i in range(3)]
-        wait_for(lambda: all(p.exists() and "joined campaign" in p.read_text() for p in child_logs), 90,
-                 "three remote workers to join", check=alive(coordinator, fleet))
+        wait_for(
+            lambda: all(p.exists() and "joined campaign" in p.read_text() for p in child_logs),
+            90,
+            "three remote workers to join",
+            check=alive(coordinator, fleet),
+        )
         assert hpo("resume", name, "--storage", pg_url, cwd=tmp_path).returncode == 0
 
         # The gate: the coordinator waits (policy wait); a third shell edits and approves.
-        wait_for(lambda: truth.ledger.pending_gate() == 0, 120, "the gate after sprint 1", check=alive(coordinator, fleet))
+        wait_for(
+            lambda: truth.ledger.pending_gate() == 0, 120, "the gate after sprint 1", check=alive(coordinator, fleet)
+        )
         before_gate = truth.trials(0)
         edits = [f"--set={p}={lo}:{hi}" for p, (lo, hi) in APPROVED.items()]
         approve = hpo("approve", name, "--storage", pg_url, *edits, "--note", "fleet test", cwd=tmp_path)
@@ -60,12 +84,18 @@ def test_coordinator_and_three_remote_workers_share_sprints_and_the_gate(tmp_pat
     for index, n in enumerate(n_trials):
         check_sprint_integrity(truth.trials(index), n, workers=4)
         assert all(t.state == TrialState.COMPLETE for t in truth.trials(index))
-    assert [(t.number, t.state, t.value) for t in before_gate] == [(t.number, t.state, t.value) for t in truth.trials(0)]
+    assert [(t.number, t.state, t.value) for t in before_gate] == [
+        (t.number, t.state, t.value) for t in truth.trials(0)
+    ]
 
     # Each trial was run by exactly one worker, and every run trial is in storage (worker log lines).
     for index in range(2):
-        ran = [(line["number"], who) for who, text in logs.items() for line in worker_lines(text)
-               if line["sprint"] == f"s{index}"]
+        ran = [
+            (line["number"], who)
+            for who, text in logs.items()
+            for line in worker_lines(text)
+            if line["sprint"] == f"s{index}"
+        ]
         numbers = sorted(int(n) for n, _ in ran)
         assert numbers == sorted(t.number for t in truth.trials(index)), (index, ran)
 

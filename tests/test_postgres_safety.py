@@ -1,6 +1,7 @@
 """Safety: no process of ours listens on any socket by default (embedded journal or PostgreSQL), and
 the storage URL's password never shows: not in output, logs, `status`, error messages, the ledger
 that every tool reads, nor in the command lines of worker processes (which `ps` shows to every user)."""
+
 import re
 import subprocess
 import time
@@ -8,7 +9,6 @@ import time
 import optuna
 import psutil
 import pytest
-
 from fleet import HPO, Fleet, Truth, alive, campaign_data, child_env, wait_for, write_campaign
 
 pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
@@ -84,18 +84,35 @@ def test_password_never_shown_and_nothing_listens_on_postgres(tmp_path, postgres
 
     # Every way a user reads the campaign, including its failures.
     outputs = [fleet.log_of(run), fleet.log_of(remote)]
-    for args in (["status", str(path)], ["status", "secret", "--storage", pg_url, "--json"],
-                 ["approve", "secret", "--storage", pg_url], ["pause", "secret", "--storage", pg_url],
-                 ["resume", "secret", "--storage", pg_url], ["status", "nosuch", "--storage", pg_url],
-                 ["worker", "nosuch", "--storage", pg_url],
-                 ["status", "secret", "--storage", re.sub(r":\d+/", ":1/", pg_url)],  # nothing listens there
-                 ["status", "secret", "--storage", pg_url.replace(password, password + "-wrong")]):
-        proc = subprocess.run([HPO, *args], capture_output=True, text=True, timeout=90, cwd=tmp_path,
-                              env=child_env(HPO_TUI_STORAGE_PATIENCE_S="1"))
+    for args in (
+        ["status", str(path)],
+        ["status", "secret", "--storage", pg_url, "--json"],
+        ["approve", "secret", "--storage", pg_url],
+        ["pause", "secret", "--storage", pg_url],
+        ["resume", "secret", "--storage", pg_url],
+        ["status", "nosuch", "--storage", pg_url],
+        ["worker", "nosuch", "--storage", pg_url],
+        ["status", "secret", "--storage", re.sub(r":\d+/", ":1/", pg_url)],  # nothing listens there
+        ["status", "secret", "--storage", pg_url.replace(password, password + "-wrong")],
+    ):
+        proc = subprocess.run(
+            [HPO, *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=tmp_path,
+            env=child_env(HPO_TUI_STORAGE_PATIENCE_S="1"),
+        )
         outputs.append(proc.stdout + proc.stderr)
     # The URL from the environment instead of the command line (as the console's headless hand-over does).
-    by_env = subprocess.run([HPO, "status", "secret"], capture_output=True, text=True, timeout=90, cwd=tmp_path,
-                            env=child_env(HPO_TUI_STORAGE_URL=pg_url))
+    by_env = subprocess.run(
+        [HPO, "status", "secret"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=child_env(HPO_TUI_STORAGE_URL=pg_url),
+    )
     assert by_env.returncode == 0 and "campaign secret: finished" in by_env.stdout, by_env.stderr
     assert "campaign secret: finished" in outputs[2]
     assert "hpo-tui status: no campaign 'nosuch' in this storage" in outputs[7]

@@ -1,13 +1,14 @@
 """Gate narrowing maths: top-k span plus margin, log space, clipping, ints, categoricals, edges, freezing."""
+
 import math
 
 import optuna
 import pytest
+from enginekit import branin_campaign, spec_of
 
 from engine.proposal import make_proposal, narrow_numeric
 from engine.space import initial_space
 from engine.spec import GateRules
-from enginekit import branin_campaign, spec_of
 
 RULES = GateRules(top_k=3, margin=0.5, min_width=0.0, edge_fraction=0.05)
 
@@ -30,7 +31,13 @@ def test_log_range_narrows_in_log_space():
 def test_margin_is_clipped_to_original_bounds():
     original = {"type": "float", "low": 0.0, "high": 1.0, "log": False}
     current = {"type": "float", "low": 0.2, "high": 1.0, "log": False}
-    proposed, _, _ = narrow_numeric(current, original, [0.5, 0.9, 0.95], best=0.5, rules=GateRules(top_k=3, margin=1.0, min_width=0.0, edge_fraction=0.01))
+    proposed, _, _ = narrow_numeric(
+        current,
+        original,
+        [0.5, 0.9, 0.95],
+        best=0.5,
+        rules=GateRules(top_k=3, margin=1.0, min_width=0.0, edge_fraction=0.01),
+    )
     assert proposed["high"] == 1.0
     assert proposed["low"] == pytest.approx(0.05)
 
@@ -60,7 +67,9 @@ def test_min_width_keeps_a_usable_range():
 
 def test_int_bounds_round_outward_on_the_step_grid():
     record = {"type": "int", "low": 8, "high": 512, "log": False, "step": 8}
-    proposed, _, _ = narrow_numeric(record, record, [100, 130], best=120, rules=GateRules(top_k=2, margin=0.1, min_width=0.0, edge_fraction=0.0))
+    proposed, _, _ = narrow_numeric(
+        record, record, [100, 130], best=120, rules=GateRules(top_k=2, margin=0.1, min_width=0.0, edge_fraction=0.0)
+    )
     assert proposed["low"] == 96 and proposed["high"] == 136
     assert (proposed["low"] - 8) % 8 == 0 and (proposed["high"] - 8) % 8 == 0
 
@@ -100,7 +109,10 @@ def test_categorical_choice_absent_from_topk_is_dropped_with_enough_evidence():
     data = branin_campaign(gate={"top_k": 3, "margin": 0.2})
     data["space"]["act"] = {"type": "categorical", "choices": ["relu", "tanh", "gelu"]}
     spec = spec_of(data)
-    rows = [(float(i), {"x1": 1.0, "x2": 5.0 + i, "act": ["relu", "tanh", "gelu"][0 if i < 3 else 1 + i % 2]}) for i in range(8)]
+    rows = [
+        (float(i), {"x1": 1.0, "x2": 5.0 + i, "act": ["relu", "tanh", "gelu"][0 if i < 3 else 1 + i % 2]})
+        for i in range(8)
+    ]
     space = initial_space(spec)
     proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
     assert proposal["space"]["act"] == {"type": "categorical", "choices": ["relu"]}
@@ -108,7 +120,9 @@ def test_categorical_choice_absent_from_topk_is_dropped_with_enough_evidence():
 
 
 def test_maximize_takes_the_largest_values_as_top():
-    data = branin_campaign(gate={"top_k": 2, "margin": 0.0, "min_width": 0.0}, metric={"name": "acc", "direction": "maximize"})
+    data = branin_campaign(
+        gate={"top_k": 2, "margin": 0.0, "min_width": 0.0}, metric={"name": "acc", "direction": "maximize"}
+    )
     spec = spec_of(data)
     rows = [(float(i), {"x1": float(i), "x2": 7.0, "act": "relu"}) for i in range(6)]
     space = initial_space(spec)
@@ -135,21 +149,30 @@ def _rows():
 
 
 def test_low_agreement_widens_the_margin_and_negative_agreement_holds_the_range():
-    spec = spec_of(branin_campaign(gate={"top_k": 3, "margin": 0.2, "min_width": 0.0, "edge_fraction": 0.0,
-                                         "trust_rank": 0.5}))
+    spec = spec_of(
+        branin_campaign(gate={"top_k": 3, "margin": 0.2, "min_width": 0.0, "edge_fraction": 0.0, "trust_rank": 0.5})
+    )
     space = initial_space(spec)
     study = _study_with(_rows())
-    trusted = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.9, "from": ["low"], "to": "mid"})
+    trusted = make_proposal(
+        spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.9, "from": ["low"], "to": "mid"}
+    )
     x1 = trusted["space"]["x1"]
     assert (x1["low"], x1["high"]) == pytest.approx((1.0 - 0.04, 1.2 + 0.04))  # the plain rule
-    widened = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.25, "from": ["low"], "to": "mid"})
+    widened = make_proposal(
+        spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.25, "from": ["low"], "to": "mid"}
+    )
     x1 = widened["space"]["x1"]
     assert (x1["low"], x1["high"]) == pytest.approx((1.0 - 0.08, 1.2 + 0.08))  # margin x 0.5 / 0.25
     assert "margin widened x2.0" in widened["params"]["x1"]["note"]
-    held = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": -0.3, "from": ["low"], "to": "mid"})
+    held = make_proposal(
+        spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": -0.3, "from": ["low"], "to": "mid"}
+    )
     assert held["space"]["x1"] == space["x1"] and "not narrowed" in held["params"]["x1"]["note"]
     assert held["evidence"]["agreement"]["rho"] == -0.3
-    too_few = make_proposal(spec, 0, study, space, space, {}, agreement={"pairs": 3, "rho": -1.0, "from": ["low"], "to": "mid"})
+    too_few = make_proposal(
+        spec, 0, study, space, space, {}, agreement={"pairs": 3, "rho": -1.0, "from": ["low"], "to": "mid"}
+    )
     assert too_few["space"]["x1"] == trusted["space"]["x1"]
 
 
@@ -175,5 +198,12 @@ def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_pat
     assert -1 <= agreement["rho"] <= 1
     # the first sprint re-evaluated nothing
     first = ledger.sprint(0)
-    assert fidelity_agreement(coordinator.storage, ledger, first,
-                              optuna.load_study(study_name=first["study"], storage=coordinator.storage)) is None
+    assert (
+        fidelity_agreement(
+            coordinator.storage,
+            ledger,
+            first,
+            optuna.load_study(study_name=first["study"], storage=coordinator.storage),
+        )
+        is None
+    )

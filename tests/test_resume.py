@@ -1,4 +1,5 @@
 """Killing the engine (kill -9 or Ctrl-C) and running the same command again resumes without loss."""
+
 import os
 import signal
 import subprocess
@@ -6,11 +7,11 @@ import sys
 import time
 
 import optuna
+from enginekit import branin_campaign, write_toml
 from optuna.trial import TrialState
+from test_policies import status_json, wait_for
 
 from engine.storage import open_storage
-from enginekit import branin_campaign, write_toml
-from test_policies import status_json, wait_for
 
 
 def slow_campaign(name):
@@ -22,8 +23,14 @@ def slow_campaign(name):
 
 
 def start(campaign, cwd):
-    return subprocess.Popen([sys.executable, "-m", "tui.cli", "run", str(campaign), "--headless"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "run", str(campaign), "--headless"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def snapshot(url, study):
@@ -41,8 +48,11 @@ def test_kill_9_mid_sprint_then_resume(tmp_path):
     campaign = write_toml(tmp_path / "c.toml", slow_campaign("k9"))
     url = f"journal://{tmp_path / 'runs' / 'k9' / 'journal.log'}"
     engine = start(campaign, tmp_path)
-    wait_for(lambda: (s := status_json(campaign, tmp_path))["sprints"] and s["sprints"][0]["counts"].get("COMPLETE", 0) >= 4,
-             what="4 finished trials", timeout=120)
+    wait_for(
+        lambda: (s := status_json(campaign, tmp_path))["sprints"] and s["sprints"][0]["counts"].get("COMPLETE", 0) >= 4,
+        what="4 finished trials",
+        timeout=120,
+    )
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait()
     time.sleep(2.5)  # the orphaned workers notice their coordinator is gone after their trial
@@ -60,7 +70,9 @@ def test_kill_9_mid_sprint_then_resume(tmp_path):
     status = status_json(campaign, tmp_path)
     assert status["status"] == "finished"
     counted = [t for t in after.values()]
-    assert sum(1 for s, _, _ in counted if s == TrialState.COMPLETE) >= 16 - sum(1 for s, _, _ in counted if s == TrialState.FAIL)
+    assert sum(1 for s, _, _ in counted if s == TrialState.COMPLETE) >= 16 - sum(
+        1 for s, _, _ in counted if s == TrialState.FAIL
+    )
     assert not any(s == TrialState.RUNNING for s, _, _ in counted)
     assert [d["gate"] for d in status["decisions"]] == [0, 1]
 
@@ -87,6 +99,6 @@ def test_ctrl_c_stops_cleanly_and_a_decision_is_not_asked_again(tmp_path):
     assert final["decisions"][0] == decided[0]  # untouched, not re-decided
     assert [d["gate"] for d in final["decisions"]] == [0, 1]
     # every interrupted trial was re-run: each sprint reached its budget in counted trials
-    for sprint, planned in zip(final["sprints"], (16, 6, 4)):
+    for sprint, planned in zip(final["sprints"], (16, 6, 4), strict=False):
         c = sprint["counts"]
         assert c.get("COMPLETE", 0) + c.get("PRUNED", 0) + c.get("FAIL", 0) >= planned

@@ -1,4 +1,5 @@
 """engine.snapshot: immutable campaign snapshots read incrementally from a real journal storage."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,23 +49,49 @@ class CountingStorage:
 def campaign(tmp_path):
     storage = open_storage(f"journal://{tmp_path / 'journal.log'}")
     ledger = Ledger(storage, "c", create=True)
-    ledger.put("spec", {"metric": {"name": "regret", "direction": "minimize"},
-                        "sprints": [{"name": "explore"}, {"name": "refine"}],
-                        "fidelity": {"levels": {"low": {"epochs": 2}, "high": {"epochs": 9}}}})
+    ledger.put(
+        "spec",
+        {
+            "metric": {"name": "regret", "direction": "minimize"},
+            "sprints": [{"name": "explore"}, {"name": "refine"}],
+            "fidelity": {"levels": {"low": {"epochs": 2}, "high": {"epochs": 9}}},
+        },
+    )
     ledger.put("original_space", {"x1": {"type": "float", "low": -5, "high": 10}})
     ledger.set_state(status="running", sprint=0, gate=0, pending_gate=None, paused=False)
-    ledger.put("sprint:0", {"index": 0, "name": "explore", "study": "c/00-explore", "sampler": "random",
-                            "pruner": "hyperband", "space": {}, "tuned": ["x1", "x2"], "fixed": {"x3": 1.0},
-                            "level": "low", "fidelity": {"epochs": 2}, "n_trials": 50, "status": "running",
-                            "started_ts": 0.0})
+    ledger.put(
+        "sprint:0",
+        {
+            "index": 0,
+            "name": "explore",
+            "study": "c/00-explore",
+            "sampler": "random",
+            "pruner": "hyperband",
+            "space": {},
+            "tuned": ["x1", "x2"],
+            "fixed": {"x3": 1.0},
+            "level": "low",
+            "fidelity": {"epochs": 2},
+            "n_trials": 50,
+            "status": "running",
+            "started_ts": 0.0,
+        },
+    )
     study = optuna.create_study(study_name="c/00-explore", storage=storage)
     return storage, ledger, study
 
 
 def add(study, state, value=None, number_params=(1.0, 2.0), **user_attrs):
-    study.add_trial(create_trial(state=state, value=value, params={"x1": number_params[0], "x2": number_params[1]},
-                                 distributions=DISTS, user_attrs=user_attrs,
-                                 intermediate_values={0: 5.0, 1: 4.0} if state != TrialState.WAITING else {}))
+    study.add_trial(
+        create_trial(
+            state=state,
+            value=value,
+            params={"x1": number_params[0], "x2": number_params[1]},
+            distributions=DISTS,
+            user_attrs=user_attrs,
+            intermediate_values={0: 5.0, 1: 4.0} if state != TrialState.WAITING else {},
+        )
+    )
 
 
 def test_snapshot_of_a_sprint(campaign):
@@ -132,8 +159,11 @@ def test_a_retry_marks_the_failed_trial(campaign):
     add(study, TrialState.FAIL, None, fail_reason="worker died")
     reader = SnapshotReader(storage, "c")
     assert not reader.read().trials[0].retried
-    study.add_trial(create_trial(state=TrialState.WAITING, params={"x1": 1.0, "x2": 2.0}, distributions=DISTS,
-                                 system_attrs={RETRY_ATTR: 0}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.WAITING, params={"x1": 1.0, "x2": 2.0}, distributions=DISTS, system_attrs={RETRY_ATTR: 0}
+        )
+    )
     snapshot = reader.read()
     assert snapshot.trials[0].retried and snapshot.trials[1].retry_of == 0
     assert snapshot.counted == 1  # a failure that was re-run counts once against the budget
@@ -145,8 +175,15 @@ def test_failure_kinds_and_retries(campaign):
     add(study, TrialState.FAIL, None, fail_reason="stale: no heartbeat for over 60 s", fail_kind="stale", retried=True)
     add(study, TrialState.FAIL, None, fail_reason="worker process 7 is gone", fail_kind="worker_died", retried=False)
     add(study, TrialState.FAIL, None, fail_reason="an old trial, recorded before fail kinds")
-    study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0, params={"x1": 1.0, "x2": 2.0},
-                                 distributions=DISTS, system_attrs={RETRY_ATTR: 1}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=1.0,
+            params={"x1": 1.0, "x2": 2.0},
+            distributions=DISTS,
+            system_attrs={RETRY_ATTR: 1},
+        )
+    )
     snapshot = SnapshotReader(storage, "c").read()
     raised, stale, died, old, rerun = snapshot.trials
     assert (raised.fail_kind, raised.lost, raised.retried) == ("raised", False, False)
@@ -163,20 +200,45 @@ def test_failure_kinds_and_retries(campaign):
 
 STAGES = {
     "data": {"order": 0, "seconds": 0.2, "hit": True, "cached": True, "key": "k0", "params": [], "saved_s": 4.0},
-    "warmup": {"order": 1, "seconds": 0.3, "hit": True, "cached": True, "key": "k1", "params": ["x1"],
-               "inherited": True},
-    "train": {"order": 2, "seconds": 9.0, "hit": False, "cached": True, "key": "k2", "params": ["x1", "x2"],
-              "gpu_s": 8.5},
+    "warmup": {
+        "order": 1,
+        "seconds": 0.3,
+        "hit": True,
+        "cached": True,
+        "key": "k1",
+        "params": ["x1"],
+        "inherited": True,
+    },
+    "train": {
+        "order": 2,
+        "seconds": 9.0,
+        "hit": False,
+        "cached": True,
+        "key": "k2",
+        "params": ["x1", "x2"],
+        "gpu_s": 8.5,
+    },
     "eval": {"order": 3, "seconds": 1.0, "hit": False, "cached": False, "key": "k3", "params": ["x1", "x2"]},
 }
 
 
 def test_stage_costs_cache_hits_and_inherited_checkpoints(campaign):
     storage, ledger, study = campaign
-    add(study, TrialState.COMPLETE, 2.0, duration_s=11.0, stages=STAGES,
-        inherited={"name": "train", "epoch": 2, "key": "k1", "from_sprint": "warmup", "from_trial": 17, "saved_s": 6.5})
-    add(study, TrialState.COMPLETE, 3.0, duration_s=15.0, stages={"data": dict(STAGES["data"], hit=False, seconds=4.0,
-                                                                               saved_s=None)})
+    add(
+        study,
+        TrialState.COMPLETE,
+        2.0,
+        duration_s=11.0,
+        stages=STAGES,
+        inherited={"name": "train", "epoch": 2, "key": "k1", "from_sprint": "warmup", "from_trial": 17, "saved_s": 6.5},
+    )
+    add(
+        study,
+        TrialState.COMPLETE,
+        3.0,
+        duration_s=15.0,
+        stages={"data": dict(STAGES["data"], hit=False, seconds=4.0, saved_s=None)},
+    )
     add(study, TrialState.COMPLETE, 4.0, duration_s=5.0, stages="not a dict")  # malformed: ignored, never fatal
     reader = SnapshotReader(storage, "c")
     snapshot = reader.read()
@@ -208,11 +270,20 @@ def test_stage_savings_of_a_real_campaign_match_the_cache_report(tmp_path, monke
 
     monkeypatch.chdir(tmp_path)
     data = {
-        "name": "memo", "objective": {"path": "engine.workloads.pipeline:objective", "settings": {"time_scale": 0.01}},
-        "metric": {"name": "regret", "direction": "minimize"}, "space": dict(SPACE),
+        "name": "memo",
+        "objective": {"path": "engine.workloads.pipeline:objective", "settings": {"time_scale": 0.01}},
+        "metric": {"name": "regret", "direction": "minimize"},
+        "space": dict(SPACE),
         "fidelity": {"levels": {"only": {"epochs": 1}}},
-        "sprints": [{"name": "search", "sampler": "eeipu", "fidelity": "only", "budget_seconds": 0.6,
-                     "sampler_options": {"n_startup_trials": 4, "n_candidates": 64, "stages": STAGES}}],
+        "sprints": [
+            {
+                "name": "search",
+                "sampler": "eeipu",
+                "fidelity": "only",
+                "budget_seconds": 0.6,
+                "sampler_options": {"n_startup_trials": 4, "n_candidates": 64, "stages": STAGES},
+            }
+        ],
         "cache": {"enabled": True},
     }
     url = f"journal://{tmp_path / 'journal.log'}"

@@ -1,10 +1,11 @@
 """Campaign files: the shipped ones load; each bad file names the file, the key and the problem."""
+
 from pathlib import Path
 
 import pytest
+from enginekit import ROOT, branin_campaign, write_toml
 
 from engine.spec import CampaignFileError, check_objective_imports, load_campaign, parse_campaign
-from enginekit import ROOT, branin_campaign, write_toml
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "campaigns").glob("*.toml")), ids=lambda p: p.name)
@@ -26,7 +27,11 @@ def problems_of(data, tmp_path: Path):
     "change, key, reason",
     [
         ({"space": {"x1": {"type": "float", "low": 5.0, "high": 1.0}}}, "space.x1", "low (5) must be below high (1)"),
-        ({"space": {"x1": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}}, "space.x1", "a log range must be positive"),
+        (
+            {"space": {"x1": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}},
+            "space.x1",
+            "a log range must be positive",
+        ),
         ({"space": {"x1": {"type": "float", "low": 0.0, "high": 1e300}}}, "space.x1", "beyond"),
         ({"space": {"x1": {"type": "float", "low": 0.0, "high": "big"}}}, "space.x1.high", "valid number"),
         ({"space": {"x1": {"type": "quantum", "low": 0.0}}}, "space.x1", "type must be one of"),
@@ -34,7 +39,11 @@ def problems_of(data, tmp_path: Path):
         ({"space": {"x1": {"type": "int", "low": 1, "high": 9, "step": 0}}}, "space.x1", "step must be at least 1"),
         ({"sprints": [{"name": "a", "fidelity": "nowhere", "n_trials": 3}]}, "", "'nowhere' is not a level"),
         ({"sprints": [{"name": "a", "fidelity": "low"}]}, "sprints.0", "a sprint needs a budget"),
-        ({"sprints": [{"name": "a", "fidelity": "low", "n_trials": 3, "sampler": "magic"}]}, "sprints.0.sampler", "Input should be"),
+        (
+            {"sprints": [{"name": "a", "fidelity": "low", "n_trials": 3, "sampler": "magic"}]},
+            "sprints.0.sampler",
+            "Input should be",
+        ),
         ({"sprints": [{"name": "a", "fidelity": "low", "n_trials": 3, "params": ["zz"]}]}, "", "'zz' is not in space"),
         ({"workers": "many"}, "workers", "valid integer"),
         ({"surprise": 1}, "surprise", "unknown key"),

@@ -1,21 +1,32 @@
 """Every sampler and pruner name runs a real sprint; seeding carries the best configurations forward."""
+
 import optuna
 import pytest
+from enginekit import branin_campaign, spec_of
 from optuna.trial import TrialState
 
 from engine.campaign import Coordinator
 from engine.ledger import Ledger
-from engine.spec import SAMPLERS, PRUNERS
+from engine.spec import PRUNERS, SAMPLERS
 from engine.storage import open_storage
-from enginekit import branin_campaign, spec_of
 
 
 def one_sprint(name, sampler="random", pruner="none", n_trials=6, options=None, epochs=2):
     return branin_campaign(
         name,
-        fidelity={"levels": {"low": {"train_fraction": 0.2, "epochs": epochs}, "high": {"train_fraction": 1.0, "epochs": 9}}},
-        sprints=[{"name": "only", "sampler": sampler, "pruner": pruner, "fidelity": "high" if pruner != "none" else "low",
-                  "n_trials": n_trials, "sampler_options": options or {}}],
+        fidelity={
+            "levels": {"low": {"train_fraction": 0.2, "epochs": epochs}, "high": {"train_fraction": 1.0, "epochs": 9}}
+        },
+        sprints=[
+            {
+                "name": "only",
+                "sampler": sampler,
+                "pruner": pruner,
+                "fidelity": "high" if pruner != "none" else "low",
+                "n_trials": n_trials,
+                "sampler_options": options or {},
+            }
+        ],
     )
 
 
@@ -76,8 +87,12 @@ def test_seeding_enqueues_best_earlier_configurations_inside_the_new_space(tmp_p
     seeded = [t for t in refine_trials if t.user_attrs.get("seeded")]
     assert len(seeded) == 2
     seeded_params = [t.params for t in seeded]
-    inside = [t.params for t in best_two if refine["space"]["x1"]["low"] <= t.params["x1"] <= refine["space"]["x1"]["high"]
-              and refine["space"]["x2"]["low"] <= t.params["x2"] <= refine["space"]["x2"]["high"]]
+    inside = [
+        t.params
+        for t in best_two
+        if refine["space"]["x1"]["low"] <= t.params["x1"] <= refine["space"]["x1"]["high"]
+        and refine["space"]["x2"]["low"] <= t.params["x2"] <= refine["space"]["x2"]["high"]
+    ]
     assert seeded_params == inside[:2]
     # the next sprint's space is the approved proposal
     assert refine["space"] == ledger.decision(0)["space"] == ledger.proposal(0)["space"]
@@ -98,7 +113,9 @@ def test_untuned_parameters_stay_at_the_best_value(tmp_path):
 
 
 def test_cost_budget_and_fidelity_weighted_cost(tmp_path):
-    data = branin_campaign("costly", sprints=[{"name": "only", "sampler": "random", "fidelity": "low", "budget_cost": 0.5}])
+    data = branin_campaign(
+        "costly", sprints=[{"name": "only", "sampler": "random", "fidelity": "low", "budget_cost": 0.5}]
+    )
     url = storage_url("journal", tmp_path)
     _, summary = run(data, url, tmp_path)
     trials = trials_of(url, summary["sprints"][0]["study"])

@@ -1,5 +1,6 @@
 """Memoized stages (engine.stages): content-addressed hits and misses, integrity, eviction with pins,
 opt-out, several processes, and the records a trial keeps."""
+
 from __future__ import annotations
 
 import math
@@ -35,13 +36,22 @@ class Counter:
         def run():
             self.calls[name] = self.calls.get(name, 0) + 1
             return value
+
         return run
 
 
 def _ctx(study, runner, params, run_dir, settings=None):
     trial = study.ask()
-    return TrialContext(params=params, fidelity={}, settings=settings or {}, trial_number=trial.number, sprint="s",
-                        run_dir=run_dir, trial=trial, stage_runner=runner), trial
+    return TrialContext(
+        params=params,
+        fidelity={},
+        settings=settings or {},
+        trial_number=trial.number,
+        sprint="s",
+        run_dir=run_dir,
+        trial=trial,
+        stage_runner=runner,
+    ), trial
 
 
 def _pipeline(ctx, counter):
@@ -225,8 +235,9 @@ def test_without_cache_stages_are_timed_only(tmp_path):
 
 def _slow_stage(root: str, marker: str, out: str) -> None:
     runner = StageRunner(StageCache(root))
-    ctx = TrialContext(params={"a": 1}, fidelity={}, settings={}, trial_number=0, sprint="s", run_dir=Path(root),
-                       stage_runner=runner)
+    ctx = TrialContext(
+        params={"a": 1}, fidelity={}, settings={}, trial_number=0, sprint="s", run_dir=Path(root), stage_runner=runner
+    )
 
     def compute():
         with open(marker, "a") as handle:

@@ -1,4 +1,5 @@
 """A real campaign with `[cache]`, the eeipu sampler and a budget in seconds, then `hpo-tui cache`."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,15 @@ def campaign(name: str, **cache) -> dict:
         "metric": {"name": "regret", "direction": "minimize"},
         "space": dict(SPACE),
         "fidelity": {"levels": {"only": {"epochs": 1}}},
-        "sprints": [{"name": "search", "sampler": "eeipu", "fidelity": "only", "budget_seconds": 0.6,
-                     "sampler_options": {"n_startup_trials": 4, "n_candidates": 128, "stages": STAGES}}],
+        "sprints": [
+            {
+                "name": "search",
+                "sampler": "eeipu",
+                "fidelity": "only",
+                "budget_seconds": 0.6,
+                "sampler_options": {"n_startup_trials": 4, "n_candidates": 128, "stages": STAGES},
+            }
+        ],
         "cache": {"enabled": True, "max_bytes": "10MB", **cache},
     }
 

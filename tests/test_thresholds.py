@@ -1,4 +1,5 @@
 """Threshold meta-learning on synthetic probabilities whose best thresholds are known."""
+
 import json
 from pathlib import Path
 
@@ -184,8 +185,16 @@ def test_thresholds_for_trial_reads_the_trials_artifacts(tmp_path: Path):
     store = FileSystemArtifactStore(str(tmp_path))
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
-    ctx = TrialContext(params={}, fidelity={}, settings={}, trial_number=trial.number, sprint="s",
-                       run_dir=tmp_path, trial=trial, artifact_store=store)
+    ctx = TrialContext(
+        params={},
+        fidelity={},
+        settings={},
+        trial_number=trial.number,
+        sprint="s",
+        run_dir=tmp_path,
+        trial=trial,
+        artifact_store=store,
+    )
     probs, labels = separable(seed=12)
     test_probs, test_labels = separable(seed=13)
     ctx.save_artifact("val_probs", probs=probs, labels=labels, classes=np.array(list(GAPS)))

@@ -3,6 +3,7 @@
 Each test asserts what the ledger recorded (the storage every other client reads), not just what
 the screen shows.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -49,7 +50,7 @@ async def wait_for(pilot, condition, what: str, timeout: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
-def spec_data(console: "Console") -> dict:
+def spec_data(console: Console) -> dict:
     return console.data
 
 
@@ -64,8 +65,9 @@ class Console:
         self.start_paused = start_paused
         self.engine = EngineThread(self._coordinator, tmp_path / "console.log")
         self.learned: list[int] = []
-        self.app = HpoConsole(StorageSource(self.url, self.spec.name), engine=self.engine, fps=10,
-                              threshold_learner=self._learn)
+        self.app = HpoConsole(
+            StorageSource(self.url, self.spec.name), engine=self.engine, fps=10, threshold_learner=self._learn
+        )
         self._ledger: Ledger | None = None
 
     def _coordinator(self, log) -> Coordinator:
@@ -88,12 +90,16 @@ class Console:
 
     async def start(self, pilot) -> None:
         self.engine.start()
-        await wait_for(pilot, lambda: self.app.snapshot is not None and self.app.snapshot.sprint is not None,
-                       "the first snapshot")
+        await wait_for(
+            pilot, lambda: self.app.snapshot is not None and self.app.snapshot.sprint is not None, "the first snapshot"
+        )
 
     async def until_gate(self, pilot, gate: int = 0) -> None:
-        await wait_for(pilot, lambda: self.app.snapshot is not None and self.app.snapshot.pending_gate == gate,
-                       f"gate {gate} in the console")
+        await wait_for(
+            pilot,
+            lambda: self.app.snapshot is not None and self.app.snapshot.pending_gate == gate,
+            f"gate {gate} in the console",
+        )
 
     async def until_decided(self, pilot, gate: int = 0) -> dict:
         await wait_for(pilot, lambda: self.ledger.decision(gate) is not None, f"the decision of gate {gate}")
@@ -104,8 +110,10 @@ class Console:
 
 
 # An explore sprint long enough (several seconds) for the console to act before its gate.
-SLOW_EXPLORE = {"objective": {"settings": {"noise_seed": 0, "sleep_per_step": 0.02}},
-                "sprints": [dict(branin_campaign()["sprints"][0], n_trials=120)] + branin_campaign()["sprints"][1:]}
+SLOW_EXPLORE = {
+    "objective": {"settings": {"noise_seed": 0, "sleep_per_step": 0.02}},
+    "sprints": [dict(branin_campaign()["sprints"][0], n_trials=120)] + branin_campaign()["sprints"][1:],
+}
 
 
 @pytest.fixture
@@ -290,8 +298,11 @@ async def test_decided_elsewhere_while_open(console):
         await c.until_gate(pilot)
         await pilot.press("a")
         proposal = c.ledger.proposal(0)
-        c.ledger.record_decision(0, {"action": "approve", "space": proposal["space"],
-                                     "fidelity": proposal["fidelity"]["values"], "diff": []}, source="cli")
+        c.ledger.record_decision(
+            0,
+            {"action": "approve", "space": proposal["space"], "fidelity": proposal["fidelity"]["values"], "diff": []},
+            source="cli",
+        )
         await wait_for(pilot, lambda: c.app.screen.closed_reason is not None, "the console to notice")
         assert "via cli" in plain(c.app.screen.query_one("#approval-status"))
         await pilot.press("y")  # refused: nothing more is recorded

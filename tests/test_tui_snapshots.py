@@ -3,6 +3,7 @@
 Update after an intended change with: pytest tests/test_tui_snapshots.py --snapshot-update
 (then look at the report / the SVGs in tests/__snapshots__/test_tui_snapshots/).
 """
+
 from __future__ import annotations
 
 import time
@@ -115,6 +116,7 @@ def test_trial_detail(snap_compare, size):
 def test_trial_detail_stages_and_failures(snap_compare, size, number):
     """Trial 32 failed as stale (its worker stopped heartbeating) and was queued again; trial 6 started
     from an inherited checkpoint and took its data stage from the cache."""
+
     async def run_before(pilot):
         await dashboard_settled(pilot)
         pilot.app.open_detail(pilot.app.snapshot.trial(number))

@@ -1,4 +1,5 @@
 """The console is on screen before its first storage read starts (a large journal takes a second)."""
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """The multi-fidelity test functions: published optima, biased/noisy low fidelity, determinism,
 learning curves, and pruning through the objective contract."""
+
 from __future__ import annotations
 
 import math
@@ -7,15 +8,18 @@ import math
 import numpy as np
 import optuna
 import pytest
-
 from enginekit import RecordingContext
+
 from engine.objective import TrialContext, load_objective
 from engine.workloads import functions
 from engine.workloads.functions import PROBLEMS
 
 # Published optima (high fidelity), as (argmin, value)
 PUBLISHED = {
-    "branin": ([({"x1": -math.pi, "x2": 12.275}), {"x1": math.pi, "x2": 2.275}, {"x1": 9.42478, "x2": 2.475}], 0.397887),
+    "branin": (
+        [({"x1": -math.pi, "x2": 12.275}), {"x1": math.pi, "x2": 2.275}, {"x1": 9.42478, "x2": 2.475}],
+        0.397887,
+    ),
     "hartmann6": (
         [{f"x{i + 1}": v for i, v in enumerate([0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573])}],
         -3.32237,
@@ -37,13 +41,19 @@ def _sample(problem, n, seed):
         x = {}
         for name, p in problem.space.items():
             u = rng.random()
-            x[name] = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low))) if p.log else p.low + u * (p.high - p.low)
+            x[name] = (
+                math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+                if p.log
+                else p.low + u * (p.high - p.low)
+            )
         out.append(x)
     return out
 
 
 def _ctx(tmp_path, params, fidelity, settings=None, **kw):
-    return RecordingContext(params=params, fidelity=fidelity, settings=settings or {}, trial_number=0, sprint="t", run_dir=tmp_path, **kw)
+    return RecordingContext(
+        params=params, fidelity=fidelity, settings=settings or {}, trial_number=0, sprint="t", run_dir=tmp_path, **kw
+    )
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
@@ -54,7 +64,9 @@ def test_published_optimum(name):
     for x in argmins:
         assert problem.value(x, 1.0, None) == pytest.approx(f_opt, abs=1e-4)
         assert problem.regret(x) == pytest.approx(0.0, abs=1e-4)
-    assert problem.value(problem.x_opt, 1.0, noise_seed=123) == problem.value(problem.x_opt, 1.0, None)  # no noise at z = 1
+    assert problem.value(problem.x_opt, 1.0, noise_seed=123) == problem.value(
+        problem.x_opt, 1.0, None
+    )  # no noise at z = 1
     assert problem.regret(problem.x_opt) < 1e-9
 
 
@@ -149,8 +161,13 @@ def test_pruning_with_a_real_optuna_trial(tmp_path):
     study = optuna.create_study(pruner=PruneAfterOne())
     trial = study.ask()
     ctx = TrialContext(
-        params={"x1": 0.5, "x2": 0.5}, fidelity={"train_fraction": 0.5, "epochs": 9}, settings={},
-        trial_number=trial.number, sprint="t", run_dir=tmp_path, trial=trial,
+        params={"x1": 0.5, "x2": 0.5},
+        fidelity={"train_fraction": 0.5, "epochs": 9},
+        settings={},
+        trial_number=trial.number,
+        sprint="t",
+        run_dir=tmp_path,
+        trial=trial,
     )
     with pytest.raises(optuna.TrialPruned):
         functions.currin(ctx)

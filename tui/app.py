@@ -6,14 +6,16 @@ plots, trial details, threshold learning and every ledger write also run in thre
 post messages back (tui/messages.py). The engine (for `run`) is a Coordinator in its own thread
 that only talks to the storage.
 """
+
 from __future__ import annotations
 
 import asyncio
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from textual import work
@@ -69,8 +71,15 @@ def default_threshold_learner(campaign: str) -> ThresholdLearner:
         from engine.storage import artifact_store
         from engine.thresholds import thresholds_for_trial
 
-        return thresholds_for_trial(artifact_store(campaign), trial, metric=metric, folds=folds,
-                                    optimizer=optimizer, seed=seed, artifact=artifact)
+        return thresholds_for_trial(
+            artifact_store(campaign),
+            trial,
+            metric=metric,
+            folds=folds,
+            optimizer=optimizer,
+            seed=seed,
+            artifact=artifact,
+        )
 
     return learn
 
@@ -153,7 +162,7 @@ class HpoConsole(App[int]):
             started = time.monotonic()
             try:
                 snapshot = self.source.read(self.viewed_sprint)
-            except Exception as err:  # noqa: BLE001 - shown to the operator; the reader keeps trying
+            except Exception as err:
                 self.post_message(SourceFailed(f"{type(err).__name__}: {err}"))
             else:
                 self._deliver(SnapshotReady(snapshot, self.engine.last_line if self.engine else None))
@@ -215,7 +224,7 @@ class HpoConsole(App[int]):
         started = time.monotonic()
         try:
             values = self.source.importances(sprint)
-        except Exception:  # noqa: BLE001 - importance is advisory; try again next time
+        except Exception:
             values = {}
         took = time.monotonic() - started
         self._importance_due = time.monotonic() + max(IMPORTANCE_MIN_EVERY_S, took / IMPORTANCE_SHARE)
@@ -263,8 +272,10 @@ class HpoConsole(App[int]):
         if self.viewed_sprint == snapshot.current_sprint:
             self.viewed_sprint = None
         target = snapshot.current_sprint if self.viewed_sprint is None else self.viewed_sprint
-        self.notify(f"showing sprint {target + 1}: {snapshot.sprint_names[target] if target < len(snapshot.sprint_names) else target}",
-                    timeout=2)
+        self.notify(
+            f"showing sprint {target + 1}: {snapshot.sprint_names[target] if target < len(snapshot.sprint_names) else target}",
+            timeout=2,
+        )
         self.refresh_now()
 
     def open_detail(self, row: TrialRow) -> None:
@@ -274,8 +285,9 @@ class HpoConsole(App[int]):
         # One detail screen, installed once: opening a trial swaps its content instead of building
         # (and styling) a new screen on every enter.
         if not self.is_screen_installed("detail"):
-            self.install_screen(TrialDetailScreen(row, snapshot.sprint.index, snapshot.sprint.name, snapshot.metric),
-                                "detail")
+            self.install_screen(
+                TrialDetailScreen(row, snapshot.sprint.index, snapshot.sprint.name, snapshot.metric), "detail"
+            )
         screen = self.get_screen("detail")
         screen.show_trial(row, snapshot.sprint.index, snapshot.sprint.name, snapshot.metric)
         self.push_screen(screen)
@@ -285,13 +297,15 @@ class HpoConsole(App[int]):
     def load_detail(self, sprint: int, number: int) -> None:
         try:
             detail = self.source.trial_detail(sprint, number)
-        except Exception:  # noqa: BLE001
+        except Exception:
             detail = None
         self.post_message(DetailReady(detail))
 
     def on_detail_ready(self, message: DetailReady) -> None:
         screen = self.screen
-        if isinstance(screen, TrialDetailScreen) and (message.detail is None or message.detail.number == screen.row.number):
+        if isinstance(screen, TrialDetailScreen) and (
+            message.detail is None or message.detail.number == screen.row.number
+        ):
             screen.show_detail(message.detail)
 
     def action_help(self) -> None:
@@ -323,8 +337,11 @@ class HpoConsole(App[int]):
                 self.screen.dismiss()
             self.drafts.pop(gate, None)
 
-        self.write_ledger(f"gate {gate}: {decision['action']}",
-                          lambda ledger: ledger.record_decision(gate, decision, source="tui"), recorded)
+        self.write_ledger(
+            f"gate {gate}: {decision['action']}",
+            lambda ledger: ledger.record_decision(gate, decision, source="tui"),
+            recorded,
+        )
 
     # Fidelity --------------------------------------------------------------------------------
     def open_fidelity(self) -> None:
@@ -349,8 +366,10 @@ class HpoConsole(App[int]):
                 else:
                     self.open_approval()  # a fidelity change is part of the gate's decision: confirm it there
 
-            self.push_screen(FidelityScreen(title, snapshot.levels, proposal.get("fidelity", {}).get("level"),
-                                            draft.fidelity_edits), chosen)
+            self.push_screen(
+                FidelityScreen(title, snapshot.levels, proposal.get("fidelity", {}).get("level"), draft.fidelity_edits),
+                chosen,
+            )
             return
         if snapshot.last_sprint or snapshot.status == "finished":
             self.notify("no gate follows the current sprint: its fidelity is the campaign's last", severity="warning")
@@ -371,8 +390,10 @@ class HpoConsole(App[int]):
                 return
             label = " ".join(edits)
             request = {"edits": edits, "values": values, "label": label, "gate": gate, "who": who(), "when": now_iso()}
-            self.write_ledger(f"fidelity {label} staged for gate {gate}",
-                              lambda ledger: ledger.put(fidelity_request_key(gate), request))
+            self.write_ledger(
+                f"fidelity {label} staged for gate {gate}",
+                lambda ledger: ledger.put(fidelity_request_key(gate), request),
+            )
 
         self.push_screen(FidelityScreen(title, snapshot.levels, None, staged), staged_chosen)
 
@@ -386,8 +407,10 @@ class HpoConsole(App[int]):
         if row is None or artifact not in row.artifacts or row.state != "COMPLETE":
             best = best_with_artifact(snapshot.trials, artifact, snapshot.maximize)
             if best is None:
-                self.notify(f"no completed trial of this sprint saved a {artifact!r} artifact to learn thresholds on",
-                            severity="warning")
+                self.notify(
+                    f"no completed trial of this sprint saved a {artifact!r} artifact to learn thresholds on",
+                    severity="warning",
+                )
                 return
             if row is not None:
                 self.notify(f"trial {row.number} saved no {artifact!r}: using the best trial that did, #{best.number}")
@@ -397,9 +420,17 @@ class HpoConsole(App[int]):
         self.push_screen(ThresholdScreen(study, row.number, stored))
         if stored is None:
             settings = snapshot.thresholds_settings
-            self.run_threshold_learning(sprint_index, row.number, dict(
-                metric=settings.get("metric", "micro_f1"), folds=int(settings.get("folds", 5)),
-                optimizer=settings.get("optimizer", "grid"), seed=snapshot.seed, artifact=artifact))
+            self.run_threshold_learning(
+                sprint_index,
+                row.number,
+                dict(
+                    metric=settings.get("metric", "micro_f1"),
+                    folds=int(settings.get("folds", 5)),
+                    optimizer=settings.get("optimizer", "grid"),
+                    seed=snapshot.seed,
+                    artifact=artifact,
+                ),
+            )
 
     @work(thread=True, group="thresholds", name="threshold learning", exit_on_error=False)
     def run_threshold_learning(self, sprint: int, number: int, options: dict) -> None:
@@ -410,7 +441,7 @@ class HpoConsole(App[int]):
                 raise LookupError(f"trial {number} is not in the storage")
             study, trial = loaded
             result = self.threshold_learner(trial, **options)
-        except Exception as err:  # noqa: BLE001 - the operator sees the reason
+        except Exception as err:
             self.post_message(ThresholdsLearned(study, number, None, f"{type(err).__name__}: {err}"))
             return
         self.post_message(ThresholdsLearned(study, number, result))
@@ -433,16 +464,19 @@ class HpoConsole(App[int]):
                 self.screen.stored = True
                 self.screen.dismiss()
 
-        self.write_ledger(f"thresholds for trial {trial} stored",
-                          lambda ledger: ledger.put_thresholds(study, trial, record), stored)
+        self.write_ledger(
+            f"thresholds for trial {trial} stored", lambda ledger: ledger.put_thresholds(study, trial, record), stored
+        )
 
     # Pause -----------------------------------------------------------------------------------
     def action_toggle_pause(self) -> None:
         if self.snapshot is None:
             return
         paused = not self.snapshot.paused
-        self.write_ledger("paused: running trials finish, no new ones start" if paused else "resumed",
-                          lambda ledger: ledger.set_state(paused=paused))
+        self.write_ledger(
+            "paused: running trials finish, no new ones start" if paused else "resumed",
+            lambda ledger: ledger.set_state(paused=paused),
+        )
 
     # Ledger writes (background) --------------------------------------------------------------
     def write_ledger(self, what: str, change: Callable, done: Callable[[Any], None] | None = None) -> None:
@@ -454,7 +488,7 @@ class HpoConsole(App[int]):
             record = self.source.write(change)
         except (DecisionConflict, SpaceEditError) as err:
             self.post_message(LedgerWritten(what, str(err)))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             self.post_message(LedgerWritten(what, f"{type(err).__name__}: {err}"))
         else:
             message = LedgerWritten(what, None, record)
@@ -495,7 +529,7 @@ class HpoConsole(App[int]):
         if then_headless and self.headless is not None:
             try:
                 message = self.headless()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 message = f"could not start the headless engine: {err}; `hpo-tui run --headless` resumes it"
         self.call_from_thread(self._leave, message)
 
@@ -537,8 +571,10 @@ def run_console(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     name, url, spec = resolve_campaign(args.campaign, args.storage)
     if args.command == "attach" and url.startswith("journal://") and not Path(url.removeprefix("journal://")).exists():
-        print(f"hpo-tui attach: no storage at {redact(url)} (give --storage URL, or run from the campaign's directory)",
-              file=sys.stderr)
+        print(
+            f"hpo-tui attach: no storage at {redact(url)} (give --storage URL, or run from the campaign's directory)",
+            file=sys.stderr,
+        )
         return 2
     keymap, problems = load_keymap()
     engine = None
@@ -552,11 +588,20 @@ def run_console(args) -> int:
         def headless() -> str:
             command = headless_command(args.campaign, url, policy, args.workers, args.gpus)
             pid = spawn_headless(command, headless_log)
-            return (f"campaign {name} continues headless (pid {pid}); output in {headless_log}; "
-                    f"`hpo-tui attach {args.campaign}` opens the console again")
+            return (
+                f"campaign {name} continues headless (pid {pid}); output in {headless_log}; "
+                f"`hpo-tui attach {args.campaign}` opens the console again"
+            )
 
-    app = HpoConsole(StorageSource(url, name), engine=engine, fps=args.fps, keymap=keymap,
-                     keymap_problems=problems, headless=headless, run_log=str(headless_log))
+    app = HpoConsole(
+        StorageSource(url, name),
+        engine=engine,
+        fps=args.fps,
+        keymap=keymap,
+        keymap_problems=problems,
+        headless=headless,
+        run_log=str(headless_log),
+    )
     # The engine runs in this process: a vanished terminal (SIGHUP) must not end it (tui/hangup.py).
     hangup = Hangup(headless_log, app.hang_up, engine.done) if engine is not None else None
     if hangup is not None:

@@ -1,7 +1,9 @@
 """Phase approval: read the evidence, edit the proposed ranges, approve, reject or extend."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -56,7 +58,8 @@ class ApprovalScreen(Screen):
         yield Label(
             f"evidence: {evidence.get('completed', 0)} completed, top {evidence.get('top_k', 0)}, "
             f"best {fmt.number(evidence.get('best_value'))} (#{evidence.get('best_trial', '-')})",
-            id="approval-evidence")
+            id="approval-evidence",
+        )
         table = DataTable(id="params", cursor_type="row", zebra_stripes=False)
         yield table
         yield Static("", id="param-note")
@@ -70,8 +73,10 @@ class ApprovalScreen(Screen):
     def _title(self) -> Text:
         p = self.proposal
         return Text.assemble(
-            (f"Gate {self.draft.gate}", "bold"), f": {p.get('after')} → {p.get('next')}   next sprint: ",
-            (f"{p.get('sampler')}/{p.get('pruner')}", "italic"), f", {p.get('n_trials') or '-'} trials",
+            (f"Gate {self.draft.gate}", "bold"),
+            f": {p.get('after')} → {p.get('next')}   next sprint: ",
+            (f"{p.get('sampler')}/{p.get('pruner')}", "italic"),
+            f", {p.get('n_trials') or '-'} trials",
         )
 
     def on_mount(self) -> None:
@@ -113,7 +118,7 @@ class ApprovalScreen(Screen):
 
     def _update_row(self, name: str) -> None:
         table = self.query_one(DataTable)
-        for column, value in zip(COLUMNS, self._cells(name)):
+        for column, value in zip(COLUMNS, self._cells(name), strict=False):
             table.update_cell(name, column, value)
 
     @property
@@ -169,8 +174,11 @@ class ApprovalScreen(Screen):
                 message, error = f"cannot approve yet: {err}", True
             else:
                 count = len(decision["diff"])
-                message = f"approve = {decision['action']}: {count} change(s) to the current space" if count else \
-                    "approve keeps the current space"
+                message = (
+                    f"approve = {decision['action']}: {count} change(s) to the current space"
+                    if count
+                    else "approve keeps the current space"
+                )
         status.update(Text(message, style="bold red" if error else ""))
 
     # In-place editing ------------------------------------------------------------------------
@@ -250,7 +258,9 @@ class ApprovalScreen(Screen):
             self._show_status(str(err), error=True)
             self.app.bell()
             return
-        verb = {"approve": "Approve", "edit": "Approve with edits", "reject": "Reject", "extend": "Extend"}[decision["action"]]
+        verb = {"approve": "Approve", "edit": "Approve with edits", "reject": "Reject", "extend": "Extend"}[
+            decision["action"]
+        ]
         lines = [f"gate {self.draft.gate}: {decision['action']} (recorded as yours, source tui)"]
         lines += [f"  {line}" for line in decision["diff"]] or ["  (the space stays as it is)"]
         if decision["action"] != "extend":
@@ -281,8 +291,12 @@ class ApprovalScreen(Screen):
                 self._decide("extend", int(text))
 
         default = str(max(1, (self.proposal.get("evidence", {}).get("completed") or 10) // 2))
-        self.app.push_screen(PromptScreen(f"Extra trials for {self.proposal.get('after')}:", default, check,
-                                          "then the gate opens again"), chosen)
+        self.app.push_screen(
+            PromptScreen(
+                f"Extra trials for {self.proposal.get('after')}:", default, check, "then the gate opens again"
+            ),
+            chosen,
+        )
 
     def action_fidelity(self) -> None:
         if not self.closed_reason:

@@ -1,4 +1,5 @@
 """The `hpo-tui` entry point: the engine's headless CLI plus the console commands (run on a TTY, attach)."""
+
 from __future__ import annotations
 
 import sys

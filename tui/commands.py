@@ -1,8 +1,9 @@
 """The command palette (ctrl+p): every operator action that applies where it was opened."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape

@@ -1,4 +1,5 @@
 """Confirm a consequential action, showing exactly what it will do."""
+
 from __future__ import annotations
 
 from rich.text import Text

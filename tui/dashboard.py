@@ -1,4 +1,5 @@
 """The dashboard: header, trial table, importance, pruning events and the history plot."""
+
 from __future__ import annotations
 
 import time
@@ -86,8 +87,9 @@ class DashboardScreen(Screen):
         if not self._mounted:
             return  # on_mount shows the app's latest snapshot
         self.header.show(snapshot, engine_line)
-        self.table.set_rows(snapshot.trials, snapshot.param_names, snapshot.best.number if snapshot.best else None,
-                            snapshot.staged)
+        self.table.set_rows(
+            snapshot.trials, snapshot.param_names, snapshot.best.number if snapshot.best else None, snapshot.staged
+        )
         self.events.show(snapshot.events)
         self._show_table_status()
         self.ask_plot()
@@ -111,8 +113,11 @@ class DashboardScreen(Screen):
         table = self.table
         shown, total = len(table.view), len(table.rows)
         arrow = "▼" if table.sort_reverse else "▲"
-        parts = [f"trials {shown}" + (f"/{total}" if shown != total else ""),
-                 f"sort {table.sort_column.title}{arrow}", f"filter {table.state_filter.lower()}"]
+        parts = [
+            f"trials {shown}" + (f"/{total}" if shown != total else ""),
+            f"sort {table.sort_column.title}{arrow}",
+            f"filter {table.state_filter.lower()}",
+        ]
         if table.follow:
             parts.append("following")
         status = "  ·  ".join(parts)

@@ -1,4 +1,5 @@
 """Trial detail: all parameters, state and reason, the learning curve, artifacts, thresholds."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -17,10 +18,22 @@ from tui.keys import bindings
 from tui.plots import PlotView, message
 from tui.thresholds_screen import summary_line, thresholds_table
 
-
 # User attributes the screen shows in their own place (or that mean nothing to the operator).
-SHOWN_ELSEWHERE = frozenset({"worker", "duration_s", "cost", "fail_reason", "fail_kind", "pruned_at", "retried",
-                             "seeded", STAGES_ATTR, INHERITED_ATTR, CHECKPOINT_KEYS_ATTR})
+SHOWN_ELSEWHERE = frozenset(
+    {
+        "worker",
+        "duration_s",
+        "cost",
+        "fail_reason",
+        "fail_kind",
+        "pruned_at",
+        "retried",
+        "seeded",
+        STAGES_ATTR,
+        INHERITED_ATTR,
+        CHECKPOINT_KEYS_ATTR,
+    }
+)
 
 
 def summary_text(row: TrialRow, sprint_name: str, rerun: int | None = None) -> Text:
@@ -29,7 +42,9 @@ def summary_text(row: TrialRow, sprint_name: str, rerun: int | None = None) -> T
     text.append(f"Trial {row.number}", "bold")
     text.append(f"  {sprint_name}  ")
     text.append(fmt.state(row.state), "bold reverse")
-    text.append(f"  value {fmt.number(row.value)}  time {fmt.duration(row.duration_s)}  step {fmt.number(row.last_step)}")
+    text.append(
+        f"  value {fmt.number(row.value)}  time {fmt.duration(row.duration_s)}  step {fmt.number(row.last_step)}"
+    )
     if row.cost is not None:
         text.append(f"  cost {row.cost:.3g}")
     if row.stage_runs or row.inherited:
@@ -64,9 +79,9 @@ def params_table(row: TrialRow, detail: TrialDetail | None) -> Table:
     table.add_column("parameter")
     table.add_column("value", justify="right")
     table.add_column("")
-    for name, value in (detail.params if detail else row.params):
+    for name, value in detail.params if detail else row.params:
         table.add_row(name, fmt.param(value), "tuned")
-    for name, value in (detail.fixed if detail else ()):
+    for name, value in detail.fixed if detail else ():
         table.add_row(name, fmt.param(value), Text("fixed", style="dim"))
     return table
 
@@ -90,8 +105,9 @@ def stages_table(detail: TrialDetail) -> Table:
         else:
             cache = Text("miss" if stage.cached else "uncached", style="" if stage.cached else "dim")
         cells = [stage.name, seconds(stage.seconds)] + ([seconds(stage.gpu_s)] if gpu else [])
-        table.add_row(*cells, cache, fmt.duration(stage.saved_s) if stage.saved_s else "-",
-                      ", ".join(stage.params) or "-")
+        table.add_row(
+            *cells, cache, fmt.duration(stage.saved_s) if stage.saved_s else "-", ", ".join(stage.params) or "-"
+        )
     return table
 
 
@@ -108,15 +124,20 @@ def stages_text(detail: TrialDetail) -> Text:
     spent = sum(stage.seconds or 0.0 for stage in detail.stages)
     saved = sum(stage.saved_s for stage in detail.stages if stage.hit) + (inherited.saved_s if inherited else 0.0)
     text.append("stages: ", "bold")
-    text.append(f"{len(detail.stages)} run, {hits} from the cache; {fmt.duration(spent)} spent, "
-                f"{fmt.duration(saved)} saved")
+    text.append(
+        f"{len(detail.stages)} run, {hits} from the cache; {fmt.duration(spent)} spent, {fmt.duration(saved)} saved"
+    )
     if inherited is not None:
-        where = " ".join(part for part in (
-            inherited.name or "",
-            f"@ epoch {inherited.epoch}" if inherited.epoch is not None else "",
-            f"from sprint {inherited.from_sprint}" if inherited.from_sprint is not None else "",
-            f"trial {inherited.from_trial}" if inherited.from_trial is not None else "",
-        ) if part)
+        where = " ".join(
+            part
+            for part in (
+                inherited.name or "",
+                f"@ epoch {inherited.epoch}" if inherited.epoch is not None else "",
+                f"from sprint {inherited.from_sprint}" if inherited.from_sprint is not None else "",
+                f"trial {inherited.from_trial}" if inherited.from_trial is not None else "",
+            )
+            if part
+        )
         text.append("\ninherited checkpoint: ", "bold")
         text.append(f"{where or 'yes'} (saved {fmt.duration(inherited.saved_s)})")
     return text
@@ -201,7 +222,9 @@ class TrialDetailScreen(Screen):
         self.detail = detail
         self.query_one("#detail-params", Static).update(params_table(self.row, detail))
         if detail is None:
-            self.query_one("#detail-extras", Static).update(Text("this trial is no longer in the storage", style="bold red"))
+            self.query_one("#detail-extras", Static).update(
+                Text("this trial is no longer in the storage", style="bold red")
+            )
             return
         self.query_one("#detail-extras", Static).update(extras(detail))
         self.ask_curve()
@@ -211,7 +234,9 @@ class TrialDetailScreen(Screen):
         if self.detail is not None and plot.size.width:
             key = (self.detail.intermediate, plot.size.width, plot.size.height)
             if key != plot.key:
-                self.app.render_curve_plot(self.detail.intermediate, plot.size.width, plot.size.height, key, self.metric)
+                self.app.render_curve_plot(
+                    self.detail.intermediate, plot.size.width, plot.size.height, key, self.metric
+                )
 
     def on_resize(self) -> None:
         self.ask_curve()

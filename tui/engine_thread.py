@@ -5,6 +5,7 @@ other client; its log lines go to runs/<name>/console.log and the last one to th
 Leaving the console can hand the campaign over to a detached headless engine, which resumes from
 the storage.
 """
+
 from __future__ import annotations
 
 import collections
@@ -12,9 +13,10 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class EngineThread:
@@ -36,7 +38,7 @@ class EngineThread:
     def start(self) -> None:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.log_path, "a", buffering=1)
+            self._log_file = open(self.log_path, "a", buffering=1)  # noqa: SIM115 - closed in stop()
         self._thread.start()
 
     def log(self, line: str) -> None:
@@ -69,7 +71,7 @@ class EngineThread:
                 self.coordinator.request_stop()
             summary = self.coordinator.run()
             self.status = summary.get("status")
-        except BaseException as err:  # noqa: BLE001 - shown to the operator, never raised into the UI
+        except BaseException as err:
             self.error = f"{type(err).__name__}: {err}"
             self.status = "failed"
             self.log(f"engine stopped: {self.error}")
@@ -103,8 +105,9 @@ class HeadlessCommand:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def headless_command(campaign_file: str, storage_url: str, policy: str | None, workers: int | None,
-                     gpus: str | None) -> HeadlessCommand:
+def headless_command(
+    campaign_file: str, storage_url: str, policy: str | None, workers: int | None, gpus: str | None
+) -> HeadlessCommand:
     # This interpreter, not whatever `hpo-tui` is first on PATH: the same install resumes the campaign.
     cmd = [sys.executable, "-m", "tui.cli", "run", campaign_file, "--headless"]
     if policy:
@@ -120,7 +123,13 @@ def spawn_headless(command: HeadlessCommand, log_path: Path) -> int:
     """Start the headless engine detached from this terminal (own session, like setsid + nohup)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=os.getcwd(),
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **command.env})
+        process = subprocess.Popen(
+            command.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=os.getcwd(),
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **command.env},
+        )
     return process.pid

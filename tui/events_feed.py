@@ -1,4 +1,5 @@
 """The pruning events feed: pruned and failed trials, newest first."""
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -1,7 +1,9 @@
 """Raise fidelity: choose the next sprint's level, or edit its knobs, validated as typed."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,8 +23,9 @@ class FidelityScreen(ModalScreen[list[str] | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, title: str, levels: Mapping[str, Mapping[str, Any]], proposed_level: str | None,
-                 current: list[str]) -> None:
+    def __init__(
+        self, title: str, levels: Mapping[str, Mapping[str, Any]], proposed_level: str | None, current: list[str]
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.levels = levels

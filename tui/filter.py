@@ -1,4 +1,5 @@
 """Choose which trials the table shows, by state."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

@@ -1,4 +1,5 @@
 """Short, fixed-width text for numbers, durations and times, shared by every screen."""
+
 from __future__ import annotations
 
 import math

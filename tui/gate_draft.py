@@ -3,11 +3,13 @@
 Every check goes through engine.decisions.build_decision and engine.space.parse_bound_edit, so the
 console refuses an edit with the very reason `hpo-tui approve` gives.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from engine.decisions import build_decision, parse_fidelity_edit
 from engine.space import SpaceEditError, parse_bound_edit
@@ -82,12 +84,20 @@ class GateDraft:
         return values
 
     # The decision ----------------------------------------------------------------------------
-    def decision(self, proposal: Mapping[str, Any], original: Mapping[str, Any], levels: Mapping[str, Any],
-                 action: str = "approve", extend_trials: int | None = None) -> dict[str, Any]:
+    def decision(
+        self,
+        proposal: Mapping[str, Any],
+        original: Mapping[str, Any],
+        levels: Mapping[str, Any],
+        action: str = "approve",
+        extend_trials: int | None = None,
+    ) -> dict[str, Any]:
         """The validated decision record (raises SpaceEditError with the reason)."""
         proposal = copy.deepcopy(dict(proposal))
         return build_decision(
-            proposal, copy.deepcopy(dict(original)), self.current_space(proposal),
+            proposal,
+            copy.deepcopy(dict(original)),
+            self.current_space(proposal),
             action=action,
             edits=dict(self.edits) if action == "approve" else None,
             freeze=dict(self.freeze) if action == "approve" else None,

@@ -15,21 +15,23 @@ The campaign must not die with its terminal. On SIGHUP the console's process:
 If Textual is wedged by the dead terminal and never returns, a watchdog ends the process once the
 engine has ended, so it is not left behind. Textual is not imported here.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 GRACE_AFTER_ENGINE_S = 30.0  # the watchdog's patience with a console that does not return
 
 
 class Hangup:
-    def __init__(self, log_path: Path, on_hangup: Callable[[], None] | None = None,
-                 engine_done: threading.Event | None = None):
+    def __init__(
+        self, log_path: Path, on_hangup: Callable[[], None] | None = None, engine_done: threading.Event | None = None
+    ):
         self.log_path = Path(log_path)
         self.on_hangup = on_hangup
         self.engine_done = engine_done
@@ -48,7 +50,7 @@ class Hangup:
             self._previous = None
 
     # The signal ------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+    def _on_signal(self, signum, frame) -> None:
         # Runs in the main thread, between two bytecodes of Textual's event loop: quick, no locks.
         # Textual's SIGCONT handler would start its screen again on the dead terminal (the kernel
         # sends SIGCONT right after SIGHUP; Python runs the handlers in signal-number order).
@@ -61,7 +63,7 @@ class Hangup:
         if self.on_hangup is not None:
             try:
                 self.on_hangup()
-            except Exception:  # noqa: BLE001 - the console leaving is best effort; the engine goes on
+            except Exception:
                 pass
 
     def terminal_lost(self) -> bool:
@@ -118,13 +120,17 @@ def wait_headless(engine, campaign: str, log: Callable[[str], None]) -> int:
     for line in list(engine.lines)[-5:]:  # what the console's operator saw last
         log(f"  (before) {line}")
     engine.echo = log  # from now on the engine's lines go to this log too
-    log(f"{_now()} the terminal went away (SIGHUP): campaign {campaign} continues headless in pid {os.getpid()}; "
+    log(
+        f"{_now()} the terminal went away (SIGHUP): campaign {campaign} continues headless in pid {os.getpid()}; "
         f"`hpo-tui attach {campaign}` opens the console on it, `hpo-tui approve {campaign}` decides a waiting "
-        f"gate, `hpo-tui status {campaign}` shows where it stands")
+        f"gate, `hpo-tui status {campaign}` shows where it stands"
+    )
     while not engine.done.wait(1.0):
         pass
-    log(f"{_now()} campaign {campaign}: the engine ended ({engine.status or 'stopped'})"
-        + (f": {engine.error}" if engine.error else ""))
+    log(
+        f"{_now()} campaign {campaign}: the engine ended ({engine.status or 'stopped'})"
+        + (f": {engine.error}" if engine.error else "")
+    )
     return 0 if engine.status in ("finished", "stopped") and not engine.error else 1
 
 

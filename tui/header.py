@@ -1,4 +1,5 @@
 """The campaign header: where the campaign stands, in two lines that survive 80 columns."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -6,7 +7,6 @@ from textual.widgets import Static
 
 from engine.snapshot import CampaignSnapshot
 from tui import format as fmt
-
 
 COMPACT_BELOW = 110  # columns: shorter labels so the header keeps to two lines
 
@@ -56,8 +56,11 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
             rest.append(f" #{s.best.number}" if compact else f" (#{s.best.number}, {s.metric})")
     if s.pending_gate is not None and s.proposal is not None:
         rest.append("  ")
-        label = f" GATE {s.pending_gate} (a) " if compact else \
-            f" GATE {s.pending_gate} PENDING: {s.proposal.get('after')}→{s.proposal.get('next')}, press a "
+        label = (
+            f" GATE {s.pending_gate} (a) "
+            if compact
+            else f" GATE {s.pending_gate} PENDING: {s.proposal.get('after')}→{s.proposal.get('next')}, press a "
+        )
         rest.append(label, "bold reverse")
     elif s.fidelity_request:
         rest.append(f"  next fidelity staged: {s.fidelity_request.get('label', '?')}", "italic")

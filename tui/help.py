@@ -1,4 +1,5 @@
 """Every key binding, with the keys in effect (after the user's keymap)."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -35,6 +36,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog wide tall"):
             yield Label("Keys", classes="dialog-title")
             yield Static(bindings_table(keymap))
-            yield Label(f"rebind any action by its id in {keymap_path()} (e.g. approve = \"ctrl+a\")",
-                        classes="dialog-help")
+            yield Label(
+                f'rebind any action by its id in {keymap_path()} (e.g. approve = "ctrl+a")', classes="dialog-help"
+            )
             yield Label("esc close", classes="dialog-help")

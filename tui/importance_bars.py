@@ -1,4 +1,5 @@
 """Parameter importance bars (PED-ANOVA, computed in the background by the app)."""
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -4,6 +4,7 @@ Textual's Footer re-creates a widget per key whenever the bindings change (every
 focus change), which costs tens of milliseconds at each transition on a busy machine. This bar
 redraws one line of text, and only when the keys it shows changed.
 """
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -6,13 +6,14 @@ keymap support. The keymap is read from $HPO_TUI_KEYS, else ~/.config/hpo-tui/ke
 Default keys are letters, digits, enter, escape, space and arrows: keys every terminal (and SSH,
 tmux, screen) passes through unchanged.
 """
+
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
 from textual.binding import Binding
 
 
@@ -31,34 +32,64 @@ ACTIONS: tuple[OperatorAction, ...] = (
     # Everywhere
     OperatorAction("pause", "p", "toggle_pause", "Pause", "app", "pause or resume the sprint (running trials finish)"),
     OperatorAction("help", "question_mark", "help", "Help", "app", "list every key binding"),
-    OperatorAction("quit", "q", "quit", "Quit", "app",
-                   "quit; asks first when the campaign runs in this console, and offers to leave it running headless"),
+    OperatorAction(
+        "quit",
+        "q",
+        "quit",
+        "Quit",
+        "app",
+        "quit; asks first when the campaign runs in this console, and offers to leave it running headless",
+    ),
     # Dashboard
     OperatorAction("approve", "a", "open_approval", "Approve", "dashboard", "open the pending gate's approval"),
-    OperatorAction("fidelity", "f", "raise_fidelity", "Fidelity", "dashboard",
-                   "choose the next sprint's fidelity (level or knobs) for the pending or the next gate"),
-    OperatorAction("thresholds", "t", "thresholds", "Thresholds", "dashboard",
-                   "learn per-class thresholds on the selected trial (or the best one) in the background"),
+    OperatorAction(
+        "fidelity",
+        "f",
+        "raise_fidelity",
+        "Fidelity",
+        "dashboard",
+        "choose the next sprint's fidelity (level or knobs) for the pending or the next gate",
+    ),
+    OperatorAction(
+        "thresholds",
+        "t",
+        "thresholds",
+        "Thresholds",
+        "dashboard",
+        "learn per-class thresholds on the selected trial (or the best one) in the background",
+    ),
     OperatorAction("detail", "enter", "open_detail", "Detail", "dashboard", "open the selected trial"),
     OperatorAction("filter", "slash", "filter", "Filter", "dashboard", "show only trials in one state"),
     OperatorAction("sort", "s", "cycle_sort", "Sort", "dashboard", "sort by the next column"),
     OperatorAction("sort_reverse", "S", "reverse_sort", "Reverse", "dashboard", "reverse the sort order", show=False),
     OperatorAction("follow", "F", "toggle_follow", "Follow", "dashboard", "keep the newest trial selected"),
-    OperatorAction("sprint", "v", "cycle_sprint", "Sprint", "dashboard", "show the trials of another sprint", show=False),
+    OperatorAction(
+        "sprint", "v", "cycle_sprint", "Sprint", "dashboard", "show the trials of another sprint", show=False
+    ),
     # Trial detail
     OperatorAction("detail_thresholds", "t", "thresholds", "Thresholds", "detail", "learn thresholds on this trial"),
     OperatorAction("back", "escape", "back", "Back", "detail", "back to the dashboard"),
     # Approval
     OperatorAction("edit_bound", "enter", "edit", "Edit", "approval", "edit the selected parameter's proposed range"),
-    OperatorAction("freeze", "space", "toggle_freeze", "Freeze", "approval", "freeze the parameter at its best value, or unfreeze"),
-    OperatorAction("approve_gate", "y", "approve", "Approve", "approval", "approve (with your edits), after a confirmation"),
+    OperatorAction(
+        "freeze", "space", "toggle_freeze", "Freeze", "approval", "freeze the parameter at its best value, or unfreeze"
+    ),
+    OperatorAction(
+        "approve_gate", "y", "approve", "Approve", "approval", "approve (with your edits), after a confirmation"
+    ),
     OperatorAction("reject_gate", "r", "reject", "Reject", "approval", "keep the current ranges, after a confirmation"),
-    OperatorAction("extend_sprint", "x", "extend", "Extend", "approval", "run more trials in the finished sprint, then gate again"),
+    OperatorAction(
+        "extend_sprint", "x", "extend", "Extend", "approval", "run more trials in the finished sprint, then gate again"
+    ),
     OperatorAction("gate_fidelity", "f", "fidelity", "Fidelity", "approval", "change the next sprint's fidelity"),
-    OperatorAction("cancel_gate", "escape", "cancel", "Cancel", "approval", "leave without deciding (the gate stays pending)"),
+    OperatorAction(
+        "cancel_gate", "escape", "cancel", "Cancel", "approval", "leave without deciding (the gate stays pending)"
+    ),
     # Threshold results
     OperatorAction("accept_thresholds", "a", "accept", "Accept", "thresholds", "store these thresholds with the trial"),
-    OperatorAction("close_thresholds", "escape", "back", "Close", "thresholds", "close (results not accepted are dropped)"),
+    OperatorAction(
+        "close_thresholds", "escape", "back", "Close", "thresholds", "close (results not accepted are dropped)"
+    ),
 )
 
 SCOPE_TITLES = {
@@ -103,7 +134,7 @@ def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
         if binding_id not in known:
             problems.append(f"{path}: unknown action {binding_id!r} (actions: {', '.join(sorted(known))})")
         elif not isinstance(keys, str) or not keys.strip():
-            problems.append(f"{path}: {binding_id} needs keys as a string, e.g. \"ctrl+a\" or \"a,f2\"")
+            problems.append(f'{path}: {binding_id} needs keys as a string, e.g. "ctrl+a" or "a,f2"')
         else:
             keymap[binding_id] = keys
     return keymap, problems

@@ -3,6 +3,7 @@
 Background threads (snapshot reader, importance, plots, threshold learning, ledger writes) never
 touch widgets: they post one of these, and handlers on the UI thread own the state.
 """
+
 from __future__ import annotations
 
 from typing import Any

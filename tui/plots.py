@@ -6,11 +6,12 @@ segments; the widget only hands those lines to Textual (Line API), so a new plot
 thread next to nothing. plotext keeps one global figure, so builds are serialised by a lock.
 Colours are 256-colour codes; the figure has no background of its own (plotext's "clear" theme).
 """
+
 from __future__ import annotations
 
 import io
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.segment import Segment

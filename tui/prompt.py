@@ -1,7 +1,8 @@
 """Ask for one value, validated as it is typed."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding

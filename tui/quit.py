@@ -1,4 +1,5 @@
 """Leaving while the campaign runs in this console: stop it, hand it to a headless engine, or stay."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

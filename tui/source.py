@@ -7,10 +7,12 @@ snapshot images and the benchmark inject data through it instead of running an e
 Every method may block (file locks, a database round trip) and is called from worker threads
 only, never from the UI thread.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from optuna.trial import FrozenTrial
 
@@ -82,9 +84,15 @@ class StorageSource(CampaignSource):
 class FixedSource(CampaignSource):
     """Serves the snapshot it is given (tests, snapshot images, benchmarks)."""
 
-    def __init__(self, snapshot: CampaignSnapshot, *, details: dict[int, TrialDetail] | None = None,
-                 importances: dict[str, float] | None = None, ledger: Ledger | None = None,
-                 trials: dict[int, tuple[str, FrozenTrial]] | None = None):
+    def __init__(
+        self,
+        snapshot: CampaignSnapshot,
+        *,
+        details: dict[int, TrialDetail] | None = None,
+        importances: dict[str, float] | None = None,
+        ledger: Ledger | None = None,
+        trials: dict[int, tuple[str, FrozenTrial]] | None = None,
+    ):
         self.campaign = snapshot.campaign
         self.snapshot = snapshot
         self.details = details or {}

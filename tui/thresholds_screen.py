@@ -3,9 +3,11 @@
 Results are engine.thresholds' JSON: per class a threshold and cross-validated validation F1 (and
 test F1 when test probabilities were saved) at 0.5, at the global threshold and at the class's own.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -30,23 +32,32 @@ def _scores(values: Mapping[str, Any] | None) -> list[str]:
 
 def threshold_rows(result: Mapping[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     """(per-class rows, overall rows) as cells under HEADERS."""
-    rows = [[str(r.get("class")), _num(r.get("threshold"), 2), str(r.get("val_positives", "-"))]
-            + _scores(r.get("val_cv")) + _scores(r.get("test")) for r in result.get("table", [])]
+    rows = [
+        [str(r.get("class")), _num(r.get("threshold"), 2), str(r.get("val_positives", "-"))]
+        + _scores(r.get("val_cv"))
+        + _scores(r.get("test"))
+        for r in result.get("table", [])
+    ]
     overall = result.get("overall") or {}
     totals = []
     for metric in ("micro_f1", "macro_f1"):
         val = (overall.get("val_cv") or {}).get(metric)
         test = (overall.get("test") or {}).get(metric)
         if val or test:
-            totals.append([metric, _num(result.get("global_threshold"), 2), str(result.get("n_val", "-"))]
-                          + _scores(val) + _scores(test))
+            totals.append(
+                [metric, _num(result.get("global_threshold"), 2), str(result.get("n_val", "-"))]
+                + _scores(val)
+                + _scores(test)
+            )
     return rows, totals
 
 
 def summary_line(result: Mapping[str, Any]) -> str:
-    return (f"metric {result.get('metric', '?')}, optimizer {result.get('optimizer', '?')}, "
-            f"{result.get('folds', '?')}-fold CV, global threshold {_num(result.get('global_threshold'), 2)}, "
-            f"recommended: {result.get('recommended', '?')}")
+    return (
+        f"metric {result.get('metric', '?')}, optimizer {result.get('optimizer', '?')}, "
+        f"{result.get('folds', '?')}-fold CV, global threshold {_num(result.get('global_threshold'), 2)}, "
+        f"recommended: {result.get('recommended', '?')}"
+    )
 
 
 def thresholds_table(result: Mapping[str, Any]) -> Table:
@@ -75,8 +86,9 @@ class ThresholdScreen(Screen):
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("Thresholds", "bold"), f" for {self.study} trial {self.trial}"),
-                     id="thresholds-title")
+        yield Static(
+            Text.assemble(("Thresholds", "bold"), f" for {self.study} trial {self.trial}"), id="thresholds-title"
+        )
         yield Static("", id="thresholds-status")
         yield DataTable(id="thresholds-table", cursor_type="row")
         yield KeyBar()
@@ -99,7 +111,9 @@ class ThresholdScreen(Screen):
             status.update(Text(f"threshold learning failed: {self.error}", style="bold red"))
             return
         if self.result is None:
-            status.update(Text("learning thresholds in the background… (esc to leave; it keeps running)", style="italic"))
+            status.update(
+                Text("learning thresholds in the background… (esc to leave; it keeps running)", style="italic")
+            )
             return
         where = "stored with the trial" if self.stored else "not stored yet: a to accept, esc to drop"
         status.update(Text.assemble(summary_line(self.result) + "\n", (where, "bold")))

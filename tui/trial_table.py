@@ -5,11 +5,13 @@ Textual's DataTable re-renders every visible cell after any update and re-measur
 the snapshot's immutable rows, sorts and filters them only when they change, and draws a line only
 when Textual asks for it, so a frame costs the same at 10 rows and at 10,000.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from operator import attrgetter
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -55,8 +57,11 @@ def _note(row: TrialRow) -> str:
 
 
 def _hits_key(row: TrialRow) -> Any:
-    return (row.stage_hits / row.stage_runs if row.stage_runs else 0.0, row.inherited) \
-        if row.stage_runs or row.inherited else None
+    return (
+        (row.stage_hits / row.stage_runs if row.stage_runs else 0.0, row.inherited)
+        if row.stage_runs or row.inherited
+        else None
+    )
 
 
 def _param_column(name: str, position: int) -> Column:
@@ -85,8 +90,14 @@ BASE_COLUMNS = (
 # (`+c`: started from an inherited checkpoint) and the stage time that saved.
 STAGE_COLUMNS = (
     Column("hits", "hits", 6, lambda r: fmt.hits(r.stage_hits, r.stage_runs, r.inherited), _hits_key),
-    Column("saved", "saved", 6, lambda r: fmt.duration(r.saved_s) if r.saved_s else "-", lambda r: r.saved_s,
-           attr="saved_s"),
+    Column(
+        "saved",
+        "saved",
+        6,
+        lambda r: fmt.duration(r.saved_s) if r.saved_s else "-",
+        lambda r: r.saved_s,
+        attr="saved_s",
+    ),
 )
 NOTE_MIN_WIDTH = 12
 NOTE_COLUMN = Column("note", "note", NOTE_MIN_WIDTH, _note, lambda r: _note(r) or None, right=False)
@@ -165,8 +176,9 @@ class TrialTable(ScrollView, can_focus=True):
         self._line_width = 0
 
     # Data ------------------------------------------------------------------------------------
-    def set_rows(self, rows: tuple[TrialRow, ...], param_names: Sequence[str], best: int | None = None,
-                 staged: bool = False) -> None:
+    def set_rows(
+        self, rows: tuple[TrialRow, ...], param_names: Sequence[str], best: int | None = None, staged: bool = False
+    ) -> None:
         """Show the rows of a snapshot; a no-op when they are the very same rows.
 
         `staged`: the trials record memoized stages, so the hits and saved columns are shown."""
@@ -178,8 +190,12 @@ class TrialTable(ScrollView, can_focus=True):
             self.param_names = param_names
             self.staged = staged
             sort_key = self.columns[self.sort_index].key
-            self.columns = (list(BASE_COLUMNS) + (list(STAGE_COLUMNS) if staged else [])
-                            + [_param_column(n, i) for i, n in enumerate(param_names)] + [NOTE_COLUMN])
+            self.columns = (
+                list(BASE_COLUMNS)
+                + (list(STAGE_COLUMNS) if staged else [])
+                + [_param_column(n, i) for i, n in enumerate(param_names)]
+                + [NOTE_COLUMN]
+            )
             keys = [c.key for c in self.columns]
             self.sort_index = keys.index(sort_key) if sort_key in keys else 0
         self.rows = rows
@@ -358,7 +374,7 @@ class TrialTable(ScrollView, can_focus=True):
     def _cells(self, texts: list[str], styles: list[Style], gap_style: Style) -> Strip:
         segments: list[Segment] = []
         gap = Segment(" " * GAP, gap_style)
-        for column, text, style in zip(self.columns, texts, styles):
+        for column, text, style in zip(self.columns, texts, styles, strict=False):
             cell = text[: column.width]
             cell = cell.rjust(column.width) if column.right else cell.ljust(column.width)
             segments.append(Segment(cell, style))

@@ -25,6 +25,7 @@ reporting only; never optimised), ``n_train``.
 
 Deterministic: the same params, fidelity and settings give the same result.
 """
+
 from __future__ import annotations
 
 import math

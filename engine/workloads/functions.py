@@ -44,14 +44,16 @@ at the last epoch. With ``report = "regret"`` (the default) every value is shift
 optimum, so the high fidelity is >= 0 and 0 at the optimum. All of it is deterministic given the
 parameters, the fidelity, the step and ``noise_seed`` (the noise comes from a hash of those).
 """
+
 from __future__ import annotations
 
 import hashlib
 import math
 import struct
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +120,9 @@ class Problem:
     def noise_sd(self, fidelity: float) -> float:
         return self.noise_frac * self.scale * (1.0 - _clip_z(fidelity))
 
-    def value(self, x: Mapping[str, Any], fidelity: float = 1.0, noise_seed: int | None = None, step: int | None = None) -> float:
+    def value(
+        self, x: Mapping[str, Any], fidelity: float = 1.0, noise_seed: int | None = None, step: int | None = None
+    ) -> float:
         """The (minimised) value at fidelity z; noise free at z = 1 or when noise_seed is None."""
         z = _clip_z(fidelity)
         v = float(self.f(self.array(x), z))
@@ -334,7 +338,16 @@ PROBLEMS: dict[str, Problem] = {
         space=_BOREHOLE_SPACE,
         f=_borehole,
         f_opt=0.0,  # filled below from the corner
-        x_opt={"rw": 0.05, "r": 50000.0, "Tu": 63070.0, "Hu": 990.0, "Tl": 63.1, "Hl": 820.0, "L": 1680.0, "Kw": 9855.0},
+        x_opt={
+            "rw": 0.05,
+            "r": 50000.0,
+            "Tu": 63070.0,
+            "Hu": 990.0,
+            "Tl": 63.1,
+            "Hl": 820.0,
+            "L": 1680.0,
+            "Kw": 9855.0,
+        },
         scale=45.0,
         references="Harper & Gupta (1983); low fidelity of Xiong, Qian & Wu (2013)",
     ),

@@ -20,6 +20,7 @@ Defaults: prep_cost 1.0, train_cost 1.0, eval_cost 0.25, time_scale 0.02 s: a tr
 ``prep_cost``, ``train_cost``, ``eval_cost``, ``function``, ``noise`` (sd of a deterministic per-configuration
 noise added to the value; default 0). Deterministic.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,11 @@ import numpy as np
 from engine.workloads.functions import PROBLEMS
 
 NAMES = ("x1", "x2", "x3", "x4", "x5", "x6")
-STAGES = [{"name": "prep", "params": ["x1", "x2"]}, {"name": "train", "params": ["x3", "x4"]},
-          {"name": "eval", "params": ["x5", "x6"]}]
+STAGES = [
+    {"name": "prep", "params": ["x1", "x2"]},
+    {"name": "train", "params": ["x3", "x4"]},
+    {"name": "eval", "params": ["x5", "x6"]},
+]
 SPACE = {n: {"type": "float", "low": 0.0, "high": 1.0} for n in NAMES}
 
 
@@ -61,7 +65,7 @@ def _separable_regret(x: dict[str, float]) -> float:
     total = 0.0
     for name, names in SEPARABLE:
         problem = PROBLEMS[name]
-        natural = {p: spec.from_unit(x[n]) for (p, spec), n in zip(problem.space.items(), names)}
+        natural = {p: spec.from_unit(x[n]) for (p, spec), n in zip(problem.space.items(), names, strict=False)}
         total += problem.regret(natural) / problem.scale
     return total
 
@@ -92,12 +96,19 @@ def objective(ctx) -> float:
     # looked up before any stage runs: a typo must not cost a trial's work
     regret = value_function(str((ctx.settings or {}).get("function", "hartmann6")))
     costs = stage_costs(x, ctx.settings)
-    prep = ctx.stage("prep", lambda: _work(costs["prep"], x["x1"], x["x2"]),
-                     depends_on={"x1": x["x1"], "x2": x["x2"]})
-    model = ctx.stage("train", lambda: _work(costs["train"], prep.tobytes(), x["x3"], x["x4"]),
-                      depends_on={"x3": x["x3"], "x4": x["x4"]}, upstream=("prep",))
-    ctx.stage("eval", lambda: _work(costs["eval"], model.tobytes(), x["x5"], x["x6"]),
-              depends_on={"x5": x["x5"], "x6": x["x6"]}, upstream=("train",))
+    prep = ctx.stage("prep", lambda: _work(costs["prep"], x["x1"], x["x2"]), depends_on={"x1": x["x1"], "x2": x["x2"]})
+    model = ctx.stage(
+        "train",
+        lambda: _work(costs["train"], prep.tobytes(), x["x3"], x["x4"]),
+        depends_on={"x3": x["x3"], "x4": x["x4"]},
+        upstream=("prep",),
+    )
+    ctx.stage(
+        "eval",
+        lambda: _work(costs["eval"], model.tobytes(), x["x5"], x["x6"]),
+        depends_on={"x5": x["x5"], "x6": x["x6"]},
+        upstream=("train",),
+    )
     value = regret(x)
     noise = float((ctx.settings or {}).get("noise", 0.0))
     if noise:

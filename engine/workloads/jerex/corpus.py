@@ -9,6 +9,7 @@ One sentence per line, UTF-8:
 `start`/`end` are token offsets (end exclusive); `head`/`tail` index the sentence's `entities`.
 A data directory holds train.jsonl, val.jsonl and test.jsonl.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,7 +58,7 @@ class Sentence:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_record(cls, record: dict) -> "Sentence":
+    def from_record(cls, record: dict) -> Sentence:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("'tokens' must be a non-empty list of non-empty strings")
@@ -143,33 +144,135 @@ def corpus_sha256(corpus: Corpus) -> str:
 # --------------------------------------------------------------------------- the generator
 
 FIRST_NAMES = (
-    "Maria", "José", "Ana", "François", "Zoë", "Björn", "Łukasz", "Renée", "Chen", "Aiko", "Olusegun",
-    "Søren", "Inés", "Mehmet", "Priya", "Dmitri", "Amélie", "Jürgen", "Ngozi", "Raúl", "Hanna", "Tomás",
-    "Élodie", "Kwame", "Yuki", "Siobhán", "Omar", "Ingrid", "Mateo", "Leila", "John", "Sarah",
+    "Maria",
+    "José",
+    "Ana",
+    "François",
+    "Zoë",
+    "Björn",
+    "Łukasz",
+    "Renée",
+    "Chen",
+    "Aiko",
+    "Olusegun",
+    "Søren",
+    "Inés",
+    "Mehmet",
+    "Priya",
+    "Dmitri",
+    "Amélie",
+    "Jürgen",
+    "Ngozi",
+    "Raúl",
+    "Hanna",
+    "Tomás",
+    "Élodie",
+    "Kwame",
+    "Yuki",
+    "Siobhán",
+    "Omar",
+    "Ingrid",
+    "Mateo",
+    "Leila",
+    "John",
+    "Sarah",
 )
 LAST_NAMES = (
-    "García", "Müller", "O'Brien", "Nguyễn", "Kowalski", "Dubois", "Rossi", "Novák", "Haddad", "Okafor",
-    "Tanaka", "Fernández", "Lindqvist", "Petrović", "Schäfer", "Moreau", "Costa", "Ivanova", "Smith",
-    "Johnson", "Yılmaz", "Sánchez", "Andersen", "Kim", "Patel", "Weiß", "de la Cruz", "van der Berg",
+    "García",
+    "Müller",
+    "O'Brien",
+    "Nguyễn",
+    "Kowalski",
+    "Dubois",
+    "Rossi",
+    "Novák",
+    "Haddad",
+    "Okafor",
+    "Tanaka",
+    "Fernández",
+    "Lindqvist",
+    "Petrović",
+    "Schäfer",
+    "Moreau",
+    "Costa",
+    "Ivanova",
+    "Smith",
+    "Johnson",
+    "Yılmaz",
+    "Sánchez",
+    "Andersen",
+    "Kim",
+    "Patel",
+    "Weiß",
+    "de la Cruz",
+    "van der Berg",
 )
 ORG_ROOTS = (
-    "Acme", "Globex", "Initech", "Umbrella", "Helios", "Aurora", "Vértice", "Zenith", "Pacifica",
-    "Borealis", "Kestrel", "Meridian", "Atlântico", "Sakura", "Orion", "Tundra", "Nordström", "Crédit Agricole",
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Helios",
+    "Aurora",
+    "Vértice",
+    "Zenith",
+    "Pacifica",
+    "Borealis",
+    "Kestrel",
+    "Meridian",
+    "Atlântico",
+    "Sakura",
+    "Orion",
+    "Tundra",
+    "Nordström",
+    "Crédit Agricole",
 )
 ORG_SUFFIXES = (
-    "Corp.", "Industries", "Bank", "Group", "Holdings", "Labs", "Airlines", "Foundation", "Motors",
-    "Energía", "Telecom", "Institute",
+    "Corp.",
+    "Industries",
+    "Bank",
+    "Group",
+    "Holdings",
+    "Labs",
+    "Airlines",
+    "Foundation",
+    "Motors",
+    "Energía",
+    "Telecom",
+    "Institute",
 )
 ORG_NAMES = ("United Nations", "Red Cross", "Banco Nacional de Crédito", "Société Générale", "Mercy Corps")
 CITIES = (
-    ("São Paulo", "Brazil"), ("Zürich", "Switzerland"), ("Kraków", "Poland"), ("New York", "United States"),
-    ("Bogotá", "Colombia"), ("Montréal", "Canada"), ("Reykjavík", "Iceland"), ("Málaga", "Spain"),
-    ("Düsseldorf", "Germany"), ("Tokyo", "Japan"), ("Lagos", "Nigeria"), ("Mumbai", "India"),
-    ("Cape Town", "South Africa"), ("Buenos Aires", "Argentina"), ("Hồ Chí Minh City", "Vietnam"),
-    ("Los Angeles", "United States"), ("Marseille", "France"), ("Göteborg", "Sweden"),
-    ("Thessaloníki", "Greece"), ("Rio de Janeiro", "Brazil"), ("Kyiv", "Ukraine"), ("Nairobi", "Kenya"),
-    ("San José", "Costa Rica"), ("Ålesund", "Norway"), ("Istanbul", "Turkey"), ("Seoul", "South Korea"),
-    ("Cluj-Napoca", "Romania"), ("Dún Laoghaire", "Ireland"), ("Québec City", "Canada"), ("La Paz", "Bolivia"),
+    ("São Paulo", "Brazil"),
+    ("Zürich", "Switzerland"),
+    ("Kraków", "Poland"),
+    ("New York", "United States"),
+    ("Bogotá", "Colombia"),
+    ("Montréal", "Canada"),
+    ("Reykjavík", "Iceland"),
+    ("Málaga", "Spain"),
+    ("Düsseldorf", "Germany"),
+    ("Tokyo", "Japan"),
+    ("Lagos", "Nigeria"),
+    ("Mumbai", "India"),
+    ("Cape Town", "South Africa"),
+    ("Buenos Aires", "Argentina"),
+    ("Hồ Chí Minh City", "Vietnam"),
+    ("Los Angeles", "United States"),
+    ("Marseille", "France"),
+    ("Göteborg", "Sweden"),
+    ("Thessaloníki", "Greece"),
+    ("Rio de Janeiro", "Brazil"),
+    ("Kyiv", "Ukraine"),
+    ("Nairobi", "Kenya"),
+    ("San José", "Costa Rica"),
+    ("Ålesund", "Norway"),
+    ("Istanbul", "Turkey"),
+    ("Seoul", "South Korea"),
+    ("Cluj-Napoca", "Romania"),
+    ("Dún Laoghaire", "Ireland"),
+    ("Québec City", "Canada"),
+    ("La Paz", "Bolivia"),
 )
 OTHER_NAMES = ("Nobel Prize", "Olympic Games", "World Cup", "Treaty of Lisbon", "Expo 2020", "Pulitzer Prize")
 
@@ -203,14 +306,24 @@ TEMPLATES: tuple[tuple[float, str, tuple[tuple, ...]], ...] = (
     (0.4, "{P2} was assassinated by {P1} in {C1} .", (("P1", "P2", "Kill"),)),
     # Several relations per sentence
     (2, "{P1} , who lives in {C1} , works for {O1} .", (("P1", "C1", "Live_In"), ("P1", "O1", "Work_For"))),
-    (2, "{O1} , a bank based in {C1} , {K1} , hired {P1} .",
-     (("O1", "C1", "OrgBased_In"), ("C1", "K1", "Located_In"), ("P1", "O1", "Work_For"))),
+    (
+        2,
+        "{O1} , a bank based in {C1} , {K1} , hired {P1} .",
+        (("O1", "C1", "OrgBased_In"), ("C1", "K1", "Located_In"), ("P1", "O1", "Work_For")),
+    ),
     (1.5, "{P1} of {O1} met {P2} in {C1} to discuss the {X1} .", (("P1", "O1", "Work_For"),)),
-    (1, "{P1} , director of the {C1} office of {O1} , lives in {C2} .",
-     (("P1", "O1", "Work_For"), ("O1", "C1", "OrgBased_In"), ("P1", "C2", "Live_In"))),
+    (
+        1,
+        "{P1} , director of the {C1} office of {O1} , lives in {C2} .",
+        (("P1", "O1", "Work_For"), ("O1", "C1", "OrgBased_In"), ("P1", "C2", "Live_In")),
+    ),
     # Structure decides which typed pair is related
     (2, "{P1} , who works for {O1} , met {P2} of {O2} .", (("P1", "O1", "Work_For"), ("P2", "O2", "Work_For"))),
-    (2, "{P1} , whose brother {P2} lives in {C1} , works for {O1} .", (("P2", "C1", "Live_In"), ("P1", "O1", "Work_For"))),
+    (
+        2,
+        "{P1} , whose brother {P2} lives in {C1} , works for {O1} .",
+        (("P2", "C1", "Live_In"), ("P1", "O1", "Work_For")),
+    ),
     (1.5, "{P1} and {P2} both work for {O1} .", (("P1", "O1", "Work_For"), ("P2", "O1", "Work_For"))),
     (1.5, "{P1} left {C1} and now lives in {C2} .", (("P1", "C2", "Live_In"),)),
     (1.5, "{O1} moved its headquarters from {C1} to {C2} .", (("O1", "C2", "OrgBased_In"),)),
@@ -253,7 +366,7 @@ def _fill_slots(rng: random.Random, slots: list[str]) -> dict[str, str]:
     """Distinct surface names per slot; K<n> is the country of city C<n> so Located_In is true."""
     names: dict[str, str] = {}
     city_slots = sorted(s for s in slots if s[0] == "C")
-    city_of = dict(zip(city_slots, rng.sample(CITIES, k=len(city_slots))))
+    city_of = dict(zip(city_slots, rng.sample(CITIES, k=len(city_slots)), strict=False))
     for slot in sorted(slots):
         kind, number = slot[0], slot[1]
         taken = set(names.values())
@@ -328,7 +441,9 @@ def generate_corpus(seed: int, n_train: int, n_val: int, n_test: int) -> Corpus:
 
 # Part of the cache key: editing the generator's tables must not reuse a corpus cached before.
 GENERATOR_FINGERPRINT = hashlib.sha256(
-    repr((FIRST_NAMES, LAST_NAMES, ORG_ROOTS, ORG_SUFFIXES, ORG_NAMES, CITIES, OTHER_NAMES, TEMPLATES, OPENERS)).encode()
+    repr(
+        (FIRST_NAMES, LAST_NAMES, ORG_ROOTS, ORG_SUFFIXES, ORG_NAMES, CITIES, OTHER_NAMES, TEMPLATES, OPENERS)
+    ).encode()
 ).hexdigest()[:10]
 
 

@@ -9,19 +9,20 @@ The `encoder` setting names one of:
   any other string              a local directory saved with `save_pretrained` (config.json, weights,
                                 tokenizer files).
 """
+
 from __future__ import annotations
 
 import functools
 import importlib
 import os
 import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id typed by mistake must fail, not download
 
-import transformers  # noqa: E402
-from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast  # noqa: E402
+import transformers
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -88,7 +89,9 @@ def tiny_vocabulary(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB
     pieces: dict[str, int] = {}
     shared: dict[str, int] = {}  # distinct words a piece occurs in: a piece of one word only adds nothing
     for word, count in words.items():
-        for piece in [word[:cut] for cut in range(2, len(word))] + ["##" + word[cut:] for cut in range(1, len(word) - 1)]:
+        for piece in [word[:cut] for cut in range(2, len(word))] + [
+            "##" + word[cut:] for cut in range(1, len(word) - 1)
+        ]:
             pieces[piece] = pieces.get(piece, 0) + count
             shared[piece] = shared.get(piece, 0) + 1
     ordered += sorted((p for p in pieces if shared[p] > 1), key=lambda p: (-pieces[p], -len(p), p))
@@ -115,7 +118,11 @@ def build_tiny_tokenizer(texts: Iterable[Sequence[str]], vocab_size: int = TINY_
     tokenizer.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
 
 
@@ -137,7 +144,9 @@ def build_tiny_encoder(vocab_size: int, dropout: float = 0.1, hidden_size: int =
 def load_pretrained_tokenizer(model_dir: Path) -> PreTrainedTokenizerFast:
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     if not tokenizer.is_fast:
-        raise EncoderNotFoundError(f"encoder directory {model_dir}: word alignment needs a fast tokenizer (tokenizer.json)")
+        raise EncoderNotFoundError(
+            f"encoder directory {model_dir}: word alignment needs a fast tokenizer (tokenizer.json)"
+        )
     return tokenizer
 
 

@@ -3,10 +3,11 @@
 Words cut off by `max_length` are dropped with the entities (and relations) that touch them, in
 every split alike: the max-length fidelity knob trades recall for speed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ class Batch:
     pair_tails: torch.Tensor  # (P,)
     pair_labels: torch.Tensor  # (P, R)
 
-    def to(self, device: str | torch.device) -> "Batch":
+    def to(self, device: str | torch.device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in vars(self).items()})
 
 
@@ -125,7 +126,11 @@ def collate(features: Sequence[Features], pad_id: int, n_relation_types: int) ->
 
 
 def make_batches(
-    features: Sequence[Features], batch_size: int, pad_id: int, n_relation_types: int, order: Sequence[int] | None = None
+    features: Sequence[Features],
+    batch_size: int,
+    pad_id: int,
+    n_relation_types: int,
+    order: Sequence[int] | None = None,
 ) -> list[Batch]:
     order = list(range(len(features))) if order is None else list(order)
     return [

@@ -3,9 +3,10 @@
 Relations are scored on the gold entity mentions (relation classification given mentions), so the
 probability arrays line up with gold labels one to one and thresholds can be learned on them later.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def decode_bio(tags: Sequence[str]) -> set[tuple[int, int, str]]:
 
 def entity_f1(predicted: Iterable[set], gold: Iterable[set]) -> float:
     tp = fp = fn = 0
-    for p, g in zip(predicted, gold):
+    for p, g in zip(predicted, gold, strict=False):
         tp += len(p & g)
         fp += len(p - g)
         fn += len(g - p)

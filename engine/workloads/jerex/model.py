@@ -4,6 +4,7 @@ Relations are scored on ordered pairs of the sentence's entity mentions with one
 per relation type (a pair may hold several relations, or none). A pair is represented by its two
 max-pooled mention spans and the max-pooled context between them (as in SpERT/JEREX).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,9 +84,11 @@ class JointModel(nn.Module):
         entity_loss = F.cross_entropy(output.tag_logits.flatten(0, 1), batch.tag_ids.flatten(), ignore_index=-100)
         if output.relation_logits.numel():
             # Sum over relation types, mean over pairs: rare types keep their gradient.
-            relation_loss = F.binary_cross_entropy_with_logits(
-                output.relation_logits, batch.pair_labels, reduction="none"
-            ).sum(dim=-1).mean()
+            relation_loss = (
+                F.binary_cross_entropy_with_logits(output.relation_logits, batch.pair_labels, reduction="none")
+                .sum(dim=-1)
+                .mean()
+            )
         else:
             relation_loss = output.tag_logits.new_zeros(())
         if self.log_vars is None:

@@ -4,6 +4,7 @@ Returns the validation relation micro-F1 (at threshold 0.5) after the last epoch
 every epoch (step = epochs done, so pruners can stop the trial), and saves the validation and test
 relation probabilities with gold labels as the artifacts "val_probs" and "test_probs".
 """
+
 from __future__ import annotations
 
 import functools
@@ -138,14 +139,19 @@ def objective(ctx: TrialContext) -> float:
         return [encode_sentence(s, tokenizer, entity_types, relation_types, fidelity.max_length) for s in sentences]
 
     train_features = featurize(_prefix(corpus.train, fidelity.train_fraction))
+
     def batches_of(features, batch_size, order=None):
         return make_batches(features, batch_size, tokenizer.pad_token_id, len(relation_types), order)
 
     val_batches = batches_of(featurize(_prefix(corpus.val, fidelity.val_fraction)), settings.eval_batch_size)
 
     model = JointModel(
-        encoder, len(bio_tags(entity_types)), len(relation_types),
-        dropout=hp.dropout, loss_weighting=hp.loss_weighting, relation_loss_weight=hp.relation_loss_weight,
+        encoder,
+        len(bio_tags(entity_types)),
+        len(relation_types),
+        dropout=hp.dropout,
+        loss_weighting=hp.loss_weighting,
+        relation_loss_weight=hp.relation_loss_weight,
     ).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, hp))
     steps_per_epoch = math.ceil(len(train_features) / hp.batch_size)
@@ -165,10 +171,15 @@ def objective(ctx: TrialContext) -> float:
         batches = batches_of(train_features, hp.batch_size, order)
         loss = train_epoch(model, batches, optimizer, scheduler, hp, device)
         val = evaluate(model, val_batches, entity_types, device)
-        history.append({
-            "epoch": epoch, "loss": round(loss, 5), "relation_micro_f1": round(val.relation_f1, 5),
-            "entity_f1": round(val.entity_f1, 5), "seconds": round(time.perf_counter() - started, 2),
-        })
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": round(loss, 5),
+                "relation_micro_f1": round(val.relation_f1, 5),
+                "entity_f1": round(val.entity_f1, 5),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
         resume.epoch_done(epoch, model, optimizer, scheduler, order_rng, history)
         ctx.set_attr("history", history)
         ctx.report(val.relation_f1, step=epoch)

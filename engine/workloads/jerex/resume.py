@@ -27,12 +27,14 @@ decay shapes), at ceil(pct_start x epochs) (the warm-up sprint's end), and at th
 (epochs 1..W, W the first checkpoint epoch above) and "train" (the rest), each with its seconds,
 whether it was inherited (hit), and the parameters it depends on.
 """
+
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence
+from typing import Any
 
 from engine.checkpoints import Checkpoints, restore_training_state, training_state
 from engine.workloads.jerex.training import Hyperparameters, lr_factor, warmup_epochs
@@ -52,8 +54,18 @@ def features_digest(features: Sequence[Any]) -> str:
 
 
 class TrainingResume:
-    def __init__(self, ctx, hp: Hyperparameters, fidelity, settings, train_features: Sequence[Any],
-                 steps_per_epoch: int, epochs_to_run: int, *, val_fingerprint: Any = None):
+    def __init__(
+        self,
+        ctx,
+        hp: Hyperparameters,
+        fidelity,
+        settings,
+        train_features: Sequence[Any],
+        steps_per_epoch: int,
+        epochs_to_run: int,
+        *,
+        val_fingerprint: Any = None,
+    ):
         self.ctx = ctx
         self.hp = hp
         self.fidelity = fidelity
@@ -94,8 +106,10 @@ class TrainingResume:
         steps = epoch * self.steps_per_epoch
         if len(self._factors) < steps:
             hp = self.hp
-            self._factors = [round(lr_factor(s, self.total_steps, hp.pct_start, hp.hold_pct, hp.decay, hp.final_lr_ratio), 12)
-                             for s in range(steps)]
+            self._factors = [
+                round(lr_factor(s, self.total_steps, hp.pct_start, hp.hold_pct, hp.decay, hp.final_lr_ratio), 12)
+                for s in range(steps)
+            ]
         return self._factors[:steps]
 
     # hooks ---------------------------------------------------------------------------------
@@ -133,9 +147,14 @@ class TrainingResume:
         self._seconds[segment] += time.perf_counter() - self._epoch_started
         self._done = epoch
         if epoch in self.save_epochs and self.ckpt.enabled:
-            state = training_state(model, optimizer, scheduler, order_rng,
-                                   history=[{k: v for k, v in row.items() if k != "inherited"} for row in history],
-                                   val_fingerprint=self.val_fingerprint)
+            state = training_state(
+                model,
+                optimizer,
+                scheduler,
+                order_rng,
+                history=[{k: v for k, v in row.items() if k != "inherited"} for row in history],
+                val_fingerprint=self.val_fingerprint,
+            )
             self.ckpt.save(epoch, state)
         self._record(segment)
         self._epoch_started = time.perf_counter()  # checkpoint writing is not training time
@@ -155,6 +174,10 @@ class TrainingResume:
         if segment == "train" and end <= self.segment_end:
             return
         reached = self._done >= end
-        self.ckpt.record(segment, seconds=self._seconds[segment], hit=self.start >= end,
-                         key=self._key(end) if self.ckpt.enabled and reached else None,
-                         params=self.segment_params[segment])
+        self.ckpt.record(
+            segment,
+            seconds=self._seconds[segment],
+            hit=self.start >= end,
+            key=self._key(end) if self.ckpt.enabled and reached else None,
+            params=self.segment_params[segment],
+        )

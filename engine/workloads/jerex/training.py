@@ -1,10 +1,12 @@
 """How the model is trained: hyperparameters, optimizer parameter groups, the multiphase LR schedule,
 one epoch of updates, and evaluation."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +38,7 @@ class Hyperparameters:
     grad_clip: float = 1.0
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "Hyperparameters":
+    def from_params(cls, params: dict[str, Any]) -> Hyperparameters:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
@@ -46,8 +48,10 @@ class Hyperparameters:
             raise ValueError(f"decay must be one of {DECAYS}, got {hp.decay!r}")
         if hp.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {hp.loss_weighting!r}")
-        if not 0 <= hp.pct_start < 1 or not 0 <= hp.hold_pct or hp.pct_start + hp.hold_pct > 1:
-            raise ValueError(f"need 0 <= pct_start < 1 and pct_start + hold_pct <= 1, got {hp.pct_start}, {hp.hold_pct}")
+        if not 0 <= hp.pct_start < 1 or not hp.hold_pct >= 0 or hp.pct_start + hp.hold_pct > 1:
+            raise ValueError(
+                f"need 0 <= pct_start < 1 and pct_start + hold_pct <= 1, got {hp.pct_start}, {hp.hold_pct}"
+            )
         return hp
 
 
@@ -93,7 +97,9 @@ def parameter_groups(model: JointModel, hp: Hyperparameters) -> list[dict[str, A
 # --------------------------------------------------------------------------- LR schedule
 
 
-def lr_factor(step: int, total_steps: int, pct_start: float, hold_pct: float, decay: str, final_ratio: float = 0.0) -> float:
+def lr_factor(
+    step: int, total_steps: int, pct_start: float, hold_pct: float, decay: str, final_ratio: float = 0.0
+) -> float:
     """Multiplier of the base LR at optimizer step `step` (0-based): warm-up, hold, decay."""
     warmup = round(pct_start * total_steps)
     hold = round(hold_pct * total_steps)
@@ -124,7 +130,9 @@ def warmup_epochs(pct_start: float, epochs: int) -> int:
 # --------------------------------------------------------------------------- updates and evaluation
 
 
-def train_epoch(model: JointModel, batches: Sequence[Batch], optimizer, scheduler, hp: Hyperparameters, device: str) -> float:
+def train_epoch(
+    model: JointModel, batches: Sequence[Batch], optimizer, scheduler, hp: Hyperparameters, device: str
+) -> float:
     model.train()
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     total = 0.0
@@ -161,7 +169,7 @@ def evaluate(model: JointModel, batches: Sequence[Batch], entity_types: Sequence
         labels.append(batch.pair_labels.numpy())
         predicted_tags = output.tag_logits.argmax(-1).cpu().numpy()
         gold_tags = batch.tag_ids.numpy()
-        for row_pred, row_gold in zip(predicted_tags, gold_tags):
+        for row_pred, row_gold in zip(predicted_tags, gold_tags, strict=False):
             n_words = int((row_gold != -100).sum())
             predicted_spans.append(decode_bio([tags[i] for i in row_pred[:n_words]]))
             gold_spans.append(decode_bio([tags[i] for i in row_gold[:n_words]]))
