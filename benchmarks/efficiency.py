@@ -1,6 +1,7 @@
 """Search efficiency at equal fidelity-weighted budget: the phased campaign against flat searchers.
 
     python -m benchmarks.efficiency --suite quick --seeds 3
+    python -m benchmarks.efficiency --suite hard --seeds 2 --json benchmarks/out/hard.json
     python -m benchmarks.efficiency --suite full --seeds 5 --json runs/bench/efficiency.json
     python -m benchmarks.efficiency --problems branin,park --methods random,tpe-hyperband --seeds 2
 
@@ -17,11 +18,18 @@ B; a result that would land past B is not counted.
 * ``tpe-hyperband``: Optuna TPE (the engine's settings: multivariate) + HyperbandPruner (the
   engine's settings: min_resource 1, max_resource = epochs, reduction factor 3) at the highest
   fidelity, one report per epoch.
+* ``tpe-curve``: the same TPE with the engine's learning-curve extrapolation pruner
+  (engine.curve_pruner, ``pruner = "curve"``) instead of Hyperband.
 * ``gp``: Optuna GPSampler with its defaults, every trial at the highest fidelity.
 * ``phased``: this product's campaign run through the real engine (engine.campaign.Coordinator,
   trials in process, ``workers=0``) on a journal-file storage with the ``auto`` policy: one plan for every problem, built by
-  ``phased_sprints`` (Optuna GP at the lowest level -> gate -> GP at the middle level, seeded ->
-  gate -> GP at the highest level, seeded; the last sprint gets what is left of B).
+  ``phased_sprints`` (Optuna GP at the lowest level -> gate -> GP at the middle level, seeded, 30%
+  of it probing outside its box -> gate, which may re-open what the first narrowed (engine.reopen)
+  -> GP at the highest level, seeded; the last sprint gets what is left of B).
+* ``quickstart``: the shipped ``campaigns/quickstart.toml``'s plan read from the file and scaled to B
+  (``quickstart_sprints``), so the shipped recipe and the benchmark plan cannot drift apart. Where
+  the scaled plan and gate rules equal the benchmark plan's (problems with the test functions'
+  levels), the row reuses the phased run of the same seed (the runs are deterministic).
 
 **Regret.** Only results at the highest fidelity can make a configuration the incumbent (the best
 observed so far); a method's simple regret at cost c is the *true* regret of its incumbent at c.
@@ -43,8 +51,16 @@ all and top-k), the true regret of the best configuration it evaluated and of th
 and the fidelity agreement its gate measured (see ``diagnose_phased``). docs/benchmarks.md has
 the figures and what they led to.
 
+Suites: ``quick`` (the five classic test functions, B = 30), ``hard`` (the class where phasing is
+at risk: train_mlp and train_cnn, training-like surfaces whose low fidelity prefers a larger
+learning rate and less regularisation; wells8, 8-D, whose low fidelity prefers a local well; the
+RBF SVM on digits with HPOBench's SVM space; B = 40), ``suite`` (both), ``full`` (+ digits-mlp and
+jerex-tiny). The column "→best flat" is the budget at which a method first reaches the best flat
+method's final median (within 10%), as a fraction of B.
+
 Run times on the shared 2-core machine: quick, 3 seeds: ~3.5 min; full without jerex-tiny,
-3 seeds: ~16 min (jerex-tiny adds 45-60 min per seed).
+3 seeds: ~16 min (jerex-tiny adds 45-60 min per seed); the phased runs dominate (Optuna's GP
+sampler over 100+ trials).
 
 Deterministic for a given seed list: every sampler is seeded with the run's seed, the test
 functions' low-fidelity noise uses ``noise_seed = seed``, and trials run one at a time in process
@@ -71,15 +87,17 @@ from typing import Any
 
 import numpy as np
 import optuna
-import tomllib
 
 from engine.objective import TrialContext, check_value, load_objective
-from engine.spec import CampaignSpec, parse_campaign
+from engine.spec import CampaignSpec, GateRules, SprintSpec, parse_campaign
+from engine.toml_compat import tomllib
 from engine.trials import trial_cost
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAT_METHODS = ("random", "skopt-gp", "tpe-hyperband", "gp")
-METHODS = FLAT_METHODS + ("phased",)
+FLAT_METHODS = ("random", "skopt-gp", "tpe-hyperband", "tpe-curve", "gp")
+METHODS = FLAT_METHODS + ("phased", "quickstart")
+PHASED_METHODS = ("phased", "quickstart")
+QUICKSTART = ROOT / "campaigns" / "quickstart.toml"
 REFERENCE = "tpe-hyperband"  # the budget column measures the cost to reach this method's final median
 FUNCTION_LEVELS = {
     "low": {"train_fraction": 0.2, "epochs": 3},
@@ -88,6 +106,22 @@ FUNCTION_LEVELS = {
 }
 SUITES = {
     "quick": {"problems": ["branin", "hartmann6", "currin", "park", "borehole"], "budget": 30.0},
+    # the class where phasing is at risk: misleading low fidelity, wrong basins, a real model
+    "hard": {"problems": ["train_mlp", "train_cnn", "wells8", "svm-digits"], "budget": 40.0},
+    "suite": {
+        "problems": [
+            "branin",
+            "hartmann6",
+            "currin",
+            "park",
+            "borehole",
+            "train_mlp",
+            "train_cnn",
+            "wells8",
+            "svm-digits",
+        ],
+        "budget": 40.0,
+    },
     "full": {
         "problems": [
             "branin",
@@ -95,6 +129,10 @@ SUITES = {
             "currin",
             "park",
             "borehole",
+            "train_mlp",
+            "train_cnn",
+            "wells8",
+            "svm-digits",
             "digits-mlp",
             "campaign:campaigns/jerex-tiny.toml",
         ],
@@ -119,9 +157,17 @@ class BenchProblem:
     optima: list[dict[str, float]] = field(default_factory=list)  # known global optima (test functions)
 
     def spec(
-        self, sprints: list[dict[str, Any]], *, seed: int, name: str | None = None, storage: str | None = None
+        self,
+        sprints: list[dict[str, Any]],
+        *,
+        seed: int,
+        name: str | None = None,
+        storage: str | None = None,
+        gate: dict[str, Any] | None = None,
     ) -> CampaignSpec:
         data = json.loads(json.dumps(self.base))
+        if gate:
+            data["gate"] = gate
         data["name"] = name or data["name"]
         data["seed"] = seed
         data["workers"] = 1
@@ -157,7 +203,8 @@ def function_problem(name: str) -> BenchProblem:
     problem = PROBLEMS[name]
     space = {}
     for pname, p in problem.space.items():
-        space[pname] = {"type": "float", "low": p.low, "high": p.high, **({"log": True} if p.log else {})}
+        kind, low, high = ("int", int(p.low), int(p.high)) if p.integer else ("float", p.low, p.high)
+        space[pname] = {"type": kind, "low": low, "high": high, **({"log": True} if p.log else {})}
     rng = np.random.default_rng(12345)
     guesses = []
     for _ in range(256):
@@ -206,6 +253,8 @@ def make_problem(name: str) -> BenchProblem:
         return function_problem(name)
     if name == "digits-mlp":
         return campaign_problem("campaigns/digits-mlp.toml", "digits-mlp")
+    if name == "svm-digits":
+        return campaign_problem("campaigns/svm-digits.toml", "svm-digits")
     if name.startswith("campaign:"):
         return campaign_problem(name.partition(":")[2])
     raise SystemExit(f"unknown problem {name!r} (functions: {', '.join(PROBLEMS)}; digits-mlp; campaign:PATH)")
@@ -300,6 +349,10 @@ def run_tpe_hyperband(problem, seed, budget, workdir):
     return _flat_optuna(problem, seed, budget, "tpe", "hyperband")
 
 
+def run_tpe_curve(problem, seed, budget, workdir):
+    return _flat_optuna(problem, seed, budget, "tpe", "curve")
+
+
 def run_skopt(problem, seed, budget, workdir):
     import skopt
     from skopt.space import Categorical, Integer, Real
@@ -343,6 +396,7 @@ def run_skopt(problem, seed, budget, workdir):
 
 EXPLORE_TRIALS, EXPLORE_SHARE = 100, 0.10
 REFINE_TRIALS, REFINE_SHARE, REFINE_SEEDS = 15, 0.20, 8
+REFINE_PROBES = 0.3  # share of the refine sprint's trials probing outside its box (engine.reopen)
 FULL_SEEDS = 5
 
 
@@ -366,7 +420,16 @@ def phased_sprints(problem: BenchProblem, budget: float) -> list[dict[str, Any]]
     if len(levels) >= 3:
         mid = levels[len(levels) // 2]
         n = max(1, min(REFINE_TRIALS, int(REFINE_SHARE * budget / problem.level_cost(mid))))
-        sprints.append({"name": "refine", "sampler": "gp", "fidelity": mid, "n_trials": n, "seed_top": REFINE_SEEDS})
+        sprints.append(
+            {
+                "name": "refine",
+                "sampler": "gp",
+                "fidelity": mid,
+                "n_trials": n,
+                "seed_top": REFINE_SEEDS,
+                "explore_share": REFINE_PROBES,
+            }
+        )
         spent += n * problem.level_cost(mid)
     sprints.append(
         {
@@ -433,15 +496,82 @@ def _read_phased_events(problem: BenchProblem, spec: CampaignSpec, storage_url: 
 PHASED_DIAGNOSTICS: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (problem, seed) -> one row per sprint
 
 
-def run_phased(problem, seed, budget, workdir):
-    spec_dir = Path(workdir) / f"{problem.name}-{seed}"
+def quickstart_sprints(problem: BenchProblem, budget: float, path: Path = QUICKSTART) -> list[dict[str, Any]]:
+    """The shipped quickstart's plan (campaigns/quickstart.toml), scaled to the budget.
+
+    Its sprints keep their samplers, pruners, seeds, probes and gate rules; their fidelity levels map
+    onto the problem's by position (first = lowest, last = highest, the rest to the middle). Every
+    sprint but the last keeps its n_trials, capped at its share of the quickstart's own
+    fidelity-weighted cost applied to B; the last gets what is left of B.
+    """
+    data = tomllib.loads(path.read_text())
+    levels = list(data["fidelity"]["levels"])
+    mine = list(problem.levels)
+    knobs = data["fidelity"].get("cost_knobs", [])
+    top = data["fidelity"]["levels"][levels[-1]]
+
+    def level_for(name: str) -> str:
+        i = levels.index(name)
+        if i == 0:
+            return mine[0]
+        if i == len(levels) - 1:
+            return mine[-1]
+        return mine[len(mine) // 2]
+
+    own_cost = [
+        s.get("n_trials", 0) * trial_cost(data["fidelity"]["levels"][s["fidelity"]], top, knobs, None)
+        for s in data["sprints"]
+    ]
+    total = max(sum(own_cost), 1e-9)
+    sprints, spent = [], 0.0
+    for i, sprint in enumerate(data["sprints"]):
+        out = {k: v for k, v in sprint.items() if k not in ("n_trials", "budget_cost", "timeout_s", "budget_seconds")}
+        out["fidelity"] = level_for(sprint["fidelity"])
+        cost = problem.level_cost(out["fidelity"])
+        if i == len(data["sprints"]) - 1:
+            out["budget_cost"] = max(budget - spent, 1e-6)
+        else:
+            cap = int(math.floor(own_cost[i] / total * budget / cost + 1e-9))
+            out["n_trials"] = max(1, out.get("seed_top", 0), min(sprint["n_trials"], cap))
+            spent += out["n_trials"] * cost
+        sprints.append(out)
+    return sprints
+
+
+def _phased_run(problem, seed, budget, workdir, sprints, tag, gate=None):
+    spec_dir = Path(workdir) / f"{problem.name}-{tag}-{seed}"
     spec_dir.mkdir(parents=True, exist_ok=True)
     storage_url = f"journal://{(spec_dir / 'journal.log').resolve()}"
-    spec = problem.spec(phased_sprints(problem, budget), seed=seed, name=f"bench-{problem.name}-{seed}", storage=None)
+    spec = problem.spec(sprints, seed=seed, name=f"bench-{problem.name}-{seed}", storage=None, gate=gate)
     _run_campaign_in_process(spec, storage_url, spec_dir)
-    if problem.optima:
+    if problem.optima and tag == "phased":
         PHASED_DIAGNOSTICS[(problem.name, seed)] = diagnose_phased(problem, spec, storage_url)
     return _read_phased_events(problem, spec, storage_url)
+
+
+_PHASED_EVENTS: dict[tuple[str, int, float], tuple[str, list[Event]]] = {}  # the benchmark plan's runs, by plan
+
+
+def _plan_key(sprints: list[dict[str, Any]], gate: dict[str, Any] | None) -> str:
+    rules = GateRules(**(gate or {})).model_dump()
+    plan = [SprintSpec(**s).model_dump() for s in sprints]  # defaults filled in: the same plan, the same key
+    return json.dumps([plan, rules], sort_keys=True, default=str)
+
+
+def run_phased(problem, seed, budget, workdir):
+    sprints = phased_sprints(problem, budget)
+    events = _phased_run(problem, seed, budget, workdir, sprints, "phased")
+    _PHASED_EVENTS[(problem.name, seed, budget)] = (_plan_key(sprints, None), events)
+    return events
+
+
+def run_quickstart(problem, seed, budget, workdir):
+    gate = tomllib.loads(QUICKSTART.read_text()).get("gate")
+    sprints = quickstart_sprints(problem, budget)
+    cached = _PHASED_EVENTS.get((problem.name, seed, budget))
+    if cached and cached[0] == _plan_key(sprints, gate):
+        return list(cached[1])  # the same plan, gate rules and seed: the same deterministic run
+    return _phased_run(problem, seed, budget, workdir, sprints, "quickstart", gate=gate)
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -560,8 +690,10 @@ RUNNERS = {
     "random": run_random,
     "skopt-gp": run_skopt,
     "tpe-hyperband": run_tpe_hyperband,
+    "tpe-curve": run_tpe_curve,
     "gp": run_gp,
     "phased": run_phased,
+    "quickstart": run_quickstart,
 }
 
 
@@ -634,6 +766,17 @@ def summarise(problem: BenchProblem, runs: list[Run], budget: float) -> dict[str
     target = None
     if REFERENCE in by_method:
         target = float(np.median([r.final for r in by_method[REFERENCE]]))
+    flat_finals = [float(np.median([r.final for r in by_method[m]])) for m in FLAT_METHODS if m in by_method]
+    best_flat = min(flat_finals) if flat_finals else None
+
+    def lower_median_reach(rs: list[Run], goal: float | None) -> float:
+        """Lower median over seeds of the cost to reach `goal`, counting "never" as infinite, over B."""
+        if goal is None:
+            return math.nan
+        reach = sorted(cost_to_reach(r, goal) for r in rs)
+        value = float(np.percentile(reach, 50, method="lower"))
+        return value / budget if math.isfinite(value) else math.inf
+
     table = {}
     for method, rs in by_method.items():
         q1, med, q3 = quartiles([r.final for r in rs])
@@ -649,6 +792,11 @@ def summarise(problem: BenchProblem, runs: list[Run], budget: float) -> dict[str
             if math.isfinite(reach_median)
             else (math.inf if reach else math.nan),
             "target": target,
+            # where a phased plan first matches the best flat method's final median (fraction of B)
+            "budget_to_best_flat": lower_median_reach(rs, best_flat * (1 + MATCH_TOLERANCE) + 1e-12)
+            if best_flat is not None
+            else math.nan,
+            "best_flat": best_flat,
             "seconds_median": float(np.median([r.seconds for r in rs])),
             "trials_median": float(np.median([len(r.events) for r in rs])),
             "seeds": [r.seed for r in rs],
@@ -677,7 +825,8 @@ def print_problem(name: str, table: dict[str, dict[str, Any]], budget: float, ou
     if how:
         print(f"   {how}", file=out)
     print(
-        f"{'method':<15}{'final regret median [IQR]':<32}{'AUC/B':>10}{'budget→target':>15}{'trials':>8}{'s/run':>8}",
+        f"{'method':<15}{'final regret median [IQR]':<32}{'AUC/B':>10}{'budget→target':>15}{'→best flat':>12}"
+        f"{'trials':>8}{'s/run':>8}",
         file=out,
     )
     for method in METHODS:
@@ -691,8 +840,11 @@ def print_problem(name: str, table: dict[str, dict[str, Any]], budget: float, ou
             if isinstance(reach, float) and math.isnan(reach)
             else ("-" if math.isinf(reach) else f"{reach:.2f}×B")
         )
+        flat = row.get("budget_to_best_flat", math.nan)
+        flat_s = "n/a" if math.isnan(flat) else ("-" if math.isinf(flat) else f"{flat:.2f}×B")
         print(
-            f"{method:<15}{final:<32}{_fmt(row['auc_median']):>10}{reach_s:>15}{row['trials_median']:>8.0f}{row['seconds_median']:>8.1f}",
+            f"{method:<15}{final:<32}{_fmt(row['auc_median']):>10}{reach_s:>15}{flat_s:>12}"
+            f"{row['trials_median']:>8.0f}{row['seconds_median']:>8.1f}",
             file=out,
         )
 

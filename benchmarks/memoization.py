@@ -3,6 +3,7 @@
     python -m benchmarks.memoization                      # both synthetic pipelines + tiny jerex, default seeds
     python -m benchmarks.memoization --workloads synthetic --seeds 5 --budget 3
     python -m benchmarks.memoization --workloads jerex --seeds 3 --jerex-budget 60 --json runs/bench/memo.json
+    python -m benchmarks.memoization --workloads synthetic --seeds 3 --methods "eeipu-gp+cache@cooling=linear"
 
 **Methods** (every one runs through the engine's real trial path, engine.trials.run_trial, with a
 stage runner; the budget is the sprint rule engine.sprint.budget_left with `budget_seconds`):
@@ -11,6 +12,9 @@ stage runner; the budget is the sprint rule engine.sprint.budget_left with `budg
 * ``tpe+cache``: the same with the stage cache (engine.stages) on;
 * ``gp+cache``: Optuna GPSampler with the stage cache;
 * ``eeipu+cache``: engine.eeipu (EI x E[1/cost]^eta, eta cooling over the budget) with the stage cache.
+* ``eeipu-gp+cache``: engine.cost_aware_gp (log-EI per expected cost on Optuna's GP, cached prefixes
+  kept) with the stage cache. ``eeipu-gp+cache@cooling=linear;min_ei_ratio=0`` runs a variant with those
+  sampler options (for traces; reported under its own name).
 
 **No pruning.** Every trial runs to its end (NopPruner), so a candidate is a whole evaluation for every
 method alike.
@@ -36,8 +40,10 @@ attribute). The synthetic workload sleeps, so it uses wall time.
   is better).
 
 **Output**, per workload and method over the seeds: median (and min-max) candidates evaluated within B,
-median best metric, median cache hits and the seconds they saved, and the sampler's overhead; and, for
-every method alike, the candidates that fit in B when each trial is charged its ask (`sample_s`) too.
+median best metric, median cache hits and the seconds they saved, and the sampler's overhead; for
+every method alike, the candidates that fit in B when each trial is charged its ask (`sample_s`) too;
+and the budget (trial cost) each method needed to reach gp+cache's final median best — median over
+seeds, "> B" when most seeds never reached it, with the count of seeds that did.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -71,7 +78,7 @@ from engine.trials import run_trial
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-METHODS = ("tpe", "tpe+cache", "gp+cache", "eeipu+cache")
+METHODS = ("tpe", "tpe+cache", "gp+cache", "eeipu+cache", "eeipu-gp+cache")
 
 
 @dataclass
@@ -150,6 +157,7 @@ class Result:
     sampler_s: float
     wall_s: float
     candidates_with_sampler: int = 0  # within B when the sampler's own time counts too (every method alike)
+    trace: list[tuple[float, float]] = field(default_factory=list)  # (trial cost spent, best so far) per trial
 
 
 def cpu_clocked(objective: Callable) -> Callable:
@@ -167,10 +175,18 @@ def cpu_clocked(objective: Callable) -> Callable:
 
 def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[str], None] = lambda m: None) -> Result:
     sampler_name, _, cached = method.partition("+")
+    sampler_options = dict(w.eeipu_options)
+    if "@" in cached:  # e.g. "eeipu-gp+cache@cooling=linear;eta_floor=0.3": a variant (traces, not in METHODS)
+        cached, _, variant = cached.partition("@")
+        for item in variant.split(";"):
+            key, _, value = item.partition("=")
+            sampler_options[key] = json.loads(value) if value[:1].isdigit() else value
     dists = distributions(w.space, list(w.space))
     cost_attr = "cpu_s" if w.clock == "cpu" else "duration_s"
     options = (
-        {"budget_seconds": w.budget_s, "cost_attr": cost_attr, **w.eeipu_options} if sampler_name == "eeipu" else {}
+        {"budget_seconds": w.budget_s, "cost_attr": cost_attr, **sampler_options}
+        if sampler_name in ("eeipu", "eeipu-gp")
+        else {}
     )
     sampler = make_sampler(sampler_name, dists, seed=seed, options=options)
     # No pruner: Optuna's default (median) would stop jerex trials after their first epoch, making every
@@ -228,6 +244,14 @@ def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[s
         spent += float(t.user_attrs.get(cost_attr, 0.0))
         if spent <= w.budget_s:
             counted.append(t)
+    trace, spent_so_far, best_so_far = [], 0.0, None
+    better = (lambda a, b: a > b) if w.direction == "maximize" else (lambda a, b: a < b)
+    for t in counted:
+        spent_so_far += float(t.user_attrs.get(cost_attr, 0.0))
+        if t.value is not None and (best_so_far is None or better(t.value, best_so_far)):
+            best_so_far = float(t.value)
+        if best_so_far is not None:
+            trace.append((round(spent_so_far, 4), best_so_far))
     values = [t.value for t in counted if t.value is not None]
     best = (max if w.direction == "maximize" else min)(values) if values else None
     hits = sum(1 for t in counted for r in (t.user_attrs.get("stages") or {}).values() if r.get("hit"))
@@ -255,7 +279,30 @@ def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[s
         sampler_s,
         wall,
         with_sampler,
+        trace,
     )
+
+
+REFERENCE = "gp+cache"  # the bar: the best non-cost-aware method with the same cache
+
+
+def reach_cost(r: Result, target: float, direction: str) -> float:
+    """The trial cost a run had spent when its best first matched `target` (inf: never within the budget)."""
+    for spent, best in r.trace:
+        if (best >= target) if direction == "maximize" else (best <= target):
+            return spent
+    return math.inf
+
+
+def budget_to_reach(runs: list[Result], target: float | None, w: Workload) -> str:
+    """Median over seeds of the cost to reach `target`, "> B" when most seeds never do; k/n seeds reached."""
+    if target is None:
+        return "-"
+    costs = sorted(reach_cost(r, target, w.direction) for r in runs)
+    reached = sum(1 for c in costs if math.isfinite(c))
+    median = statistics.median(costs) if reached * 2 > len(costs) else math.inf
+    shown = f"{median:.2f} s" if math.isfinite(median) else f"> {w.budget_s:g} s"
+    return f"{shown} ({reached}/{len(costs)})"
 
 
 def table(results: list[Result], workloads: list[Workload]) -> str:
@@ -272,14 +319,17 @@ def table(results: list[Result], workloads: list[Workload]) -> str:
             f"\n{w.name}: budget {w.budget_s:g} {clock} per run, seeds {seeds}, "
             f"metric {w.metric} ({'higher' if w.direction == 'maximize' else 'lower'} is better)"
         )
+        reference = [r.best for r in rows if r.method == REFERENCE and r.best is not None]
+        target = statistics.median(reference) if reference else None
         lines.append(
             f"| method | candidates (median, min-max) | vs tpe | best {w.metric} (median) | best (min-max) "
-            f"| cache hits | saved s | sampler s | wall s | candidates, sampler time charged too | vs tpe |"
+            f"| cache hits | saved s | sampler s | wall s | candidates, sampler time charged too | vs tpe "
+            f"| budget to reach {REFERENCE}'s median |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         base_sampled = [r.candidates_with_sampler for r in rows if r.method == "tpe"]
         base_sampled_median = statistics.median(base_sampled) if base_sampled else None
-        for method in METHODS:
+        for method in dict.fromkeys(r.method for r in rows):  # in the order they ran
             mine = [r for r in rows if r.method == method]
             if not mine:
                 continue
@@ -294,7 +344,7 @@ def table(results: list[Result], workloads: list[Workload]) -> str:
                 f"{statistics.median(r.hits for r in mine):g} | {statistics.median(r.saved_s for r in mine):.1f} | "
                 f"{statistics.median(r.sampler_s for r in mine):.1f} | {statistics.median(r.wall_s for r in mine):.1f} | "
                 f"{statistics.median(charged):g} ({min(charged)}-{max(charged)}) | "
-                f"{charged_ratio} |"
+                f"{charged_ratio} | {budget_to_reach(mine, target, w)} |"
             )
     return "\n".join(lines)
 
@@ -313,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted({m for m in methods if m.partition("@")[0] not in METHODS})
     if unknown:
         parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     workloads = []

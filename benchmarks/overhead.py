@@ -102,7 +102,7 @@ def objective(ctx) -> float:
 # ---------------------------------------------------------------------------------------------
 # Where the time goes: every journal write (one fsync'ed append each) and every read (a sync with
 # the file) is timed by wrapping JournalStorage at class level during in-process runs; the ledger's
-# reads (engine.ledger.Ledger._all) are counted apart. Writes and reads made by the sampler are
+# reads (engine.ledger.Ledger._attrs) are counted apart. Writes and reads made by the sampler are
 # counted here too (their time is also inside "sampler").
 
 
@@ -138,7 +138,7 @@ class instrumented:
         self.saved = [
             (JournalStorage, "_write_log", self.meter.wrap(JournalStorage, "_write_log", "write")),
             (JournalStorage, "_sync_with_backend", self.meter.wrap(JournalStorage, "_sync_with_backend", "read")),
-            (Ledger, "_all", self.meter.wrap(Ledger, "_all", "ledger")),
+            (Ledger, "_attrs", self.meter.wrap(Ledger, "_attrs", "ledger")),
         ]
         return self.meter
 

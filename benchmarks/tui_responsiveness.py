@@ -16,6 +16,12 @@
    - key-to-screen latency: from a key press until the frame that shows its effect, for sort,
      reverse sort, filter, open detail and back;
    - peak RSS of this process (the console; the feeder and the builder are other processes).
+4. Then a gate opens (a second, higher-fidelity sprint of N/5 trials is added, a tenth of them
+   re-running explore configurations) and the approval screen is measured with its evidence
+   pictures: key-to-screen for `a`, the time until the evidence (all N + N/5 points, rank
+   agreement, cut counts) and the first plot are on screen, the plot worker's render time, and
+   key-to-new-plot for moving the selection (`down`; the worker draws the neighbours of the
+   selected parameter ahead, so this is usually one frame).
 Targets: first frame < 1 s, p95 frame < 50 ms, key-to-screen < 100 ms, RSS < 300 MB.
 """
 
@@ -74,8 +80,8 @@ def build_storage(url: str, trials: int, seed: int = 0) -> None:
             "space": space,
             "tuned": list(PARAMS),
             "fixed": {},
-            "level": "high",
-            "fidelity": {"epochs": 40},
+            "level": "low",
+            "fidelity": {"epochs": 3},
             "n_trials": trials * 2,
             "status": "running",
             "started_ts": time.time(),
@@ -115,6 +121,94 @@ def build_storage(url: str, trials: int, seed: int = 0) -> None:
             )
         )
     study.add_trials(batch)
+
+
+def open_gate(url: str, trials: int, seed: int = 1) -> None:
+    """A finished higher-fidelity sprint and its gate, waiting (the approval scenario)."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from engine.ledger import Ledger
+    from engine.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url)
+    ledger = Ledger(storage, CAMPAIGN)
+    explore = optuna.load_study(study_name=f"{CAMPAIGN}/00-explore", storage=storage)
+    done = [t for t in explore.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    space = {p: {"type": "float", "low": 0.0, "high": 1.0, "log": False} for p in PARAMS}
+    ledger.put(
+        "sprint:1",
+        {
+            "index": 1,
+            "name": "full",
+            "study": f"{CAMPAIGN}/01-full",
+            "sampler": "gp",
+            "pruner": "none",
+            "space": space,
+            "tuned": list(PARAMS),
+            "fixed": {},
+            "level": "high",
+            "fidelity": {"epochs": 40},
+            "n_trials": trials,
+            "status": "closed",
+            "started_ts": time.time(),
+        },
+    )
+    study = optuna.create_study(study_name=f"{CAMPAIGN}/01-full", storage=storage)
+    rng = random.Random(seed)
+    dists = {p: FloatDistribution(0.0, 1.0) for p in PARAMS}
+    batch = []
+    for number in range(trials):
+        if number < trials // 10 and number < len(done):
+            params = dict(done[number].params)  # re-runs an explore configuration
+        else:
+            params = {p: rng.random() for p in PARAMS}
+        value = sum((v - 0.2) ** 2 for v in params.values()) + 0.02 * rng.random()  # full runs prefer 0.2
+        batch.append(create_trial(state=TrialState.COMPLETE, value=value, params=params, distributions=dists))
+    study.add_trials(batch)
+    best = min(batch, key=lambda t: t.value)
+    rows = {
+        p: {
+            "kind": "float",
+            "original": space[p],
+            "current": space[p],
+            "proposed": {"type": "float", "low": 0.1, "high": 0.45, "log": False},
+            "importance": 0.2,
+            "edge": None,
+            "freeze": False,
+            "note": "",
+            "top_min": 0.1,
+            "top_max": 0.4,
+            "best": best.params[p],
+        }
+        for p in PARAMS
+    }
+    ledger.put(
+        "proposal:1",
+        {
+            "gate": 1,
+            "sprint": 1,
+            "after": "full",
+            "next": "final",
+            "created": "2027-01-15T08:00:00+00:00",
+            "params": rows,
+            "space": {p: r["proposed"] for p, r in rows.items()},
+            "fidelity": {"level": "high", "values": {"epochs": 40}},
+            "sampler": "tpe",
+            "pruner": "none",
+            "n_trials": 100,
+            "evidence": {
+                "completed": trials,
+                "top_k": 10,
+                "best_value": best.value,
+                "best_params": dict(best.params),
+                "best_trial": best.number,
+            },
+        },
+    )
+    ledger.set_state(status="waiting", sprint=1, gate=1, pending_gate=1)
 
 
 # -------------------------------------------------------------------------------- the feeder
@@ -322,8 +416,77 @@ async def measure(url: str, trials: int, seconds: float, size: tuple[int, int], 
         results["key_ms"] = {k: statistics.median(v) * 1000 for k, v in latencies.items()}
         results["key_ms_worst"] = {k: max(v) * 1000 for k, v in latencies.items()}
         results["key_cpu_ms"] = {k: statistics.median(v) * 1000 for k, v in cpu_latencies.items()}
+        results.update(await measure_approval(pilot, app, probe, url, trials))
         lag_task.cancel()
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+async def measure_approval(pilot, app, probe: Probe, url: str, trials: int) -> dict:
+    """The approval screen with its evidence pictures, at a gate after N + N/5 trials."""
+    import tui.approval
+    from tui.approval import ApprovalScreen
+
+    renders: list[float] = []
+    drawn: list[float] = []
+    original_plot = tui.approval.evidence_plot
+
+    def timed_plot(*args, **kwargs):  # runs in the plot worker
+        start = time.perf_counter()
+        lines = original_plot(*args, **kwargs)
+        renders.append(time.perf_counter() - start)
+        return lines
+
+    original_show = ApprovalScreen._show_plot
+
+    def stamped_show(screen, lines, thread, key):  # a plot goes on screen (drawn, or drawn ahead)
+        original_show(screen, lines, thread, key)
+        drawn.append(time.perf_counter())
+
+    tui.approval.evidence_plot = timed_plot
+    ApprovalScreen._show_plot = stamped_show
+    results: dict = {}
+    try:
+        # Another process writes the gate, as the engine would (its storage replay is not the console's RSS).
+        gate = [sys.executable, "-m", "benchmarks.tui_responsiveness", "--role", "gate", "--url", url]
+        await asyncio.to_thread(subprocess.run, gate + ["--trials", str(trials // 5)], check=True)
+        deadline = time.perf_counter() + 60
+        while (app.snapshot is None or app.snapshot.pending_gate != 1) and time.perf_counter() < deadline:
+            await pilot.pause(0.05)
+        await pilot.pause(0.5)
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        await pilot.press("a")
+        while not (isinstance(app.screen, ApprovalScreen) and app.screen.plot_settled):
+            assert time.perf_counter() < deadline + 60, "the evidence plot never appeared"
+            await pilot.pause(0.01)
+        await pilot.pause(0.1)
+        shown = probe.frame_after(t0, cpu0, lambda screen, painted, rows: screen == "ApprovalScreen")
+        after_plot = [end for start, end, *_ in probe.frames if start >= drawn[0]]
+        results["approval_key_ms"] = (shown or (float("nan"),))[0] * 1000
+        results["approval_key_cpu_ms"] = (shown or (0, float("nan")))[1] * 1000
+        results["approval_plot_s"] = (after_plot[0] if after_plot else drawn[0]) - t0
+        evidence = app.screen.evidence
+        results["approval_points"] = sum(len(g.x) for g in evidence.params[0].groups)
+        results["approval_agreement"] = evidence.agreements[0].describe() if evidence.agreements else "-"
+        moves = []
+        for _ in range(3):
+            await pilot.pause(0.3)
+            before = len(drawn)
+            t0 = time.perf_counter()
+            await pilot.press("down")
+            while len(drawn) == before or not app.screen.plot_settled:
+                assert time.perf_counter() < t0 + 30, "the plot never followed the selection"
+                await pilot.pause(0.005)
+            await pilot.pause(0.1)
+            frames = [end for start, end, *_ in probe.frames if start >= drawn[-1]]
+            moves.append((frames[0] if frames else drawn[-1]) - t0)
+        results["approval_move_ms"] = statistics.median(moves) * 1000
+        results["approval_move_ms_worst"] = max(moves) * 1000
+        results["approval_render_ms_median"] = statistics.median(renders) * 1000
+        results["approval_render_ms_max"] = max(renders) * 1000
+    finally:
+        tui.approval.evidence_plot = original_plot
+        ApprovalScreen._show_plot = original_show
     return results
 
 
@@ -337,12 +500,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="160x48")
     parser.add_argument("--dir", help="keep the built storage here and reuse it next time")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--role", choices=["build", "feed"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["build", "feed", "gate"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--stop-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "build":
         build_storage(args.url, args.trials)
+        return 0
+    if args.role == "gate":
+        open_gate(args.url, args.trials)
         return 0
     if args.role == "feed":
         feed(args.url, args.workers, args.hz, args.stop_file)
@@ -423,6 +589,19 @@ def report(r: dict) -> str:
             f"{'key-to-screen ' + label:<40}{ms:>10.0f}ms  < 100 ms {ok(ms, 100)}  "
             f"(worst of 3 {r['key_ms_worst'][label]:.0f} ms, UI-thread CPU {r['key_cpu_ms'][label]:.0f} ms)"
         )
+    if "approval_plot_s" in r:
+        lines += [
+            f"approval screen at a gate: {r['approval_points']} points per parameter, "
+            f"rank agreement {r['approval_agreement']}",
+            f"{'key-to-screen open approval (a)':<40}{r['approval_key_ms']:>10.0f}ms  < 100 ms "
+            f"{ok(r['approval_key_ms'], 100)}  (UI-thread CPU {r['approval_key_cpu_ms']:.0f} ms)",
+            f"{'a -> evidence read + first plot shown':<40}{r['approval_plot_s'] * 1000:>10.0f}ms  < 1000 ms "
+            f"{ok(r['approval_plot_s'], 1.0)}",
+            f"{'plot render (worker) median / max':<40}{r['approval_render_ms_median']:>6.0f} / "
+            f"{r['approval_render_ms_max']:.0f}ms",
+            f"{'key-to-new-plot (down)':<40}{r['approval_move_ms']:>10.0f}ms  < 100 ms "
+            f"{ok(r['approval_move_ms'], 100)}  (worst of 3 {r['approval_move_ms_worst']:.0f} ms)",
+        ]
     lines.append(f"{'peak RSS (console process)':<40}{r['peak_rss_mb']:>10.0f}MB  < 300 MB {ok(r['peak_rss_mb'], 300)}")
     lines.append(f"(table rows at the end: {r['rows']}, running: {r['running_rows']}, frames measured: {r['frames']})")
     lines.append(

@@ -2,11 +2,14 @@
 
 It alone creates sprints and takes gate decisions; workers (local processes, or `hpo-tui worker`
 on other hosts) only run trials. All state goes through the storage, so killing the coordinator
-and running it again continues where it stopped.
+and running it again continues where it stopped. One coordinator per campaign: it holds the
+campaign's lease (engine.lease) before it writes anything, renews it while it runs, and stops
+without touching the ledger if another coordinator took the campaign over.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 import time
@@ -18,13 +21,33 @@ import optuna
 from optuna.trial import TrialState
 
 from engine.importance import param_importances
+from engine.lease import Lease, LeaseLost
 from engine.ledger import Ledger, now_iso, who
 from engine.policy import AutoPolicy, Policy
 from engine.pool import WorkerPool, fail_stale_trials, recover_orphans
+from engine.progress_log import emit
 from engine.proposal import fidelity_agreement, make_proposal
-from engine.space import initial_space
+from engine.queries import latest_best_with_artifact
+from engine.schema import (
+    DURATION_ATTR,
+    FAIL_KIND_ATTR,
+    FAIL_REASON_ATTR,
+    ORIGINAL_SPACE_KEY,
+    SPEC_KEY,
+    WORKER_ATTR,
+)
+from engine.space import describe, initial_space
 from engine.spec import CampaignSpec
 from engine.sprint import make_record, open_study, seed_study, sprint_done
+from engine.sprint_progress import (
+    describe_best,
+    describe_counts,
+    describe_fidelity,
+    describe_progress,
+    done_of_planned,
+    format_duration,
+    sprint_progress,
+)
 from engine.storage import (
     artifact_store,
     default_storage_url,
@@ -38,8 +61,11 @@ from engine.storage import (
 from engine.worker import Worker
 
 POLL_S = 0.25
+LEASE_CHECK_S = 1.0  # the main loop also checks the lease this often (the renewal thread every lease_s/3)
+STATUS_EVERY_S = 30.0  # a status line this often while trials run, so long GPU trials show life
 # Keys whose change after a campaign started would make its history meaningless.
-BINDING_KEYS = ("objective", "space", "fidelity", "sprints", "metric")
+# A resumed campaign must keep these; seed and [gate] too, since the stored copy is what runs on.
+BINDING_KEYS = ("objective", "space", "fidelity", "sprints", "metric", "seed", "gate")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -76,8 +102,10 @@ class Coordinator:
         gpus: list[str] | None = None,
         log: Callable[[str], None] = print,
         runs_root: Path | None = None,
+        takeover: bool = False,
     ):
-        """`workers=0` runs trials in this process (tests, benchmarks); otherwise worker processes."""
+        """`workers=0` runs trials in this process (tests, benchmarks); otherwise worker processes.
+        `takeover`: take the campaign's lease once it has expired, whoever held it (engine.lease)."""
         self.spec = spec
         self.runs_root = runs_root
         self.storage_url = storage_url or spec.storage or default_storage_url(spec.name, runs_root)
@@ -92,6 +120,12 @@ class Coordinator:
         self.pool: WorkerPool | None = None
         self._local: Worker | None = None
         self._reported: set[tuple[str, int]] = set()
+        self.status_every_s = STATUS_EVERY_S
+        self._status_at: dict[str, float] = {}  # per sprint study: when its last status line was written
+        self._started_at = datetime.datetime.now()  # trials finished before this run are not reported again
+        self.takeover = takeover
+        self.lease: Lease | None = None
+        self._lease_checked = 0.0
 
     # Control ---------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -100,59 +134,148 @@ class Coordinator:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def lease_lost(self) -> bool:
+        return self.lease is not None and self.lease.lost
+
+    def _on_lease_lost(self) -> None:
+        self.log(
+            f"lease: campaign {self.spec.name} was taken over by another coordinator; "
+            "stopping without touching its records"
+        )
+        self._stop.set()
+
+    def _check_lease(self) -> None:
+        """Between the renewal thread's checks: stop at once when a newer lease appears."""
+        if self.lease is None or time.monotonic() - self._lease_checked < LEASE_CHECK_S:
+            return
+        self._lease_checked = time.monotonic()
+        try:
+            self.lease.check()
+        except Exception as err:
+            if not is_storage_outage(err):
+                raise
+
+    def acquire_lease(self) -> Lease:
+        """Hold the campaign (LeaseHeld, exit 4, while another coordinator does); idempotent."""
+        if self.lease is None:
+            self.lease = with_retries(
+                lambda: Lease.acquire(self.storage, self.spec.name, takeover=self.takeover),
+                what="take the campaign's lease",
+                log=self.log,
+            )
+            previous = f"; the previous one was {self.lease.previous}" if self.lease.previous else ""
+            self.log(f"lease: this process runs campaign {self.spec.name} (lease {self.lease.generation}{previous})")
+            self.lease.start_renewing(self._on_lease_lost, self.log)
+        return self.lease
+
+    def _release_lease(self) -> None:
+        if self.lease is None:
+            return
+        try:
+            self.lease.release()
+        except Exception as err:
+            if not is_storage_outage(err):
+                raise
+
     # Set-up ----------------------------------------------------------------------------------
     def prepare(self) -> None:
         stored = self.ledger.spec()
         if stored is None:
-            self.ledger.put("spec", spec_json(self.spec))
-            self.ledger.put("original_space", initial_space(self.spec))
+            self.ledger.put(SPEC_KEY, spec_json(self.spec))
+            self.ledger.put(ORIGINAL_SPACE_KEY, initial_space(self.spec))
             self.ledger.set_state(status="new", sprint=0, gate=0, pending_gate=None, paused=False)
-            self.log(f"campaign {self.spec.name}: new, storage {redact(self.storage_url)}")
+            emit(
+                self.log,
+                "campaign_start",
+                f"campaign {self.spec.name}: new, storage {redact(self.storage_url)}",
+                campaign=self.spec.name,
+                resumed=False,
+                sprints=len(self.spec.sprints),
+                storage=redact(self.storage_url),
+            )
         else:
             check_compatible(stored, self.spec)
             state = self.ledger.state()
-            self.log(
+            emit(
+                self.log,
+                "campaign_start",
                 f"campaign {self.spec.name}: resuming at sprint {state['sprint'] + 1}/{len(self.spec.sprints)} "
-                f"({state['status']}), storage {redact(self.storage_url)}"
+                f"({state['status']}), storage {redact(self.storage_url)}",
+                campaign=self.spec.name,
+                resumed=True,
+                sprint=state["sprint"],
+                sprints=len(self.spec.sprints),
+                storage=redact(self.storage_url),
             )
             if state["status"] in ("stopped", "failed"):
                 self.ledger.set_state(status="running")
 
     def original_space(self) -> dict:
-        return self.ledger.get("original_space")
+        original = self.ledger.original_space()
+        if original is None:  # prepare() writes it together with the spec
+            raise RuntimeError(f"campaign {self.spec.name} has no original space in its ledger: prepare() has not run")
+        return original
 
     # Main loop -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        self.acquire_lease()
+        try:
+            return self._run_holding_lease()
+        finally:
+            self._release_lease()
+
+    def _run_holding_lease(self) -> dict[str, Any]:
         self.prepare()
         if self.ledger.state()["status"] == "finished":
             self.log("campaign already finished")
             return self.summary()
-        self.ledger.set_state(status="running", coordinator={**who(), "since": now_iso()})
+        self.ledger.set_state(
+            status="running",
+            coordinator={**who(), "since": now_iso()},
+            lease=self.lease.generation if self.lease else None,
+        )
         self._start_workers()
         try:
             finished = self._run_sprints_through_outages()
-            if finished:
+            if self.lease_lost():
+                pass  # the new coordinator owns the ledger now
+            elif finished:
                 self._learn_thresholds()
                 self.ledger.set_state(status="finished", pending_gate=None)
-                self.log("campaign finished")
+                emit(self.log, "campaign_done", "campaign finished", campaign=self.spec.name, status="finished")
             else:
                 self.ledger.set_state(status="stopped")
-                self.log("campaign stopped; run the same command again to resume")
+                emit(
+                    self.log,
+                    "campaign_done",
+                    "campaign stopped; run the same command again to resume",
+                    campaign=self.spec.name,
+                    status="stopped",
+                )
         except BaseException as err:
             status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
             try:
-                self.ledger.set_state(status=status, error=None if status == "stopped" else redact(str(err)))
+                if not self.lease_lost():
+                    self.ledger.set_state(status=status, error=None if status == "stopped" else redact(str(err)))
             except Exception as inner:
                 if not is_storage_outage(inner):
                     raise
             raise
         finally:
             self._stop_workers()
+        if self.lease is not None and self.lease.lost:  # lease_lost(), spelled out so the lease narrows
+            raise LeaseLost(
+                f"campaign {self.spec.name} is run by {self.lease.successor()} now; this coordinator stopped "
+                "without touching its records"
+            )
         return self.summary()
 
     def _start_workers(self) -> None:
         if self.workers == 0:
-            self._local = Worker(self.storage, self.spec.name, "local", log=self.log, runs_root=self.runs_root)
+            # The coordinator reports every trial itself (with n/N and best): the worker's own line would repeat it.
+            self._local = Worker(
+                self.storage, self.spec.name, "local", log=self.log, runs_root=self.runs_root, report_trials=False
+            )
             return
         self.pool = WorkerPool(
             self.storage_url,
@@ -163,6 +286,8 @@ class Coordinator:
             retries=self.spec.trial_retries,
             log=self.log,
             runs_root=self.runs_root,
+            lease_generation=self.lease.generation if self.lease else None,
+            storage=self.storage,
         )
         self.pool.start()
 
@@ -186,21 +311,28 @@ class Coordinator:
             return
         self.pool.stop()
         try:
-            self._fail_trials_of_stopped_workers()
+            for event in self.pool.fail_timed_out_of_stopped():
+                self.log(event)
+            self._fail_trials_of_stopped_workers(self.pool)
         except Exception as err:
             if not is_storage_outage(err):
                 raise
 
-    def _fail_trials_of_stopped_workers(self) -> None:
+    def _fail_trials_of_stopped_workers(self, pool: WorkerPool) -> None:
+        """Its own workers' trials (trial records, not the ledger: also after the lease was lost)."""
         state = self.ledger.state()
         record = self.ledger.sprint(state["sprint"])
         if record is not None:
             study = optuna.load_study(study_name=record["study"], storage=self.storage)
-            for pid in self.pool.ended_pids():
-                self.pool.fail_trials_of(study, pid, "worker stopped with the coordinator")
+            for pid in pool.ended_pids():
+                pool.fail_trials_of(study, pid, "worker stopped with the coordinator")
 
     def _run_sprints(self) -> bool:
         while not self.stopping():
+            self._lease_checked = 0.0
+            self._check_lease()
+            if self.stopping():
+                break
             state = self.ledger.state()
             index = state["sprint"]
             record = self._sprint_record(index)
@@ -210,7 +342,7 @@ class Coordinator:
                 return False
             if record["status"] == "running":
                 record = {**record, "status": "closed", "closed": now_iso()}
-                self.ledger.put(f"sprint:{index}", record)
+                self.ledger.put_sprint(record)
                 self._report_sprint(record, study)
             if index == len(self.spec.sprints) - 1:
                 return True
@@ -230,13 +362,25 @@ class Coordinator:
         record = make_record(self.spec, self.ledger, self.storage, index, space, fidelity)
         study = open_study(self.spec, self.storage, record)
         record["seeded"] = seed_study(self.spec, self.storage, self.ledger, study, record)
-        self.ledger.put(f"sprint:{index}", record)
+        self.ledger.put_sprint(record)
         self.ledger.set_state(sprint=index)
         seeds = f", seeded with {len(record['seeded'])} best configurations" if record["seeded"] else ""
-        self.log(
-            f"sprint {index + 1}/{len(self.spec.sprints)} {record['name']}: {record['sampler']} sampler, "
-            f"{record['pruner']} pruner, fidelity {record['level']} {record['fidelity']}, "
-            f"tuning {', '.join(record['tuned'])}{seeds}"
+        planned = f"{record['n_trials']} trials, " if record.get("n_trials") is not None else ""
+        emit(
+            self.log,
+            "sprint_start",
+            f"sprint {index + 1}/{len(self.spec.sprints)} {record['name']}: {planned}{record['sampler']} sampler, "
+            f"{record['pruner']} pruner, fidelity {record['level']} ({describe_fidelity(record['fidelity'])}), "
+            f"tuning {', '.join(record['tuned'])}{seeds}",
+            sprint=record["name"],
+            index=index,
+            sampler=record["sampler"],
+            pruner=record["pruner"],
+            level=record["level"],
+            fidelity=record["fidelity"],
+            n_trials=record.get("n_trials"),
+            tuned=record["tuned"],
+            seeded=len(record["seeded"]),
         )
         return record
 
@@ -251,8 +395,14 @@ class Coordinator:
     def _run_until_done(self, record: dict[str, Any], study: optuna.Study) -> bool:
         last_stale_check = 0.0
         while not self.stopping():
+            self._check_lease()
+            if self.stopping():
+                break
             # The record may change under us (pause, extend): always read it fresh.
-            record = self.ledger.sprint(record["index"])
+            fresh = self.ledger.sprint(record["index"])
+            if fresh is None:  # a started sprint's record is never deleted
+                raise RuntimeError(f"sprint {record['index']} vanished from the ledger of campaign {self.spec.name}")
+            record = fresh
             trials = study.get_trials(deepcopy=False)
             self._report_progress(record, trials)
             if sprint_done(record, trials):
@@ -280,23 +430,41 @@ class Coordinator:
                 self.spec, record["index"], study, current, self.original_space(), importances, agreement=agreement
             )
             proposal["sprint"] = record["index"]
-            self.ledger.put(f"proposal:{gate}", proposal)
+            self.ledger.put_proposal(gate, proposal)
         self.ledger.set_state(pending_gate=gate, status="waiting")
-        self.log(f"gate {gate} after {record['name']}: proposal for {proposal['next']}:")
-        for name, row in proposal["params"].items():
-            if row["current"] != row["proposed"] or row["edge"]:
-                from engine.space import describe
-
-                edge = f"  ! {row['note']}" if row["note"] else ""
-                self.log(f"    {name}: {describe(row['current'])} -> {describe(row['proposed'])}{edge}")
+        changes = [
+            f"{name}: {describe(row['current'])} -> {describe(row['proposed'])}"
+            + (f"  ! {row['note']}" if row["note"] else "")
+            for name, row in proposal["params"].items()
+            if row["current"] != row["proposed"] or row["edge"]
+        ]
+        emit(
+            self.log,
+            "gate",
+            f"gate {gate} after {record['name']}: proposal for {proposal['next']}:"
+            + "".join(f"\n    {line}" for line in changes),
+            gate=gate,
+            after=record["name"],
+            next=proposal["next"],
+            changes=changes,
+        )
         decision = self.policy.decide(
             self.ledger, gate, proposal, self.original_space(), current, dict(self.spec.fidelity.levels), self.stopping
         )
         if decision is None:
             return False
-        self.log(
+        emit(
+            self.log,
+            "decision",
             f"gate {gate}: {decision['action']} by {decision['who']['user']} via {decision['source']}"
-            + ("".join(f"\n    {line}" for line in decision.get("diff", [])) if decision.get("diff") else "")
+            + ("".join(f"\n    {line}" for line in decision.get("diff", [])) if decision.get("diff") else ""),
+            gate=gate,
+            action=decision["action"],
+            who=decision["who"],
+            source=decision["source"],
+            when=decision.get("when"),
+            diff=decision.get("diff", []),
+            note=decision.get("note", ""),
         )
         if decision["action"] == "extend":
             extended = {
@@ -304,7 +472,7 @@ class Coordinator:
                 "status": "running",
                 "n_trials": (record.get("n_trials") or 0) + decision["extend_trials"],
             }
-            self.ledger.put(f"sprint:{record['index']}", extended)
+            self.ledger.put_sprint(extended)
             self.ledger.set_state(gate=gate + 1, pending_gate=None, status="running")
             return True
         self.ledger.set_state(gate=gate + 1, pending_gate=None, status="running")
@@ -313,27 +481,70 @@ class Coordinator:
 
     # Reports ---------------------------------------------------------------------------------
     def _report_progress(self, record: dict[str, Any], trials: list) -> None:
-        for trial in trials:
-            key = (record["study"], trial.number)
-            if trial.state in (TrialState.RUNNING, TrialState.WAITING) or key in self._reported:
-                continue
-            self._reported.add(key)
-            if self._local is not None:
-                continue  # the in-process worker already said it
-            value = f"{trial.value:.6g}" if trial.value is not None else "-"
-            extra = trial.user_attrs.get("fail_reason") or (
-                f"at step {trial.last_step}" if trial.state == TrialState.PRUNED else ""
+        """A line per trial finished since this run started (in the order they finished, with n/N and
+        the best so far at that point), and a status line every `status_every_s` while trials run."""
+        maximize = self.spec.metric.direction == "maximize"
+        study = record["study"]
+        fresh = {
+            t.number
+            for t in trials
+            if t.datetime_complete is not None
+            and t.datetime_complete >= self._started_at
+            and (study, t.number) not in self._reported
+        }
+        if fresh:
+            finished = sorted(
+                (t for t in trials if t.datetime_complete is not None), key=lambda t: (t.datetime_complete, t.number)
             )
-            self.log(
-                f"  [{record['name']}] trial {trial.number:>4} {trial.state.name:<8} {value}"
-                + (f"  {extra}" if extra else "")
-            )
+            for position, trial in enumerate(finished):
+                if trial.number in fresh:
+                    self._reported.add((study, trial.number))
+                    # The sprint as it stood when this trial finished: n/N and the best of that moment.
+                    progress = sprint_progress(record, finished[: position + 1], maximize=maximize)
+                    self._report_trial(record, trial, progress)
+        now = time.time()
+        last = self._status_at.setdefault(study, now)
+        if now - last >= self.status_every_s and record.get("status") == "running":
+            self._status_at[study] = now
+            progress = sprint_progress(record, trials, maximize=maximize, now=now)
+            emit(self.log, "progress", describe_progress(progress), **progress.fields())
+
+    def _report_trial(self, record: dict[str, Any], trial, progress) -> None:
+        value = f"{trial.value:.6g}" if trial.value is not None else "-"
+        reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+        step = trial.last_step if trial.state == TrialState.PRUNED else None
+        extra = f" ({reason})" if reason else f" at step {step}" if step is not None else ""
+        emit(
+            self.log,
+            "trial_done",
+            f"  [{record['name']}] trial {trial.number:>4} {trial.state.name:<8} {value}{extra}"
+            f"  {done_of_planned(progress)}, {describe_best(progress)}",
+            sprint=record["name"],
+            trial=trial.number,
+            state=trial.state.name,
+            value=trial.value,
+            step=step,
+            reason=reason,
+            fail_kind=trial.user_attrs.get(FAIL_KIND_ATTR),
+            worker=trial.user_attrs.get(WORKER_ATTR),
+            duration_s=trial.user_attrs.get(DURATION_ATTR),
+            done=progress.done,
+            planned=progress.planned,
+            best_value=progress.best_value,
+            best_trial=progress.best_trial,
+        )
 
     def _report_sprint(self, record: dict[str, Any], study: optuna.Study) -> None:
-        counts = _state_counts(study.get_trials(deepcopy=False))
-        best = _best(study)
-        best_text = f", best {best.value:.6g} (trial {best.number})" if best else ""
-        self.log(f"sprint {record['name']} closed: {counts}{best_text}")
+        progress = sprint_progress(
+            record, study.get_trials(deepcopy=False), maximize=self.spec.metric.direction == "maximize"
+        )
+        emit(
+            self.log,
+            "sprint_done",
+            f"sprint {record['name']} closed: {done_of_planned(progress)} trials ({describe_counts(progress)}), "
+            f"{describe_best(progress)}, took {format_duration(progress.elapsed_s)}",
+            **progress.fields(),
+        )
 
     def _learn_thresholds(self) -> None:
         if self.spec.thresholds is None or not self.spec.thresholds.enabled:
@@ -363,33 +574,10 @@ class Coordinator:
 
     def best_trial_with_artifact(self, artifact: str):
         """The best completed trial of the latest sprint that saved `artifact`."""
-        for record in reversed(self.ledger.sprints()):
-            study = optuna.load_study(study_name=record["study"], storage=self.storage)
-            trials = [
-                t
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if artifact in t.user_attrs.get("artifacts", {})
-            ]
-            if trials:
-                reverse = self.spec.metric.direction == "maximize"
-                return record["study"], sorted(trials, key=lambda t: t.value, reverse=reverse)[0]
-        return None
+        maximize = self.spec.metric.direction == "maximize"
+        return latest_best_with_artifact(self.storage, self.ledger.sprint_records(), artifact, maximize)
 
     def summary(self) -> dict[str, Any]:
         from engine.status import campaign_status
 
         return campaign_status(self.storage, self.spec.name)
-
-
-def _state_counts(trials) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
-
-
-def _best(study: optuna.Study):
-    try:
-        return study.best_trial
-    except ValueError:
-        return None

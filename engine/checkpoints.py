@@ -31,9 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.stages import INHERITED_ATTR, digest, stage_key
-
-CHECKPOINT_KEYS_ATTR = "checkpoint_keys"
+from engine.schema import CHECKPOINT_KEYS_ATTR
+from engine.stages import INHERITED_ATTR, StageCache, digest, stage_key
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Checkpoints:
         self.ctx = ctx
         self.name = name
         self.runner = getattr(ctx, "stage_runner", None)
-        self.cache = getattr(self.runner, "cache", None)
+        self.cache: StageCache | None = getattr(self.runner, "cache", None)
         self.lineage = lineage
         self.trajectory = trajectory
         self._upstream_keys = self.runner.upstream_keys(ctx, tuple(upstream)) if self.runner is not None else []
@@ -87,7 +86,7 @@ class Checkpoints:
 
     def latest(self, upto: int, at_least: int = 1) -> Inherited | None:
         """The furthest checkpoint of this lineage at an epoch in [at_least, upto], loaded and verified."""
-        if not self.enabled:
+        if self.cache is None:  # not enabled
             return None
         for epoch in range(upto, at_least - 1, -1):
             key = self.key(epoch)
@@ -95,7 +94,7 @@ class Checkpoints:
                 continue
             started = time.perf_counter()
             status, state, meta = self.cache.get(key)
-            if status != "hit":
+            if status != "hit" or meta is None:  # a hit always carries its meta
                 if status == "corrupt" and self.runner is not None:
                     self.runner.log(f"checkpoint {self.name}@{epoch} {key[:12]} failed its integrity check; ignored")
                 continue
@@ -120,7 +119,7 @@ class Checkpoints:
 
     def save(self, epoch: int, state: Any) -> str | None:
         """Store the state reached after `epoch`; its compute time counts from the trial's start."""
-        if not self.enabled:
+        if self.cache is None:  # not enabled
             return None
         key = self.key(epoch)
         compute_s = self._base_s + (time.perf_counter() - self._started)

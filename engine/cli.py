@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.spec import CampaignFileError, CampaignSpec, ThresholdSpec, check_objective_imports, load_campaign
+from engine.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CorruptStorage, HpoError, UsageError
+from engine.schema import ARTIFACTS_ATTR, ENGINE_ENDED, ENV_STORAGE_URL
+from engine.spec import (
+    CampaignFileError,
+    CampaignSpec,
+    ThresholdSpec,
+    check_campaign_name,
+    check_objective_imports,
+    load_campaign,
+)
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = EXIT_USAGE
 
 
 def log_line(message: str) -> None:
@@ -27,15 +37,75 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         metavar="URL",
-        default=os.environ.get("HPO_TUI_STORAGE_URL") or None,
+        default=os.environ.get(ENV_STORAGE_URL) or None,
         help="any Optuna storage URL (sqlite:///f.db, postgresql://...) or journal://PATH; "
         "default: $HPO_TUI_STORAGE_URL (keeps a password off the command line), "
         "else the campaign file's storage, else runs/<campaign>/journal.log",
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not the usage block plus the error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def interval_seconds(text: str) -> float:
+    """--status-every: a finite, positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def refresh_rate(text: str) -> float:
+    """--fps: a finite, positive number of frames per second."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number of frames per second, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def gpu_list(text: str) -> str:
+    """--gpus: a non-empty comma-separated list of GPU numbers, no empty items; normalized '0,1'."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"takes comma-separated GPU numbers with no empty item, got {text!r}")
+    if not all(item.isdigit() for item in items):
+        raise argparse.ArgumentTypeError(f"takes comma-separated GPU numbers, got {text!r}")
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"names a GPU twice: {text!r}")
+    return ",".join(items)
+
+
+def policy_arg(text: str) -> str:
+    if text in ("auto", "wait") or (text.startswith("plan:") and text.removeprefix("plan:").strip()):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown policy {text!r}: use auto, wait or plan:FILE")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hpo-tui",
         description="Human-guided, multi-fidelity hyperparameter optimization in sprints.",
     )
@@ -44,19 +114,42 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a campaign: the console on a TTY, else headless")
     run.add_argument("campaign", help="campaign file (TOML)")
     run.add_argument("--headless", action="store_true", help="no console, progress lines on stdout")
-    run.add_argument("--policy", help="who decides gates: auto, wait, or plan:FILE (default: the file's policy)")
+    run.add_argument(
+        "--policy", type=policy_arg, help="who decides gates: auto, wait, or plan:FILE (default: the file's policy)"
+    )
     add_storage(run)
-    run.add_argument("--workers", type=int, help="worker processes (0: trials in this process)")
-    run.add_argument("--gpus", help="comma-separated GPU ids: one worker per GPU, pinned with CUDA_VISIBLE_DEVICES")
-    run.add_argument("--fps", type=float, default=4.0, help="console refresh rate (lower it on slow links)")
+    run.add_argument("--workers", type=whole_number(0), help="worker processes (0: trials in this process)")
+    run.add_argument(
+        "--gpus", type=gpu_list, help="comma-separated GPU ids: one worker per GPU, pinned with CUDA_VISIBLE_DEVICES"
+    )
+    run.add_argument("--fps", type=refresh_rate, default=4.0, help="console refresh rate (lower it on slow links)")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="headless output: timestamped text lines, or one JSON object per event (for log shippers)",
+    )
+    run.add_argument(
+        "--status-every",
+        type=interval_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="headless: a status line (n/N, best, elapsed, ETA) this often while trials run (default 30)",
+    )
+    run.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take the campaign from a coordinator whose lease has expired (its host is gone or hung); "
+        "refused while the lease is live",
+    )
 
     validate = sub.add_parser("validate", help="check a campaign file; every problem with its key and reason")
-    validate.add_argument("campaign")
+    validate.add_argument("campaign", help="campaign file (TOML)")
 
     status = sub.add_parser("status", help="sprints, trial counts, best, pending gate and decision history")
     status.add_argument("campaign", help="campaign file or campaign name")
     add_storage(status)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the status as JSON (for scripts)")
 
     approve = sub.add_parser("approve", help="decide the pending gate of a running campaign (from any shell)")
     approve.add_argument("campaign", help="campaign file or campaign name")
@@ -75,7 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P[=VALUE]",
         help="freeze a parameter at VALUE, or at the best value",
     )
-    approve.add_argument("--unfreeze", action="append", default=[], metavar="P")
+    approve.add_argument(
+        "--unfreeze",
+        action="append",
+        default=[],
+        metavar="P",
+        help="tune a frozen parameter again, over its range in the campaign file",
+    )
     approve.add_argument(
         "--fidelity",
         action="append",
@@ -86,22 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     group = approve.add_mutually_exclusive_group()
     group.add_argument("--reject", action="store_true", help="keep the current ranges")
     group.add_argument(
-        "--extend", type=int, metavar="N", help="run N more trials in the finished sprint, then gate again"
+        "--extend",
+        type=int,  # zero or negative is refused by build_decision, with the same words as in the console
+        metavar="N",
+        help="run N more trials in the finished sprint, then gate again",
     )
-    approve.add_argument("--note", default="")
+    approve.add_argument("--note", default="", help="a note kept with the decision (why)")
     approve.add_argument("--show", action="store_true", help="print the pending proposal and decide nothing")
 
     worker = sub.add_parser("worker", help="join a campaign's sprints from this host (needs a shared storage)")
     worker.add_argument("campaign", help="campaign file or campaign name")
     add_storage(worker)
-    worker.add_argument("--workers", type=int, default=1, help="worker processes on this host (CPU)")
-    worker.add_argument("--gpus", help="one worker per GPU id")
+    worker.add_argument("--workers", type=whole_number(1), default=1, help="worker processes on this host (CPU)")
+    worker.add_argument("--gpus", type=gpu_list, help="one worker per GPU id")
 
     pause = sub.add_parser("pause", help="stop starting new trials (running ones finish)")
-    pause.add_argument("campaign")
+    pause.add_argument("campaign", help="campaign file or campaign name")
     add_storage(pause)
     resume = sub.add_parser("resume", help="start trials again after pause")
-    resume.add_argument("campaign")
+    resume.add_argument("campaign", help="campaign file or campaign name")
     add_storage(resume)
 
     thresholds = sub.add_parser(
@@ -110,36 +212,43 @@ def build_parser() -> argparse.ArgumentParser:
     thresholds.add_argument("campaign", help="campaign file or campaign name")
     add_storage(thresholds)
     thresholds.add_argument(
-        "--trial", type=int, help="trial number in the latest sprint (default: its best with probabilities)"
+        "--trial", type=whole_number(0), help="trial number in the latest sprint (default: its best with probabilities)"
     )
     thresholds.add_argument("--sprint", help="sprint name (default: the latest with saved probabilities)")
 
     cache = sub.add_parser("cache", help="memoized stages: hits, misses, size and time saved")
     cache.add_argument("campaign", help="campaign file or campaign name")
     add_storage(cache)
-    cache.add_argument("--json", action="store_true")
+    cache.add_argument("--json", action="store_true", help="print the statistics as JSON (for scripts)")
     cache.add_argument("--clear", action="store_true", help="delete every cached entry first")
+    add_share_commands(sub)
+
+    repair = sub.add_parser(
+        "repair", help="cut a torn journal back to its last complete record (a backup is kept), so the campaign resumes"
+    )
+    repair.add_argument("campaign", help="campaign file or campaign name")
+    add_storage(repair)
     return parser
 
 
 def resolve_campaign(target: str, storage_url: str | None) -> tuple[str, str, CampaignSpec | None]:
-    """A campaign file or a bare name -> (name, storage URL, spec if a file was given)."""
+    """A campaign file or a bare name -> (name, storage URL, spec if a file was given).
+
+    A bare name is checked before any path is built from it (no '/', '..'); nothing is created.
+    """
     from engine.storage import default_storage_url
 
     path = Path(target)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         spec = load_campaign(path)
         return spec.name, storage_url or spec.storage or default_storage_url(spec.name), spec
+    check_campaign_name(target)
     return target, storage_url or default_storage_url(target), None
 
 
 def _gpus(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    gpus = [g.strip() for g in text.split(",") if g.strip()]
-    if not all(g.isdigit() for g in gpus):
-        raise SystemExit(f"--gpus takes comma-separated GPU numbers, got {text!r}")
-    return gpus
+    """The GPU ids of an already validated --gpus (see gpu_list)."""
+    return text.split(",") if text else None
 
 
 def cmd_validate(args) -> int:
@@ -155,23 +264,36 @@ def cmd_validate(args) -> int:
 
 def make_coordinator(args, log: Callable[[str], None] = log_line):
     from engine.campaign import Coordinator
+    from engine.extras import require_for_campaign
     from engine.policy import make_policy
 
     spec = load_campaign(args.campaign)
+    require_for_campaign(spec)
     check_objective_imports(spec, args.campaign)
-    policy = make_policy(args.policy or spec.policy, log=log)
-    return Coordinator(spec, args.storage, policy=policy, workers=args.workers, gpus=_gpus(args.gpus), log=log)
+    policy = make_policy(args.policy or spec.policy, log=log, spec=spec)
+    return Coordinator(
+        spec,
+        args.storage,
+        policy=policy,
+        workers=args.workers,
+        gpus=_gpus(args.gpus),
+        log=log,
+        takeover=getattr(args, "takeover", False),
+    )
 
 
 def install_stop_signals(request_stop: Callable[[], None], log: Callable[[str], None]) -> None:
     """Ctrl-C / SIGTERM stop the campaign in order (a second one stops at once); SIGHUP is ignored,
     since a dropped SSH session must not end the campaign."""
+    from engine.trials import note_user_interrupt  # optuna: loaded once a campaign runs, not for --help
+
     interrupts = 0
 
     def _stop(signum, frame):
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
+            note_user_interrupt()  # the user's Ctrl-C: not an objective's KeyboardInterrupt (engine.trials)
             raise KeyboardInterrupt
         log(f"received {signal.Signals(signum).name}: stopping after the running trials are handed back")
         request_stop()
@@ -182,21 +304,29 @@ def install_stop_signals(request_stop: Callable[[], None], log: Callable[[str], 
 
 
 def cmd_run_headless(args) -> int:
+    from engine.progress_log import EventLog, emit
     from engine.status import format_status
 
-    coordinator = make_coordinator(args)
-    install_stop_signals(coordinator.request_stop, log_line)
+    log = EventLog(getattr(args, "log_format", "text"))
+    coordinator = make_coordinator(args, log=log)
+    coordinator.status_every_s = getattr(args, "status_every", coordinator.status_every_s)
+    install_stop_signals(coordinator.request_stop, log)
     summary = coordinator.run()
-    log_line(format_status(summary))
+    emit(log, "summary", format_status(summary), status=summary["status"], best=summary["best"])
     return 0 if summary["status"] in ("finished", "stopped") else 1
 
 
 def _open(args):
+    """Open an existing campaign for a command that must not create storage (status, approve, ...)."""
+    from engine.errors import StorageMissing
     from engine.ledger import Ledger
-    from engine.storage import open_storage
+    from engine.storage import open_storage, redact
 
     name, url, _ = resolve_campaign(args.campaign, args.storage)
-    storage = open_storage(url, heartbeat=False)
+    try:
+        storage = open_storage(url, heartbeat=False, create=False)
+    except StorageMissing:
+        raise UsageError(f"no campaign {name!r} in {redact(url)} (that storage does not exist)") from None
     return name, url, storage, Ledger(storage, name)
 
 
@@ -217,7 +347,7 @@ def cmd_approve(args) -> int:
     from engine.proposal import summary_lines
 
     name, _, _, ledger = _open(args)
-    gate = ledger.pending_gate()
+    gate = ledger.gate_to_decide()  # raises GateAlreadyDecided when the waiting gate was just decided
     if gate is None:
         state = ledger.state()
         print(
@@ -227,8 +357,11 @@ def cmd_approve(args) -> int:
         return 1
     proposal = ledger.proposal(gate)
     if args.show:
+        from engine.evidence import gate_evidence_lines
+
         print(f"gate {gate} after {proposal['after']} -> {proposal['next']}")
         print("\n".join(summary_lines(proposal)) or "(no range changes proposed)")
+        print("\n".join(gate_evidence_lines(ledger.storage, name, gate)))
         return 0
     edits = {}
     for item in args.set:
@@ -237,7 +370,7 @@ def cmd_approve(args) -> int:
             raise _usage(f"--set takes P=LOW:HIGH, P=a,b or P==VALUE; got {item!r}")
         edits[key.strip()] = value
     freeze = {}
-    original = ledger.get("original_space")
+    original = ledger.original_space()
     for item in args.freeze:
         key, sep, value = item.partition("=")
         freeze[key.strip()] = _parse_value(value, original.get(key.strip()), key.strip()) if sep else None
@@ -290,12 +423,13 @@ def cmd_worker(args) -> int:
     import socket
     import time
 
-    from engine.ledger import Ledger
     from engine.pool import WorkerPool
     from engine.storage import open_storage, redact, run_dir, with_retries
+    from engine.worker import wait_for_campaign
 
     name, url, _ = resolve_campaign(args.campaign, args.storage)
-    ledger = Ledger(open_storage(url, heartbeat=False), name)
+    storage = open_storage(url, heartbeat=False)
+    ledger = wait_for_campaign(storage, name, url, log_line)  # a worker may start before its coordinator
     spec = CampaignSpec.model_validate(with_retries(ledger.spec, what="read the campaign", log=log_line))
     # The tag makes these workers' sampler seeds differ from other hosts' (and other `worker` commands').
     pool = WorkerPool(
@@ -307,6 +441,7 @@ def cmd_worker(args) -> int:
         retries=spec.trial_retries,
         log=log_line,
         tag=f"{socket.gethostname()}.{os.getpid()}.",
+        storage=storage,
     )
     log_line(f"joining campaign {name} at {redact(url)}")
     pool.start()
@@ -320,7 +455,7 @@ def cmd_worker(args) -> int:
                 log_line(f"campaign {name} ended; workers left")
                 return 0
             state = with_retries(ledger.state, what="watch the campaign", log=log_line)
-            if state["status"] not in ("finished", "stopped", "failed"):
+            if state["status"] not in ENGINE_ENDED:
                 pool.supervise(None, campaign_ended=False)  # the coordinator fails their trials
             time.sleep(1)
     except KeyboardInterrupt:
@@ -350,7 +485,8 @@ def cmd_thresholds(args) -> int:
         trials = [
             t
             for t in study.get_trials(deepcopy=False)
-            if settings.artifact in t.user_attrs.get("artifacts", {}) and (args.trial is None or t.number == args.trial)
+            if settings.artifact in t.user_attrs.get(ARTIFACTS_ATTR, {})
+            and (args.trial is None or t.number == args.trial)
         ]
         if trials:
             trials.sort(
@@ -365,7 +501,7 @@ def cmd_thresholds(args) -> int:
         return 1
     study_name, trial = chosen
     result = thresholds_for_trial(
-        artifact_store(name),
+        artifact_store(name, create=False),
         trial,
         metric=settings.metric,
         folds=settings.folds,
@@ -389,7 +525,7 @@ def cmd_cache(args) -> int:
 
     name, _, storage, ledger = _open(args)
     settings = (ledger.spec() or {}).get("cache") or {}
-    directory = cache_dir_for(run_dir(name), settings.get("dir"))
+    directory = cache_dir_for(run_dir(name, create=False), settings.get("dir"))
     cache = StageCache(directory, max_bytes=settings.get("max_bytes")) if directory.is_dir() else None
     if args.clear and cache is not None:
         log_line(f"{name}: cleared {cache.clear()} cached entries from {directory}")
@@ -402,7 +538,103 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_repair(args) -> int:
+    """Back the journal up and cut it to its last complete record; say what was dropped."""
+    from engine.journal_repair import repair_journal
+    from engine.storage import open_storage, redact, storage_missing
+
+    name, url, _ = resolve_campaign(args.campaign, args.storage)
+    if storage_missing(url):
+        raise UsageError(f"no campaign {name!r} in {redact(url)} (that storage does not exist)")
+    if not url.startswith("journal://"):
+        raise UsageError(f"repair works on journal files; {redact(url)} is a database (use its own recovery tools)")
+    report = repair_journal(Path(url.removeprefix("journal://")))
+    path = report.path
+    if report.backup is None:
+        print(f"{name}: journal {path} is intact ({report.kept_records} records); nothing to repair")
+        return 0
+    print(f"{name}: journal {path} backed up to {report.backup}")
+    print(
+        f"kept {report.kept_records} complete records; dropped {report.dropped_lines} line(s), "
+        f"{report.dropped_bytes} bytes, from the first damaged line on"
+    )
+    if report.operations:
+        print("dropped: " + ", ".join(f"{count} {op}" for op, count in sorted(report.operations.items())))
+    touched = _describe_trials(open_storage(url, heartbeat=False, create=False), report.trial_ids)
+    if touched:
+        print("they touched " + "; ".join(touched) + " (a trial left running is failed and queued again on resume)")
+    print("resume with the same `hpo-tui run` command")
+    return 0
+
+
+def _describe_trials(storage, trial_ids: tuple[int, ...]) -> list[str]:
+    """'study S trial #n' for the storage trial ids still present, 'trial id N (dropped)' for the others."""
+    wanted, found = set(trial_ids), {}
+    if not wanted:
+        return []
+    for study in storage.get_all_studies():
+        for trial in storage.get_all_trials(study._study_id, deepcopy=False):
+            if trial._trial_id in wanted:
+                found[trial._trial_id] = f"{study.study_name} trial #{trial.number} ({trial.state.name.lower()})"
+    return [found.get(tid, f"trial id {tid} (created in the dropped part)") for tid in sorted(wanted)]
+
+
+def add_share_commands(sub) -> None:
+    """`export` and `report`: a campaign's trials and story out of the storage, read-only."""
+    export = sub.add_parser(
+        "export",
+        help="write every trial of every sprint as CSV or JSON (read-only)",
+        description="Every trial of every sprint: sprint, fidelity, state, params, value, intermediate values, "
+        "cost, failure reason and kind, worker, start and end.",
+    )
+    export.add_argument("campaign", help="campaign file or campaign name")
+    add_storage(export)
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    report = sub.add_parser(
+        "report",
+        help="write one self-contained, offline HTML page about a campaign (read-only)",
+        description="The space narrowing gate by gate, the decisions, best so far per sprint and fidelity, "
+        "parameter importance and the thresholds table, as one HTML file with inline SVG charts.",
+    )
+    report.add_argument("campaign", help="campaign file or campaign name")
+    add_storage(report)
+    report.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
+
+
+def _write_output(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write {output}: {err.strerror or err}") from None
+
+
+def cmd_export(args) -> int:
+    from engine.export import campaign_trials, to_csv, to_json
+
+    name, _, storage, _ = _open(args)
+    rows = campaign_trials(storage, name)
+    _write_output(to_csv(rows) if args.format == "csv" else to_json(rows, name) + "\n", args.output)
+    if args.output is not None:
+        print(f"{name}: {len(rows)} trials written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from engine.report import collect_report, render_html
+
+    name, _, storage, _ = _open(args)
+    _write_output(render_html(collect_report(storage, name)), args.output)
+    print(f"{name}: report written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def dispatch(args) -> int:
+    if args.command == "repair":
+        return cmd_repair(args)
     if args.command == "validate":
         return cmd_validate(args)
     if args.command == "run":
@@ -419,28 +651,69 @@ def dispatch(args) -> int:
         return cmd_thresholds(args)
     if args.command == "cache":
         return cmd_cache(args)
-    raise SystemExit(f"hpo-tui: {args.command} needs the console (tui)")
+    if args.command == "export":
+        return cmd_export(args)
+    if args.command == "report":
+        return cmd_report(args)
+    raise UsageError(f"{args.command} needs the console (tui)")
+
+
+def _say_error(command: str, message: str) -> None:
+    from engine.storage import redact
+
+    try:
+        print(f"hpo-tui {command}: {redact(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def run_cli(
     argv: list[str] | None, dispatch_fn: Callable = dispatch, parser: argparse.ArgumentParser | None = None
 ) -> int:
-    """Parse, dispatch, and turn the user's mistakes into one clear message and exit code 2."""
-    from engine.campaign import CampaignMismatch
-    from engine.decisions import SpaceEditError
-    from engine.ledger import CampaignNotFound, DecisionConflict
-    from engine.storage import StorageUnavailable
-
+    """Parse, dispatch, and turn every error a user can meet into one line and its exit code
+    (engine/errors.py): never a traceback, from any command."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = (parser or build_parser()).parse_args(argv)
+    # After parsing: a usage error answers without importing optuna and the engine.
+    from engine.campaign import CampaignMismatch
+    from engine.decisions import SpaceEditError
+    from engine.ledger import CampaignNotFound
+
     try:
-        return dispatch_fn(args)
+        code = dispatch_fn(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except CampaignFileError as err:
-        print(f"invalid campaign: {len(err.problems)} problem(s)\n{err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (SpaceEditError, DecisionConflict, CampaignNotFound, CampaignMismatch, StorageUnavailable) as err:
-        print(f"hpo-tui {args.command}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        print(f"invalid {err.what}: {len(err.problems)} problem(s)\n{err}", file=sys.stderr)
+        return EXIT_USAGE
+    except HpoError as err:
+        message = str(err)
+        if isinstance(err, CorruptStorage):  # name the campaign as typed, and the storage if it was given
+            message = message.replace(
+                "`hpo-tui repair CAMPAIGN`",
+                f"`hpo-tui repair {args.campaign}{' --storage URL' if getattr(args, 'storage', None) else ''}`",
+            )
+        _say_error(args.command, message)
+        return err.exit_code
+    except (SpaceEditError, CampaignNotFound, CampaignMismatch) as err:  # GateAlreadyDecided: an HpoError
+        _say_error(args.command, str(err))
+        return EXIT_USAGE
+    except BrokenPipeError:  # `hpo-tui status X | head -1`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        _say_error(args.command, "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a storage error met outside with_retries: still one line; anything else is a bug
+        from engine.errors import StorageRefused, StorageUnreachable
+        from engine.storage import first_line, outage_cause, permanent_cause
+
+        for cause, kind in ((permanent_cause(err), StorageRefused), (outage_cause(err), StorageUnreachable)):
+            if cause is not None:
+                _say_error(args.command, f"storage: {first_line(cause)}")
+                return kind.exit_code
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

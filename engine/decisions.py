@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from engine.queries import proposal_diff
 from engine.space import Space, SpaceEditError, check_range, diff, parse_bound_edit
 
 ACTIONS = ("approve", "edit", "reject", "extend")
@@ -102,6 +103,12 @@ def build_decision(
     for name, record in new_space.items():
         if original[name]["type"] != "fixed":
             check_range(name, record, original[name])
+    tunable = [name for name, record in original.items() if record["type"] != "fixed"]
+    if tunable and all(new_space[name]["type"] == "fixed" for name in tunable):
+        raise SpaceEditError(
+            f"nothing left to tune: every parameter would be frozen ({', '.join(tunable)}); "
+            "unfreeze one, or --reject to keep the current ranges"
+        )
     for text in fidelity_edits or []:
         fidelity = parse_fidelity_edit(text, levels or {}, fidelity)
     if (
@@ -123,16 +130,6 @@ def auto_decision(proposal: dict[str, Any]) -> dict[str, Any]:
         "action": "approve",
         "space": proposal["space"],
         "fidelity": proposal["fidelity"]["values"],
-        "diff": [f"{k}: {v}" for k, v in _proposal_diff(proposal).items()],
+        "diff": proposal_diff(proposal["params"]),
         "note": "auto policy",
-    }
-
-
-def _proposal_diff(proposal: dict[str, Any]) -> dict[str, str]:
-    from engine.space import describe
-
-    return {
-        name: f"{describe(row['current'])} -> {describe(row['proposed'])}"
-        for name, row in proposal["params"].items()
-        if row["current"] != row["proposed"]
     }

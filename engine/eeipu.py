@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -45,6 +46,23 @@ from engine.stages import STAGES_ATTR
 
 REST = "_rest"  # the part of a trial outside every recorded stage
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+# The distributions the space maps to the unit cube: numeric ones by (low, high, log), categorical by index.
+Distribution: TypeAlias = FloatDistribution | IntDistribution | CategoricalDistribution
+
+
+def supported_distribution(dist: BaseDistribution) -> Distribution:
+    if isinstance(dist, (FloatDistribution, IntDistribution, CategoricalDistribution)):
+        return dist
+    raise TypeError(f"cannot map {type(dist).__name__} to the unit cube: only float, int and categorical")
+
+
+def objective_value(trial: FrozenTrial) -> float:
+    """A complete trial's value; callers pass only trials whose value is set."""
+    value = trial.value
+    if value is None:
+        raise ValueError(f"trial {trial.number} has no value")
+    return float(value)
 
 
 def eeipu_acquisition(ei: np.ndarray, inverse_cost: np.ndarray, eta: float) -> np.ndarray:
@@ -80,7 +98,7 @@ class _Space:
 
     def __init__(self, space: dict[str, BaseDistribution]):
         self.names = list(space)
-        self.dists = [space[n] for n in self.names]
+        self.dists = [supported_distribution(space[n]) for n in self.names]
 
     def to_unit(self, params: dict[str, Any]) -> np.ndarray:
         return np.array([_to_unit(d, params[n]) for n, d in zip(self.names, self.dists, strict=False)], dtype=float)
@@ -140,7 +158,7 @@ class _Space:
         return np.hstack(blocks) if blocks else np.zeros((len(rows), 0))
 
 
-def _to_unit(d: BaseDistribution, value: Any) -> float:
+def _to_unit(d: Distribution, value: Any) -> float:
     if isinstance(d, CategoricalDistribution):
         return float(d.choices.index(value))
     low, high, v = float(d.low), float(d.high), float(value)
@@ -149,7 +167,7 @@ def _to_unit(d: BaseDistribution, value: Any) -> float:
     return 0.0 if high == low else (v - low) / (high - low)
 
 
-def _from_unit(d: BaseDistribution, u: float) -> Any:
+def _from_unit(d: Distribution, u: float) -> Any:
     if isinstance(d, CategoricalDistribution):
         return d.choices[int(round(u)) % len(d.choices)]
     # plain floats, not np.clip: this runs for every parameter of every candidate of every ask
@@ -336,7 +354,7 @@ class EEIPUSampler(BaseSampler):
         ]
         done = sorted(done, key=lambda t: t.number)[-self.max_points :]
         x_done = np.array([space.to_unit(t.params) for t in done])
-        y_done = np.array([sign * float(t.value) for t in done])
+        y_done = np.array([sign * objective_value(t) for t in done])
         running = [
             t
             for t in trials
@@ -351,7 +369,7 @@ class EEIPUSampler(BaseSampler):
 
         stages = self.stage_structure(trials, space.names)
         models = self.cost_models(trials, space, stages, seed)
-        ranked = sorted(done, key=lambda t: sign * float(t.value))
+        ranked = sorted(done, key=lambda t: sign * objective_value(t))
 
         eta = self.eta(study)
         seen = {tuple(t.params[n] for n in space.names) for t in trials if _inside(t.params, search)}
@@ -423,28 +441,7 @@ class EEIPUSampler(BaseSampler):
 
     # pipeline structure and costs ------------------------------------------------------------
     def stage_structure(self, trials: list[FrozenTrial], tuned: list[str]) -> list[Stage]:
-        tuned_set = set(tuned)
-        stages: list[Stage] = []
-        if self._declared:
-            cumulative: list[str] = []
-            for item in self._declared:
-                cumulative += [p for p in item.get("params", []) if p in tuned_set and p not in cumulative]
-                stages.append(Stage(str(item["name"]), tuple(cumulative)))
-        else:
-            recorded: dict[str, tuple[int, tuple[str, ...]]] = {}
-            for t in trials:
-                for name, rec in (t.user_attrs.get(STAGES_ATTR) or {}).items():
-                    if isinstance(rec, dict) and name not in recorded:
-                        params = tuple(p for p in tuned if p in set(rec.get("params", [])))
-                        recorded[name] = (int(rec.get("order", len(recorded))), params)
-            for name, (_, params) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
-                stages.append(Stage(name, params))
-        for t in trials:
-            for stage in stages:
-                rec = (t.user_attrs.get(STAGES_ATTR) or {}).get(stage.name)
-                if isinstance(rec, dict) and rec.get("cached") and all(p in t.params for p in stage.params):
-                    stage.cached.add(tuple(t.params[p] for p in stage.params))
-        return stages
+        return pipeline_stages(trials, tuned, self._declared)
 
     def cost_models(
         self, trials: list[FrozenTrial], space: _Space, stages: list[Stage], seed: int
@@ -476,7 +473,7 @@ class EEIPUSampler(BaseSampler):
             model = _CostModel(columns, hit_s=float(np.median(hits)) if hits else 0.0)
             if ys:
                 model.mean = float(np.mean(ys))
-                model.sd = float(max(np.std(ys), 0.05))
+                model.sd = max(float(np.std(ys)), 0.05)
                 # The unstaged remainder (setup, bookkeeping) is modelled as a constant: it rarely tracks parameters.
                 if stage.name != REST and columns and len(ys) >= 4 and np.ptp(ys) > 1e-9:
                     model.gp = _fit_gp(
@@ -553,7 +550,7 @@ class EEIPUSampler(BaseSampler):
         return np.vstack(rows), overrides, kinds
 
 
-def _inside(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool:
+def _inside(params: dict[str, Any], space: Mapping[str, BaseDistribution]) -> bool:
     for name, dist in space.items():
         if name not in params:
             return False
@@ -563,3 +560,35 @@ def _inside(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool:
         except (ValueError, TypeError):
             return False
     return True
+
+
+def pipeline_stages(
+    trials: list[FrozenTrial], tuned: list[str], declared: list[dict[str, Any]] | None = None
+) -> list[Stage]:
+    """The pipeline's stages in order, each with the tuned parameters its cache key depends on (its own
+    and every earlier stage's) and the value tuples of those parameters that have a cached result.
+
+    From `declared` (`[{name, params}]`, each stage's own parameters in pipeline order) or else from what
+    the stage runner recorded in the trials (`stages` user attribute)."""
+    tuned_set = set(tuned)
+    stages: list[Stage] = []
+    if declared:
+        cumulative: list[str] = []
+        for item in declared:
+            cumulative += [p for p in item.get("params", []) if p in tuned_set and p not in cumulative]
+            stages.append(Stage(str(item["name"]), tuple(cumulative)))
+    else:
+        recorded: dict[str, tuple[int, tuple[str, ...]]] = {}
+        for t in trials:
+            for name, rec in (t.user_attrs.get(STAGES_ATTR) or {}).items():
+                if isinstance(rec, dict) and name not in recorded:
+                    params = tuple(p for p in tuned if p in set(rec.get("params", [])))
+                    recorded[name] = (int(rec.get("order", len(recorded))), params)
+        for name, (_, params) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
+            stages.append(Stage(name, params))
+    for t in trials:
+        for stage in stages:
+            rec = (t.user_attrs.get(STAGES_ATTR) or {}).get(stage.name)
+            if isinstance(rec, dict) and rec.get("cached") and all(p in t.params for p in stage.params):
+                stage.cached.add(tuple(t.params[p] for p in stage.params))
+    return stages

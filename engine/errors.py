@@ -15,7 +15,9 @@ EXIT_CORRUPT_STORAGE = 5  # a torn or unparsable journal: run `hpo-tui repair`
 EXIT_CONFLICT = 6  # the gate was already decided by someone else
 EXIT_STORAGE_REFUSED = 7  # a permanent storage error: authentication, permissions, read-only
 EXIT_MISSING_EXTRA = 8  # the command needs an optional dependency that is not installed
+EXIT_WORKERS_FAILING = 9  # a worker process kept dying (more than 10 times in a minute): see its log
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # the reader of our output went away (`hpo-tui status X | head -1`): quiet, like SIGPIPE
 
 
 class HpoError(Exception):
@@ -26,6 +28,14 @@ class HpoError(Exception):
 
 class UsageError(HpoError, ValueError):
     exit_code = EXIT_USAGE
+
+
+class StorageUrlError(UsageError):
+    """A storage URL that cannot be opened at all (bad scheme, bad syntax, missing driver)."""
+
+
+class StorageMissing(UsageError):
+    """A read-only command named a storage file that does not exist (nothing is created)."""
 
 
 class StorageUnreachable(HpoError):
@@ -47,10 +57,22 @@ class LeaseHeld(HpoError):
 
 
 class GateAlreadyDecided(HpoError):
+    """`winner`: the decision that counts (its ledger record), when it could be read."""
+
     exit_code = EXIT_CONFLICT
+
+    def __init__(self, message: str, winner: dict | None = None):
+        super().__init__(message)
+        self.winner = winner
 
 
 class MissingExtra(HpoError, ImportError):
     """A command needs an optional dependency: the message names the extra to install."""
 
     exit_code = EXIT_MISSING_EXTRA
+
+
+class WorkersFailing(HpoError):
+    """A local worker process died again and again: the campaign stops (its log says why)."""
+
+    exit_code = EXIT_WORKERS_FAILING

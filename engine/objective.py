@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 import optuna
 
+from engine.extras import require_for_objective
+from engine.schema import ARTIFACTS_ATTR, PRUNED_AT_ATTR
+
 TrialPruned = optuna.TrialPruned
 
 
@@ -37,6 +40,7 @@ class BadObjectiveValue(ValueError):
 
 def load_objective(path: str) -> Callable[[TrialContext], float]:
     module_name, _, func_name = path.partition(":")
+    require_for_objective(module_name)  # a shipped workload whose extra is missing: name the extra
     try:
         module = importlib.import_module(module_name)
     except Exception as err:
@@ -88,7 +92,7 @@ class TrialContext:
 
         with_retries(lambda: self.trial.report(value, step), what=f"report trial {self.trial_number}")
         if with_retries(self.trial.should_prune, what=f"pruning check of trial {self.trial_number}"):
-            self.trial.set_user_attr("pruned_at", {"step": step, "value": value})
+            self.trial.set_user_attr(PRUNED_AT_ATTR, {"step": step, "value": value})
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
 
     def set_attr(self, key: str, value: Any) -> None:
@@ -98,7 +102,9 @@ class TrialContext:
     def save_artifact(self, name: str, **arrays: np.ndarray) -> str | None:
         """Save named arrays (npz) as an Optuna artifact of this trial; returns its id."""
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+        # Any: numpy's stub types **kwds beside the keyword allow_pickle: bool, which a str-keyed dict could name
+        named_arrays: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez_compressed(buffer, **named_arrays)
         return self.save_bytes(name, buffer.getvalue(), suffix=".npz")
 
     def save_bytes(self, name: str, data: bytes, suffix: str = ".bin") -> str | None:
@@ -112,9 +118,9 @@ class TrialContext:
             artifact_id = upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=self.trial
             )
-        index = dict(self.trial.user_attrs.get("artifacts", {}))
+        index = dict(self.trial.user_attrs.get(ARTIFACTS_ATTR, {}))
         index[name] = artifact_id
-        self.trial.set_user_attr("artifacts", index)
+        self.trial.set_user_attr(ARTIFACTS_ATTR, index)
         return artifact_id
 
     def stage(

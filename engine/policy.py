@@ -8,14 +8,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.decisions import auto_decision, build_decision
+from engine.decisions import auto_decision, build_decision, parse_fidelity_edit
+from engine.errors import UsageError
 from engine.ledger import Ledger
-from engine.space import Space, SpaceEditError
-from engine.spec import CampaignFileError
+from engine.space import Space, SpaceEditError, initial_space, parse_bound_edit
+from engine.spec import CampaignFileError, CampaignSpec, Scalar, pydantic_problems
+from engine.toml_compat import tomllib
 
 
 class Policy:
@@ -56,7 +58,7 @@ class AutoPolicy(Policy):
             )
         else:
             decision = auto_decision(proposal)
-        return ledger.record_decision(gate, decision, source="policy:auto")
+        return ledger.decide(gate, decision, source="policy:auto")
 
 
 class WaitPolicy(Policy):
@@ -83,8 +85,105 @@ class WaitPolicy(Policy):
         return None
 
 
+class GatePlan(BaseModel):
+    """One `[gates.N]` table of a plan file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["approve", "reject", "extend"] = "approve"
+    set: dict[str, str] = Field(default_factory=dict, description="range edits, as `hpo-tui approve --set`")
+    freeze: list[str] | dict[str, Scalar] = Field(default_factory=list, description="at the best value, or given")
+    fidelity: list[str] = Field(default_factory=list, description="KNOB=VALUE or a level name")
+    extend: int | None = Field(default=None, ge=1, description="extra trials, with action = 'extend'")
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _extend_pairs_with_action(self) -> GatePlan:
+        if self.action == "extend" and self.extend is None:
+            raise ValueError("action 'extend' needs extend = N (extra trials)")
+        if self.extend is not None and self.action != "extend":
+            raise ValueError(f"extend = {self.extend} is only used with action = 'extend' (action is {self.action!r})")
+        return self
+
+    def frozen(self) -> dict[str, Any]:
+        return {name: None for name in self.freeze} if isinstance(self.freeze, list) else dict(self.freeze)
+
+
+class DefaultPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["approve", "wait"] = "approve"
+
+
+class Plan(BaseModel):
+    """A plan file: decisions written in advance, validated like a campaign file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gates: dict[str, GatePlan] = Field(default_factory=dict)
+    default: DefaultPlan = DefaultPlan()
+
+    @field_validator("gates")
+    @classmethod
+    def _gate_numbers(cls, gates: dict[str, GatePlan]) -> dict[str, GatePlan]:
+        for key in gates:
+            if not key.isdigit():
+                raise ValueError(f"gate {key!r} is not a gate number (0 is the gate after the first sprint)")
+        return {str(int(key)): entry for key, entry in gates.items()}
+
+
+def load_plan(path: Path, spec: CampaignSpec | None = None) -> Plan:
+    """Read and validate a plan file; with the campaign's spec, also its parameters, edits and fidelity."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise CampaignFileError(path, [("", "plan file not found")], what="plan") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CampaignFileError(
+            path, [("", f"cannot read: {getattr(err, 'strerror', None) or err}")], what="plan"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise CampaignFileError(path, [("", f"TOML syntax: {err}")], what="plan") from None
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as err:
+        raise CampaignFileError(path, pydantic_problems(err), what="plan") from None
+    if spec is not None:
+        problems = _plan_problems(plan, spec)
+        if problems:
+            raise CampaignFileError(path, problems, what="plan")
+    return plan
+
+
+def _plan_problems(plan: Plan, spec: CampaignSpec) -> list[tuple[str, str]]:
+    """Edits the campaign cannot take: unknown parameters, bad `set` syntax, unknown fidelity knobs."""
+    original = initial_space(spec)
+    levels = {name: dict(values) for name, values in spec.fidelity.levels.items()}
+    base = next(iter(levels.values()), {})
+    problems = []
+    for gate, entry in plan.gates.items():
+        where = f"gates.{gate}"
+        for name, text in entry.set.items():
+            if name not in original:
+                problems.append((f"{where}.set.{name}", f"no such parameter (parameters: {', '.join(original)})"))
+                continue
+            try:
+                parse_bound_edit(name, text, original[name])
+            except SpaceEditError as err:
+                problems.append((f"{where}.set.{name}", str(err)))
+        for name in entry.frozen():
+            if name not in original:
+                problems.append((f"{where}.freeze.{name}", f"no such parameter (parameters: {', '.join(original)})"))
+        for index, text in enumerate(entry.fidelity):
+            try:
+                parse_fidelity_edit(text, levels, base)
+            except SpaceEditError as err:
+                problems.append((f"{where}.fidelity.{index}", str(err)))
+    return problems
+
+
 class PlanPolicy(Policy):
-    """Decisions written in advance in a TOML file:
+    """Decisions written in advance in a TOML file (see `Plan`):
 
     [gates.0]                     # the gate after the first sprint
     action = "approve"            # approve | reject | extend
@@ -98,57 +197,45 @@ class PlanPolicy(Policy):
 
     name = "plan"
 
-    def __init__(self, path: str | Path, log: Callable = print):
+    def __init__(self, path: str | Path, log: Callable = print, spec: CampaignSpec | None = None):
         self.path = Path(path)
         self.log = log
-        try:
-            self.plan = tomllib.loads(self.path.read_text())
-        except FileNotFoundError:
-            raise CampaignFileError(self.path, [("", "plan file not found")]) from None
-        except tomllib.TOMLDecodeError as err:
-            raise CampaignFileError(self.path, [("", f"TOML syntax: {err}")]) from None
-        unknown = set(self.plan) - {"gates", "default"}
-        if unknown:
-            raise CampaignFileError(self.path, [(k, "unknown key") for k in sorted(unknown)])
-        self.default = self.plan.get("default", {}).get("action", "approve")
-        if self.default not in ("approve", "wait"):
-            raise CampaignFileError(self.path, [("default.action", "must be approve or wait")])
+        self.plan = load_plan(self.path, spec)
+        self.default = self.plan.default.action
 
     def decide(self, ledger, gate, proposal, original, current, levels, stop):
         existing = ledger.decision(gate)
         if existing is not None:
             return existing
-        entry: dict[str, Any] | None = self.plan.get("gates", {}).get(str(gate))
+        entry = self.plan.gates.get(str(gate))
         if entry is None:
             if self.default == "wait":
                 return WaitPolicy(log=self.log).decide(ledger, gate, proposal, original, current, levels, stop)
-            return ledger.record_decision(gate, auto_decision(proposal), source=f"plan:{self.path.name}")
-        freeze = entry.get("freeze", {})
-        if isinstance(freeze, list):
-            freeze = {name: None for name in freeze}
+            return ledger.decide(gate, auto_decision(proposal), source=f"plan:{self.path.name}")
         try:
             decision = build_decision(
                 proposal,
                 original,
                 current,
-                action=entry.get("action", "approve"),
-                edits=entry.get("set"),
-                freeze=freeze,
-                fidelity_edits=entry.get("fidelity"),
+                action=entry.action,
+                edits=entry.set,
+                freeze=entry.frozen(),
+                fidelity_edits=entry.fidelity,
                 levels=levels,
-                extend_trials=entry.get("extend"),
-                note=entry.get("note", f"plan {self.path.name}"),
+                extend_trials=entry.extend,
+                note=entry.note if entry.note is not None else f"plan {self.path.name}",
             )
         except SpaceEditError as err:
-            raise CampaignFileError(self.path, [(f"gates.{gate}", str(err))]) from None
-        return ledger.record_decision(gate, decision, source=f"plan:{self.path.name}")
+            raise CampaignFileError(self.path, [(f"gates.{gate}", str(err))], what="plan") from None
+        return ledger.decide(gate, decision, source=f"plan:{self.path.name}")
 
 
-def make_policy(text: str, log: Callable = print) -> Policy:
+def make_policy(text: str, log: Callable = print, spec: CampaignSpec | None = None) -> Policy:
+    """`auto`, `wait` or `plan:FILE`; with the campaign's spec a plan file is checked against it now."""
     if text == "auto":
         return AutoPolicy()
     if text == "wait":
         return WaitPolicy(log=log)
-    if text.startswith("plan:"):
-        return PlanPolicy(text.removeprefix("plan:"), log=log)
-    raise ValueError(f"unknown policy {text!r}: use auto, wait or plan:FILE")
+    if text.startswith("plan:") and text.removeprefix("plan:").strip():
+        return PlanPolicy(text.removeprefix("plan:"), log=log, spec=spec)
+    raise UsageError(f"unknown policy {text!r}: use auto, wait or plan:FILE")

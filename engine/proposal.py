@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.ledger import now_iso
+from engine.reopen import fidelity_drift, reopen_sides
+from engine.schema import SEEDED_ATTR
 from engine.space import Space, describe
 from engine.spec import CampaignSpec, GateRules
 
@@ -31,7 +33,8 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     top, seen = [], set()
-    for trial in sorted(done, key=lambda t: t.value, reverse=reverse):
+    # cast: `done` holds only trials whose value is not None
+    for trial in sorted(done, key=lambda t: cast(float, t.value), reverse=reverse):
         key = tuple(sorted((name, repr(value)) for name, value in trial.params.items()))
         if key in seen:
             continue
@@ -150,7 +153,7 @@ def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.St
     seeded = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("seeded") and t.value is not None
+        if t.user_attrs.get(SEEDED_ATTR) and t.value is not None
     ]
     if not seeded:
         return None
@@ -163,7 +166,11 @@ def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.St
         for t in old.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if t.value is not None:
                 earlier_values.setdefault(key({**earlier["fixed"], **t.params}), (float(t.value), earlier["level"]))
-    pairs = [(earlier_values[key(t.params)], float(t.value)) for t in seeded if key(t.params) in earlier_values]
+    pairs = [
+        (earlier_values[key(t.params)], float(t.value))
+        for t in seeded
+        if t.value is not None and key(t.params) in earlier_values
+    ]
     if not pairs:
         return None
     rho = spearman([p[0][0] for p in pairs], [p[1] for p in pairs])
@@ -205,6 +212,15 @@ def make_proposal(
     proposed: Space = {}
     rows: dict[str, dict[str, Any]] = {}
     tuned = finished.params or [n for n, r in current.items() if r["type"] != "fixed"]
+    enough, evidence_rule = enough_evidence(len(all_done), rules.top_k, current, tuned)
+    reopens: dict[str, list[Any]] = {}
+    if higher_fidelity_than_narrowing(spec, gate):
+        rho = agreement.get("rho") if agreement and agreement.get("pairs", 0) >= MIN_AGREEMENT_PAIRS else None
+        for item in reopen_sides(study, current, original, rules.edge_fraction, rho):
+            reopens.setdefault(item.param, []).append(item)
+        for drift in fidelity_drift(study, top, current, original, rules.drift_extrapolate):
+            if not any(item.side == drift.side for item in reopens.get(drift.param, [])):
+                reopens.setdefault(drift.param, []).append(drift)
     for name, record in current.items():
         row: dict[str, Any] = {
             "kind": original[name]["type"],
@@ -222,7 +238,10 @@ def make_proposal(
             proposal_record, row["edge"], row["note"] = narrow_numeric(
                 record, original[name], values, best.params[name], rules
             )
-            if not narrow:  # keep the current range; widening at an edge still applies
+            if not enough:  # too little evidence: keep the current range
+                proposal_record = dict(record)
+                row["edge"], row["note"] = None, evidence_rule
+            elif not narrow:  # keep the current range; widening at an edge still applies
                 proposal_record = {
                     **proposal_record,
                     "low": min(proposal_record["low"], record["low"]),
@@ -230,11 +249,20 @@ def make_proposal(
                 }
             if trust_note:
                 row["note"] = "; ".join(n for n in (trust_note, row["note"]) if n)
+            if name in reopens:
+                proposal_record = dict(proposal_record)
+                for item in reopens[name]:
+                    bound = getattr(item, "bound", original[name][item.side])  # a Drift extends to its bound
+                    outermost = min if item.side == "low" else max
+                    proposal_record[item.side] = outermost(proposal_record[item.side], bound)
+                row["reopen"] = [item.side for item in reopens[name]]
+                reasons = list(dict.fromkeys(item.reason for item in reopens[name]))  # both sides may share one
+                row["note"] = "; ".join([*reasons, *([row["note"]] if row["note"] else [])])
         elif record["type"] == "categorical" and name in tuned and values:
             counts = Counter(map(repr, values))
             row["top_counts"] = {str(c): counts.get(repr(c), 0) for c in record["choices"]}
             row["best"] = best.params.get(name) if best else None
-            if len(all_done) >= 2 * rules.top_k:
+            if enough and len(all_done) >= 2 * rules.top_k:
                 keep = [c for c in record["choices"] if counts.get(repr(c), 0) / len(values) > rules.categorical_keep]
                 if keep and len(keep) < len(record["choices"]):
                     proposal_record = {"type": "categorical", "choices": keep}
@@ -277,15 +305,49 @@ def make_proposal(
             "best_params": dict(best.params) if best else {},
             "best_trial": best.number if best else None,
             "agreement": agreement,
+            "narrowing_rule": evidence_rule,
+            "narrowed": enough,
+            "reopened": [
+                {"param": item.param, "side": item.side, "reason": item.reason}
+                for items in reopens.values()
+                for item in items
+            ],
         },
     }
 
 
+def enough_evidence(completed: int, top_k: int, current: Space, tuned: list[str]) -> tuple[bool, str]:
+    """Whether a gate may narrow: at least top_k completed trials, and more than the parameters it narrows."""
+    narrowable = [n for n in tuned if current.get(n, {}).get("type") in ("float", "int", "categorical")]
+    needed = max(top_k, len(narrowable) + 1)
+    rule = (
+        f"narrows only after at least {needed} completed trials (top_k {top_k}, and more than the "
+        f"{len(narrowable)} parameters it narrows)"
+    )
+    if completed >= needed:
+        return True, rule
+    return False, f"range kept: {completed} completed trials, and a gate {rule}"
+
+
+def higher_fidelity_than_narrowing(spec: CampaignSpec, gate: int) -> bool:
+    """Whether sprint `gate` ran at a higher fidelity than some earlier sprint, whose gate may have narrowed."""
+    levels = spec.level_names()
+    rank = levels.index(spec.sprints[gate].fidelity)
+    return any(levels.index(s.fidelity) < rank for s in spec.sprints[:gate])
+
+
 def summary_lines(proposal: dict[str, Any]) -> list[str]:
+    evidence = proposal.get("evidence", {})
     lines = []
+    if evidence.get("narrowed") is False:  # the thin-evidence rule held every range
+        lines.append(f"no narrowing: {evidence.get('narrowing_rule', '')}")
     for name, row in proposal["params"].items():
         if row["current"] == row["proposed"]:
             continue
         flag = f"  [edge: {row['edge']}]" if row["edge"] else ""
+        if row.get("reopen"):
+            flag += f"  [re-opened: {', '.join(row['reopen'])}]"
         lines.append(f"{name}: {describe(row['current'])} -> {describe(row['proposed'])}{flag}")
+        if row.get("reopen"):
+            lines.append(f"    why: {row['note']}")
     return lines

@@ -6,6 +6,8 @@ from typing import Any
 
 import optuna
 
+from engine.curve_pruner import CurvePruner
+
 
 def make_pruner(
     name: str, *, max_resource: int | None, options: dict[str, Any] | None = None
@@ -25,6 +27,9 @@ def make_pruner(
         options.setdefault("n_startup_trials", 5)
         options.setdefault("n_warmup_steps", 1)
         return optuna.pruners.MedianPruner(**options)
+    if name == "curve":
+        options.setdefault("max_resource", max_resource)
+        return CurvePruner(**options)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r}")

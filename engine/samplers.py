@@ -9,12 +9,14 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from engine.extras import require_for_sampler
 from engine.skopt_sampler import SkoptGPSampler
 
 
 def make_sampler(
     name: str, space: dict[str, BaseDistribution], *, seed: int | None, options: dict[str, Any] | None = None
 ) -> optuna.samplers.BaseSampler:
+    require_for_sampler(name)  # gp samplers need torch: name the extra, not a bare ImportError
     options = dict(options or {})
     if name == "tpe":
         options.setdefault("multivariate", True)
@@ -26,6 +28,10 @@ def make_sampler(
         from engine.eeipu import EEIPUSampler
 
         return EEIPUSampler(space, seed=seed, **options)
+    if name == "eeipu-gp":
+        from engine.cost_aware_gp import CostAwareGPSampler  # torch: imported only when asked for
+
+        return CostAwareGPSampler(space, seed=seed, **options)
     if name == "skopt-gp":
         return SkoptGPSampler(space, seed=seed, **options)
     if name == "random":

@@ -111,5 +111,6 @@ def _decode(dist: BaseDistribution, value: Any) -> Any:
         return dist.choices[int(value)]
     if isinstance(dist, IntDistribution):
         return int(dist.low + int(value) * dist.step) if dist.step != 1 else int(value)
+    assert isinstance(dist, FloatDistribution)  # the space holds categorical, int and float only
     value = float(np.clip(float(value), dist.low, dist.high))
     return value if math.isfinite(value) else dist.low

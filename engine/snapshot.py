@@ -27,13 +27,34 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.ledger import Ledger, fidelity_request_key
-from engine.stages import INHERITED_ATTR, STAGES_ATTR
-from engine.trials import RETRY_ATTR
+from engine.ledger import Ledger, LedgerView
+from engine.records import Decision, FidelityRequest, SprintRecord
+from engine.schema import (
+    ARTIFACTS_ATTR,
+    COMPLETE,
+    COST_ATTR,
+    DURATION_ATTR,
+    FAIL,
+    FAIL_KIND_ATTR,
+    FAIL_REASON_ATTR,
+    FINISHED_STATES,
+    INHERITED_ATTR,
+    PRUNED,
+    PRUNED_AT_ATTR,
+    RETRIED_ATTR,
+    RETRY_OF_ATTR,
+    RUNG_ATTR_PREFIX,
+    RUNNING,
+    SEEDED_ATTR,
+    STAGES_ATTR,
+    WORKER_ATTR,
+    fidelity_request_key,  # noqa: F401  (older import path of the tui and tests)
+    proposal_key,
+    thresholds_id,
+)
+from engine.spec import ThresholdSpec
 
-FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 LOST_KINDS = ("stale", "worker_died")  # failures the engine recorded for a worker that disappeared
-ENGINE_ENDED = ("finished", "stopped", "failed")
 MAX_EVENTS = 200
 MAX_HISTORY_POINTS = 300
 BULK_READ_AFTER = 64  # more unread trials than this: one bulk read beats per-trial reads
@@ -103,7 +124,7 @@ class TrialRow:
     @property
     def lost(self) -> bool:
         """Failed because its worker disappeared (stale heartbeat, dead process), not by its own doing."""
-        return self.state == "FAIL" and self.fail_kind in LOST_KINDS
+        return self.state == FAIL and self.fail_kind in LOST_KINDS
 
 
 @dataclass(frozen=True)
@@ -174,20 +195,20 @@ class CampaignSnapshot:
     history: tuple[HistoryPoint, ...] = ()
     pending_gate: int | None = None
     next_gate: int = 0  # the pending gate, else the gate the current sprint ends at
-    proposal: Mapping[str, Any] | None = None
-    decisions: tuple[Mapping[str, Any], ...] = ()
+    proposal: Mapping[str, Any] | None = None  # the pending gate's proposal, as stored (JSON)
+    decisions: tuple[Decision, ...] = ()
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     original_space: Mapping[str, Any] = field(default_factory=dict)
     levels: Mapping[str, Any] = field(default_factory=dict)
-    fidelity_request: Mapping[str, Any] | None = None  # a fidelity staged for the next gate
-    thresholds_settings: Mapping[str, Any] = field(default_factory=dict)  # the campaign's [thresholds]
+    fidelity_request: FidelityRequest | None = None  # a fidelity staged for the next gate
+    thresholds_settings: ThresholdSpec = field(default_factory=ThresholdSpec)  # the campaign's [thresholds]
     seed: int = 0
     error: str | None = None
     read_at: float = 0.0
 
     @property
     def running(self) -> int:
-        return self.count("RUNNING")
+        return self.count(RUNNING)
 
     def count(self, state: str) -> int:
         return dict(self.counts).get(state, 0)
@@ -236,7 +257,7 @@ def _epoch(moment) -> float | None:
 
 def _rung(trial: FrozenTrial) -> int | None:
     """Successive halving (and Hyperband's brackets) mark each rung a trial completed."""
-    rungs = [key for key in trial.system_attrs if key.startswith("completed_rung_")]
+    rungs = [key for key in trial.system_attrs if key.startswith(RUNG_ATTR_PREFIX)]
     return len(rungs) - 1 if rungs else None
 
 
@@ -249,7 +270,7 @@ def stage_records(attrs: Mapping[str, Any]) -> tuple[StageCost, ...]:
     records = attrs.get(STAGES_ATTR)
     if not isinstance(records, Mapping):
         return ()
-    stages = []
+    stages: list[StageCost] = []
     for name, rec in records.items():
         if not isinstance(rec, Mapping):
             continue
@@ -298,18 +319,18 @@ def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
     state = trial.state.name
     attrs = trial.user_attrs
     started, completed = _epoch(trial.datetime_start), _epoch(trial.datetime_complete)
-    duration = attrs.get("duration_s")
+    duration = attrs.get(DURATION_ATTR)
     if duration is None and started is not None:
         duration = (completed or now) - started
-    reason = attrs.get("fail_reason")
+    reason = attrs.get(FAIL_REASON_ATTR)
     if trial.state == TrialState.PRUNED:
-        pruned = attrs.get("pruned_at") or {}
+        pruned = attrs.get(PRUNED_AT_ATTR) or {}
         step = pruned.get("step", trial.last_step)
         rung = _rung(trial)
         reason = f"pruned at step {step}" + (f" (rung {rung})" if rung is not None else "")
     stages = stage_records(attrs) if STAGES_ATTR in attrs else ()
     inherited = inherited_of(attrs) if INHERITED_ATTR in attrs else None
-    fail_kind = attrs.get("fail_kind") if trial.state == TrialState.FAIL else None
+    fail_kind = attrs.get(FAIL_KIND_ATTR) if trial.state == TrialState.FAIL else None
     return TrialRow(
         number=trial.number,
         state=state,
@@ -318,16 +339,16 @@ def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
         last_step=trial.last_step,
         params=tuple(trial.params.items()),
         reason=reason,
-        worker=attrs.get("worker"),
-        retried=bool(attrs.get("retried")),
-        retry_of=trial.system_attrs.get(RETRY_ATTR),
+        worker=attrs.get(WORKER_ATTR),
+        retried=bool(attrs.get(RETRIED_ATTR)),
+        retry_of=trial.system_attrs.get(RETRY_OF_ATTR),
         stale=trial.state == TrialState.RUNNING and not engine_running,
-        cost=_finite(attrs.get("cost")),
-        seeded=bool(attrs.get("seeded")),
-        artifacts=tuple(attrs.get("artifacts") or ()),
+        cost=_finite(attrs.get(COST_ATTR)),
+        seeded=bool(attrs.get(SEEDED_ATTR)),
+        artifacts=tuple(attrs.get(ARTIFACTS_ATTR) or ()),
         started=started,
         completed=completed,
-        fail_kind=fail_kind if isinstance(fail_kind, str) else ("raised" if reason and state == "FAIL" else None),
+        fail_kind=fail_kind if isinstance(fail_kind, str) else ("raised" if reason and state == FAIL else None),
         stage_runs=len(stages),
         stage_hits=sum(1 for stage in stages if stage.hit),
         saved_s=seconds_saved(stages, inherited),
@@ -336,8 +357,8 @@ def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
 
 
 def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | None:
-    if row.state == "PRUNED":
-        pruned = trial.user_attrs.get("pruned_at") or {}
+    if row.state == PRUNED:
+        pruned = trial.user_attrs.get(PRUNED_AT_ATTR) or {}
         step = pruned.get("step", trial.last_step)
         value = pruned.get("value")
         if value is None and step is not None:
@@ -345,7 +366,7 @@ def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | 
         rung = _rung(trial)
         reason = f"rung {rung}" if rung is not None else pruner
         return TrialEvent(row.number, "pruned", step, _finite(value), reason, row.completed)
-    if row.state == "FAIL":
+    if row.state == FAIL:
         reason = row.reason or "failed"
         if row.retried:
             reason += "; queued again"
@@ -392,6 +413,7 @@ def summarise(rows: tuple[TrialRow, ...], maximize: bool) -> Summary:
     staged = False
     best: TrialRow | None = None
     retries = 0
+    best_value = 0.0
     for row in rows:
         counts[row.state] = counts.get(row.state, 0) + 1
         cost += row.cost or 0.0
@@ -400,16 +422,16 @@ def summarise(rows: tuple[TrialRow, ...], maximize: bool) -> Summary:
         staged = staged or row.stage_runs > 0 or row.inherited
         retries += row.retry_of is not None
         if (
-            row.state == "COMPLETE"
+            row.state == COMPLETE
             and row.value is not None
-            and (best is None or (row.value > best.value if maximize else row.value < best.value))
+            and (best is None or (row.value > best_value if maximize else row.value < best_value))
         ):
-            best = row
+            best, best_value = row, row.value
     return Summary(
         tuple(sorted(counts.items())),
         len(rows) - retries,
         cost,
-        BestTrial(best.number, best.value) if best else None,
+        BestTrial(best.number, best_value) if best else None,
         spent,
         saved,
         staged,
@@ -447,61 +469,55 @@ class SnapshotReader:
         """A snapshot of the campaign, with the trials of `sprint` (default: the current one)."""
         now = time.time()
         records = self.ledger.records()
-        spec = records.get("spec") or {}
-        state = records.get("state") or {"status": "new", "sprint": 0, "paused": False}
-        current = int(state.get("sprint", 0))
-        index = current if sprint is None else sprint
-        record = records.get(f"sprint:{index}")
+        view = LedgerView.from_records(records)
+        spec = view.spec or {}
+        state = view.state
+        index = state.sprint if sprint is None else sprint
+        record = view.sprint(index)
         metric = spec.get("metric", {})
         maximize = metric.get("direction") == "maximize"
-        engine_running = state.get("status") in ("running", "waiting")
-        pending = state.get("pending_gate")
-        if pending is not None and f"decision:{pending}" in records:
-            pending = None
-        next_gate = pending if pending is not None else state.get("gate", 0)
-        decisions = tuple(records[k] for k in sorted((k for k in records if k.startswith("decision:")), key=_index))
-        thresholds = {k.removeprefix("thresholds:"): v for k, v in records.items() if k.startswith("thresholds:")}
+        pending = view.pending_gate
         base = dict(
             campaign=self.campaign,
-            status=state.get("status", "new"),
-            paused=bool(state.get("paused")),
+            status=state.status,
+            paused=state.paused,
             sprints_planned=len(spec.get("sprints", [])),
-            sprint_names=tuple(s.get("name", "?") for s in spec.get("sprints", [])),
+            sprint_names=tuple(s["name"] for s in spec.get("sprints", [])),
             metric=metric.get("name", "value"),
             direction=metric.get("direction", "minimize"),
-            current_sprint=current,
+            current_sprint=state.sprint,
             pending_gate=pending,
-            next_gate=next_gate,
-            proposal=records.get(f"proposal:{pending}") if pending is not None else None,
-            decisions=decisions,
-            thresholds=thresholds,
-            original_space=records.get("original_space") or {},
+            next_gate=view.next_gate,
+            proposal=records.get(proposal_key(pending)) if pending is not None else None,
+            decisions=view.decisions,
+            thresholds=view.thresholds,
+            original_space=view.original_space,
             levels=spec.get("fidelity", {}).get("levels", {}),
-            fidelity_request=records.get(fidelity_request_key(next_gate)),
-            thresholds_settings=spec.get("thresholds") or {},
+            fidelity_request=view.fidelity_requests.get(view.next_gate),
+            thresholds_settings=ThresholdSpec.model_validate(spec.get("thresholds") or {}),
             seed=int(spec.get("seed", 0) or 0),
-            error=state.get("error"),
+            error=state.error,
             read_at=now,
         )
         if record is None:
             return CampaignSnapshot(sprint=None, **base)
         info = SprintInfo(
-            index=record["index"],
-            name=record["name"],
-            study=record["study"],
-            sampler=record["sampler"],
-            pruner=record["pruner"],
-            level=record["level"],
-            fidelity=tuple(record["fidelity"].items()),
-            tuned=tuple(record["tuned"]),
-            status=record["status"],
-            n_trials=record.get("n_trials"),
-            timeout_s=record.get("timeout_s"),
-            budget_cost=record.get("budget_cost"),
-            started_ts=record.get("started_ts"),
-            budget_seconds=record.get("budget_seconds"),
+            index=record.index,
+            name=record.name,
+            study=record.study,
+            sampler=record.sampler,
+            pruner=record.pruner,
+            level=record.level,
+            fidelity=tuple(record.fidelity.items()),
+            tuned=record.tuned,
+            status=record.status,
+            n_trials=record.n_trials,
+            timeout_s=record.timeout_s,
+            budget_cost=record.budget_cost,
+            started_ts=record.started_ts,
+            budget_seconds=record.budget_seconds,
         )
-        cache = self._read_study(record, now, engine_running, maximize)
+        cache = self._read_study(record, now, state.engine_active, maximize)
         if cache is None:
             return CampaignSnapshot(sprint=info, param_names=info.tuned, **base)
         if cache.summary[0] is not cache.trials:
@@ -523,16 +539,14 @@ class SnapshotReader:
             **base,
         )
 
-    def _read_study(
-        self, record: dict[str, Any], now: float, engine_running: bool, maximize: bool
-    ) -> _StudyCache | None:
-        cache = self._caches.get(record["study"])
+    def _read_study(self, record: SprintRecord, now: float, engine_running: bool, maximize: bool) -> _StudyCache | None:
+        cache = self._caches.get(record.study)
         if cache is None:
             try:
-                study_id = self.storage.get_study_id_from_name(record["study"])
+                study_id = self.storage.get_study_id_from_name(record.study)
             except KeyError:
                 return None  # the coordinator records the sprint just before it creates the study
-            cache = self._caches[record["study"]] = _StudyCache(study_id)
+            cache = self._caches[record.study] = _StudyCache(study_id)
         total = self.storage.get_n_trials(cache.study_id)
         unread = sorted(cache.open | set(range(cache.seen, total)))
         if not unread:
@@ -561,12 +575,10 @@ class SnapshotReader:
             if previous != row:
                 cache.rows[row.number] = row
                 changed = True
-                completed = completed or (
-                    row.state == "COMPLETE" and (previous is None or previous.state != "COMPLETE")
-                )
+                completed = completed or (row.state == COMPLETE and (previous is None or previous.state != COMPLETE))
             if row.finished:
                 cache.open.discard(row.number)
-                event = trial_event(trial, row, record["pruner"])
+                event = trial_event(trial, row, record.pruner)
                 if event is not None:
                     new_events.append(event)
             else:
@@ -580,14 +592,14 @@ class SnapshotReader:
         if changed:
             cache.trials = tuple(cache.rows[n] for n in sorted(cache.rows))
             if completed:  # the history only moves when a trial completes
-                done = [(r.number, r.value) for r in cache.trials if r.state == "COMPLETE" and r.value is not None]
+                done = [(r.number, r.value) for r in cache.trials if r.state == COMPLETE and r.value is not None]
                 cache.history = downsample_history(done, maximize, MAX_HISTORY_POINTS)
         return cache
 
     # On demand -------------------------------------------------------------------------------
     def study_name(self, sprint: int) -> str | None:
-        record = self.ledger.sprint(sprint)
-        return record["study"] if record else None
+        record = self.ledger.sprint_record(sprint)
+        return record.study if record else None
 
     def importances(self, sprint: int) -> dict[str, float]:
         """PED-ANOVA importances of a sprint's tuned parameters (about a second at 10k trials)."""
@@ -595,54 +607,54 @@ class SnapshotReader:
 
     def completed_trials(self, sprint: int) -> tuple[list[FrozenTrial], list[str], str]:
         """(completed trials, tuned params, direction) of a sprint: a quick read, for importances_of."""
-        record = self.ledger.sprint(sprint)
+        record = self.ledger.sprint_record(sprint)
         if record is None:
             return [], [], "minimize"
         try:
-            study_id = self.storage.get_study_id_from_name(record["study"])
+            study_id = self.storage.get_study_id_from_name(record.study)
         except KeyError:
             return [], [], "minimize"
         trials = self.storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
         direction = self.storage.get_study_directions(study_id)[0].name.lower()
-        return list(trials), list(record["tuned"]), direction
+        return list(trials), list(record.tuned), direction
 
     def trial_detail(self, sprint: int, number: int) -> TrialDetail | None:
-        record = self.ledger.sprint(sprint)
+        record = self.ledger.sprint_record(sprint)
         if record is None:
             return None
         try:
-            study_id = self.storage.get_study_id_from_name(record["study"])
+            study_id = self.storage.get_study_id_from_name(record.study)
             trial = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
         except KeyError:
             return None
         attrs = dict(trial.user_attrs)
-        artifacts = attrs.pop("artifacts", {}) or {}
+        artifacts = attrs.pop(ARTIFACTS_ATTR, {}) or {}
         return TrialDetail(
-            study=record["study"],
+            study=record.study,
             number=trial.number,
             state=trial.state.name,
             value=_finite(trial.value),
             params=tuple(trial.params.items()),
-            fixed=tuple(record.get("fixed", {}).items()),
+            fixed=tuple(record.fixed.items()),
             intermediate=tuple(sorted(trial.intermediate_values.items())),
             user_attrs=tuple(sorted(attrs.items())),
             artifacts=tuple(sorted(artifacts.items())),
-            reason=attrs.get("fail_reason"),
+            reason=attrs.get(FAIL_REASON_ATTR),
             started=_epoch(trial.datetime_start),
             completed=_epoch(trial.datetime_complete),
-            thresholds=self.ledger.thresholds().get(f"{record['study']}:{trial.number}"),
-            fail_kind=attrs.get("fail_kind") if trial.state == TrialState.FAIL else None,
+            thresholds=self.ledger.thresholds().get(thresholds_id(record.study, trial.number)),
+            fail_kind=attrs.get(FAIL_KIND_ATTR) if trial.state == TrialState.FAIL else None,
             stages=stage_records(attrs),
             inherited=inherited_of(attrs),
         )
 
     def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
         """The study name and frozen trial, for threshold learning on its saved artifacts."""
-        record = self.ledger.sprint(sprint)
+        record = self.ledger.sprint_record(sprint)
         if record is None:
             return None
-        study_id = self.storage.get_study_id_from_name(record["study"])
-        return record["study"], self.storage.get_trial(
+        study_id = self.storage.get_study_id_from_name(record.study)
+        return record.study, self.storage.get_trial(
             self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
         )
 
@@ -676,17 +688,13 @@ def importances_of(trials: list[FrozenTrial], tuned: list[str], direction: str) 
 
 def best_with_artifact(rows: Iterable[TrialRow], artifact: str, maximize: bool) -> TrialRow | None:
     """The best completed trial that saved `artifact` (threshold learning needs its probabilities)."""
-    done = [r for r in rows if r.state == "COMPLETE" and r.value is not None and artifact in r.artifacts]
+    done = [r for r in rows if r.state == COMPLETE and r.value is not None and artifact in r.artifacts]
     if not done:
         return None
-    return (max if maximize else min)(done, key=lambda r: r.value)
+    return (max if maximize else min)(done, key=lambda r: r.value or 0.0)  # every value is set (above)
 
 
 def _replace(row: TrialRow, **changes: Any) -> TrialRow:
     from dataclasses import replace
 
     return replace(row, **changes)
-
-
-def _index(key: str) -> int:
-    return int(key.split(":", 1)[1])

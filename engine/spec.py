@@ -8,24 +8,42 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SAMPLERS = ("tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu")
-PRUNERS = ("hyperband", "successive-halving", "median", "none")
-POLICIES = ("auto", "wait", "plan")
+from engine.errors import MissingExtra, UsageError
+from engine.toml_compat import tomllib
+
+SamplerName = Literal["tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu", "eeipu-gp"]
+PrunerName = Literal["hyperband", "successive-halving", "median", "curve", "none"]
+PolicyName = Literal["auto", "wait", "plan"]
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
+PRUNERS: tuple[str, ...] = get_args(PrunerName)
+POLICIES: tuple[str, ...] = get_args(PolicyName)
 MAX_ABS_BOUND = 1e15  # anything larger is a typo, and breaks log-space arithmetic
 MAX_FILE_BYTES = 1024 * 1024
+
+
+# A campaign's name names its storage and runs/<name>/: no path separators, never '.' or '..'.
+CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CAMPAIGN_NAME_RULE = "use letters, digits, '_', '.', '-' (at most 64, starting with a letter or digit)"
+
+
+def check_campaign_name(name: str) -> str:
+    """A campaign name typed on the command line, checked before any path is built from it."""
+    if not CAMPAIGN_NAME.fullmatch(name):
+        raise UsageError(f"{name!r} is neither a campaign file nor a campaign name: {CAMPAIGN_NAME_RULE}")
+    return name
 
 
 class CampaignFileError(Exception):
     """A campaign file that cannot be used; `problems` holds (key path, reason) pairs."""
 
-    def __init__(self, path: str | Path, problems: list[tuple[str, str]]):
+    def __init__(self, path: str | Path, problems: list[tuple[str, str]], *, what: str = "campaign"):
         self.path = str(path)
         self.problems = problems
+        self.what = what  # "campaign" or "plan": the kind of file, for the heading
         lines = [f"{self.path}: {key or '<file>'}: {reason}" for key, reason in problems]
         super().__init__("\n".join(lines))
 
@@ -174,6 +192,13 @@ class GateRules(_Strict):
     categorical_keep: float = Field(
         default=0.0, ge=0, le=1, description="drop a choice that appears in less than this share of the top-k"
     )
+    drift_extrapolate: float = Field(
+        default=1.5,
+        ge=0,
+        le=5,
+        description="where the top-k moved away from the re-evaluated lower-fidelity best, extend the range that "
+        "way by this multiple of the move (engine.reopen; 0: off)",
+    )
     trust_rank: float = Field(
         default=0.5,
         ge=0,
@@ -186,8 +211,8 @@ class GateRules(_Strict):
 
 class SprintSpec(_Strict):
     name: str
-    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
-    pruner: Literal[PRUNERS] = "none"  # type: ignore[valid-type]
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "none"
     n_trials: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_s: float | None = Field(default=None, gt=0)
     budget_cost: float | None = Field(default=None, gt=0, description="budget in fidelity-weighted cost units")
@@ -196,7 +221,15 @@ class SprintSpec(_Strict):
     )
     fidelity: str
     params: list[str] | None = Field(default=None, description="parameters tuned; others stay at their best value")
-    seed_top: int = Field(default=0, ge=0, description="best configurations of earlier sprints enqueued first")
+    seed_top: int = Field(
+        default=0, ge=0, description="best configurations of earlier sprints enqueued first; they count within n_trials"
+    )
+    explore_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="share of a narrowed sprint's trials probing outside the approved box (engine.reopen; 0: none)",
+    )
     seed: int | None = None
     sampler_options: dict[str, Any] = Field(default_factory=dict)
     pruner_options: dict[str, Any] = Field(default_factory=dict)
@@ -211,6 +244,11 @@ class SprintSpec(_Strict):
             and self.budget_seconds is None
         ):
             raise ValueError("a sprint needs a budget: n_trials, timeout_s, budget_cost or budget_seconds")
+        if self.n_trials is not None and self.seed_top > self.n_trials:
+            raise ValueError(
+                f"seed_top ({self.seed_top}) is larger than n_trials ({self.n_trials}): "
+                "enqueued seeds count within the sprint's n_trials"
+            )
         return self
 
 
@@ -261,7 +299,7 @@ class CampaignSpec(_Strict):
     fidelity: FidelitySpec
     sprints: list[SprintSpec]
     gate: GateRules = GateRules()
-    policy: Literal[POLICIES] = "auto"  # type: ignore[valid-type]
+    policy: PolicyName = "auto"
     storage: str | None = None
     workers: int = Field(default=1, ge=1, le=256)
     trial_retries: int = Field(default=1, ge=0, le=10, description="re-runs of a trial whose worker died")
@@ -279,8 +317,8 @@ class CampaignSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name_shape(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-            raise ValueError("use letters, digits, '_', '.', '-' (at most 64, starting with a letter or digit)")
+        if not CAMPAIGN_NAME.fullmatch(value):
+            raise ValueError(CAMPAIGN_NAME_RULE)
         return value
 
     @model_validator(mode="after")
@@ -310,7 +348,7 @@ class CampaignSpec(_Strict):
         return list(self.fidelity.levels)
 
 
-def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
+def pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for item in err.errors():
         loc = [str(p) for p in item["loc"]]
@@ -339,7 +377,7 @@ def parse_campaign(data: dict[str, Any], path: str | Path = "<campaign>") -> Cam
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as err:
-        raise CampaignFileError(path, _pydantic_problems(err)) from None
+        raise CampaignFileError(path, pydantic_problems(err)) from None
 
 
 def load_campaign(path: str | Path) -> CampaignSpec:
@@ -375,7 +413,8 @@ def _toml_problem(err: tomllib.TOMLDecodeError, text: str) -> tuple[str, str]:
     if declared:  # a table repeated: [space.lr] twice
         key = ".".join(part.strip(" '\"") for part in declared.group(1).split(",") if part.strip())
         return key, f"declared twice (again at line {line_no}): each parameter and table may appear once"
-    if message.startswith("Cannot overwrite a value") and "=" in line:  # a key repeated in one table
+    # a key repeated in one table (a non-empty `line` implies a line number)
+    if message.startswith("Cannot overwrite a value") and "=" in line and line_no is not None:
         table = ""
         for previous in reversed(lines[: line_no - 1]):
             header = re.match(r"\s*\[+\s*([^\]]+?)\s*\]+", previous)
@@ -393,5 +432,7 @@ def check_objective_imports(spec: CampaignSpec, path: str | Path = "<campaign>")
 
     try:
         load_objective(spec.objective.path)
+    except MissingExtra:
+        raise  # exit 8 with the extra to install, not a campaign-file error
     except Exception as err:
         raise CampaignFileError(path, [("objective.path", str(err))]) from None

@@ -6,39 +6,49 @@ name, study name, sampler, pruner, space, tuned and fixed parameters, fidelity a
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any
+import warnings
+from typing import Any, Literal, cast
 
 import optuna
 from optuna.trial import TrialState
 
-from engine.ledger import Ledger, now_iso
+from engine.ledger import Ledger
 from engine.pruners import make_pruner
+from engine.queries import best_trial, sprint_trials
+from engine.reopen import enqueue_probes, plan_probes, probe_count
 from engine.samplers import make_sampler
+from engine.schema import (
+    COST_ATTR,
+    DURATION_ATTR,
+    SEEDED_ATTR,
+    SPRINT_STUDY_ATTRS,
+    SprintStatus,
+    now_iso,
+    sprint_study_name,
+)
 from engine.space import Space, contains, default_value, distributions
 from engine.spec import CampaignSpec
-from engine.trials import counted_trials
+from engine.trials import counted_trials, trial_cost
 
 SEEDED_GP_STARTUP = 5  # a seeded GP sprint's start-up trials: its seeds, and at least this many
 
 
-def study_name(campaign: str, index: int, sprint: str) -> str:
-    return f"{campaign}/{index:02d}-{sprint}"
+study_name = sprint_study_name  # the older name
 
 
-def direction(spec: CampaignSpec) -> str:
+def direction(spec: CampaignSpec) -> Literal["minimize", "maximize"]:
     return spec.metric.direction
 
 
 def best_params_so_far(spec: CampaignSpec, storage, ledger: Ledger, before: int) -> dict[str, Any]:
     """The best trial's parameters, latest sprint first (its fidelity is the highest so far)."""
-    for index in range(before - 1, -1, -1):
-        record = ledger.sprint(index)
-        if record is None:
-            continue
-        study = optuna.load_study(study_name=record["study"], storage=storage)
-        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-            return {**record["fixed"], **study.best_trial.params}
+    maximize = spec.metric.direction == "maximize"
+    for record in reversed([r for r in ledger.sprint_records() if r.index < before]):
+        best = best_trial(sprint_trials(storage, record) or [], maximize)
+        if best is not None:
+            return {**record.fixed, **best.params}
     return {}
 
 
@@ -75,7 +85,7 @@ def make_record(
         "timeout_s": sprint.timeout_s,
         "budget_cost": sprint.budget_cost,
         "budget_seconds": sprint.budget_seconds,
-        "status": "running",
+        "status": SprintStatus.RUNNING,
         "started": now_iso(),
         "started_ts": time.time(),
         "seeded": [],
@@ -86,7 +96,7 @@ def open_study(spec: CampaignSpec, storage, record: dict[str, Any], *, worker_in
     dists = distributions(record["space"], record["tuned"])
     seed = spec.seed * 1_000_003 + record["index"] * 1009 + worker_index * 7919
     options = dict(record.get("sampler_options") or {})
-    if record["sampler"] == "eeipu":  # its cost cooling runs down the sprint's budget
+    if record["sampler"] in ("eeipu", "eeipu-gp"):  # its cost cooling runs down the sprint's budget
         options.setdefault("budget_seconds", record.get("budget_seconds"))
         options.setdefault("n_trials", record.get("n_trials"))
     if record["sampler"] in ("gp", "skopt-gp") and record.get("seeded"):
@@ -98,7 +108,7 @@ def open_study(spec: CampaignSpec, storage, record: dict[str, Any], *, worker_in
     epochs = record["fidelity"].get("epochs")
     max_resource = int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None
     pruner = make_pruner(record["pruner"], max_resource=max_resource, options=record.get("pruner_options"))
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=record["study"],
         storage=storage,
         sampler=sampler,
@@ -106,40 +116,95 @@ def open_study(spec: CampaignSpec, storage, record: dict[str, Any], *, worker_in
         direction=direction(spec),
         load_if_exists=True,
     )
+    describe_study(study, spec, record)
+    return study
+
+
+def describe_study(study: optuna.Study, spec: CampaignSpec, record: dict[str, Any]) -> None:
+    """Short study attributes and the metric's name, for optuna-dashboard and plain Optuna (written once)."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.metric.name])
+    attrs = study.user_attrs
+    wanted = {
+        "campaign": spec.name,
+        "sprint": record["name"],
+        "index": record["index"],
+        "sampler": record["sampler"],
+        "pruner": record["pruner"],
+        "fidelity": record["fidelity"],
+        "level": record["level"],
+        "tuned": record["tuned"],
+    }
+    for key in SPRINT_STUDY_ATTRS:
+        if attrs.get(key) != wanted[key]:
+            study.set_user_attr(key, wanted[key])
+
+
+def enqueue_limit(spec: CampaignSpec, record: dict[str, Any]) -> int:
+    """How many trials may be enqueued at a sprint's start: queued trials always run, so they must fit
+    within n_trials and budget_cost (a full trial at the sprint's fidelity costs its level's cost)."""
+    limit = record["n_trials"] if record.get("n_trials") is not None else 1_000_000
+    if record.get("budget_cost") is not None:
+        limit = min(limit, max(1, int(math.floor(record["budget_cost"] / _level_cost(spec, record) + 1e-9))))
+    return limit
 
 
 def seed_study(spec: CampaignSpec, storage, ledger: Ledger, study: optuna.Study, record: dict[str, Any]) -> list[dict]:
-    """Enqueue the best configurations of earlier sprints that fall inside this sprint's space."""
-    count = spec.sprints[record["index"]].seed_top
-    if count <= 0:
-        return []
+    """Enqueue the best configurations of earlier sprints that fall inside this sprint's space, then
+    the sprint's out-of-box probes (engine.reopen; listed in record["probes"]).
+
+    Seeds and probes count within the sprint's n_trials and budget_cost (enqueue_limit).
+    """
+    limit = enqueue_limit(spec, record)
+    sprint = spec.sprints[record["index"]]
+    count = min(sprint.seed_top, limit)
     candidates: list[tuple[int, float, dict]] = []
-    for index in range(record["index"] - 1, -1, -1):
+    for index in range(record["index"] - 1, -1, -1) if count > 0 or sprint.explore_share > 0 else ():
         earlier = ledger.sprint(index)
         if earlier is None:
             continue
         old = optuna.load_study(study_name=earlier["study"], storage=storage)
         done = [t for t in old.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        done.sort(key=lambda t: t.value, reverse=spec.metric.direction == "maximize")
+        # cast: a COMPLETE trial of a single-objective study always carries its value
+        done.sort(key=lambda t: cast(float, t.value), reverse=spec.metric.direction == "maximize")
         for rank, trial in enumerate(done):
             candidates.append((rank, -index, {**earlier["fixed"], **trial.params}))
     candidates.sort(key=lambda c: (c[0], c[1]))  # best of each sprint first, latest sprint first
-    seeds: list[dict] = []
+    inside: list[dict] = []
     for _, _, params in candidates:
         tuned = {n: params[n] for n in record["tuned"] if n in params}
-        if len(tuned) != len(record["tuned"]) or not contains(record["space"], tuned) or tuned in seeds:
+        if len(tuned) != len(record["tuned"]) or not contains(record["space"], tuned) or tuned in inside:
             continue
-        seeds.append(tuned)
-        if len(seeds) == count:
+        inside.append(tuned)
+        if len(inside) >= max(count, 1):
             break
+    seeds = inside[:count]
     for params in seeds:
-        study.enqueue_trial(params, user_attrs={"seeded": True})
+        study.enqueue_trial(params, user_attrs={SEEDED_ATTR: True})
+    original = ledger.original_space() or {}
+    n_probes = min(
+        probe_count(sprint.explore_share, record.get("n_trials"), record.get("budget_cost"), _level_cost(spec, record)),
+        limit - len(seeds),
+    )
+    probes = []
+    if inside and original and n_probes > 0:
+        seed = spec.seed * 1_000_003 + record["index"] * 1009 + 17
+        probes = plan_probes(record, original, inside[0], n_probes, seed)
+        enqueue_probes(study, probes)
+    record["probes"] = [{"param": p["param"], "side": p["side"], "value": p["params"][p["param"]]} for p in probes]
     return seeds
+
+
+def _level_cost(spec: CampaignSpec, record: dict[str, Any]) -> float:
+    full = list(spec.fidelity.levels.values())[-1]
+    return trial_cost(record["fidelity"], full, spec.fidelity.cost_knobs, None)
 
 
 def budget_left(record: dict[str, Any], trials: list) -> bool:
     """Whether a worker may start another trial in this sprint."""
-    if record.get("status") != "running":
+    if record.get("status") != SprintStatus.RUNNING:
         return False
     if record.get("timeout_s") is not None and time.time() - record["started_ts"] >= record["timeout_s"]:
         return False
@@ -148,7 +213,7 @@ def budget_left(record: dict[str, Any], trials: list) -> bool:
     if record.get("n_trials") is not None and counted_trials(trials) >= record["n_trials"]:
         return False
     if record.get("budget_cost") is not None:
-        costs = [t.user_attrs["cost"] for t in trials if "cost" in t.user_attrs]
+        costs = [t.user_attrs[COST_ATTR] for t in trials if COST_ATTR in t.user_attrs]
         spent = sum(costs)
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)
         expected = running * (spent / len(costs) if costs else 0.0)
@@ -159,10 +224,10 @@ def budget_left(record: dict[str, Any], trials: list) -> bool:
 
 def seconds_spent(trials: list, now: float | None = None) -> float:
     """Seconds of trial cost: finished trials' duration, plus the time running ones have run so far."""
-    spent = sum(float(t.user_attrs["duration_s"]) for t in trials if "duration_s" in t.user_attrs)
+    spent = sum(float(t.user_attrs[DURATION_ATTR]) for t in trials if DURATION_ATTR in t.user_attrs)
     now = time.time() if now is None else now
     for t in trials:
-        if t.state == TrialState.RUNNING and "duration_s" not in t.user_attrs and t.datetime_start is not None:
+        if t.state == TrialState.RUNNING and DURATION_ATTR not in t.user_attrs and t.datetime_start is not None:
             spent += max(0.0, now - t.datetime_start.timestamp())
     return spent
 

@@ -39,18 +39,19 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # POSIX: advisory locks between worker processes of one host
+from engine.schema import DURATION_ATTR, INHERITED_ATTR, STAGES_ATTR
+
+if sys.platform != "win32":  # POSIX: advisory locks between worker processes of one host
     import fcntl
-except ImportError:  # pragma: no cover - Windows: no cross-process lock, writes stay atomic
+else:  # pragma: no cover - Windows: no cross-process lock, writes stay atomic
     fcntl = None
 
 FORMAT = 1
-STAGES_ATTR = "stages"
-INHERITED_ATTR = "inherited"
 NONDETERMINISTIC_FLAG = "__hpo_nondeterministic__"
 
 
@@ -266,7 +267,9 @@ class StageCache:
     def total_bytes(self) -> int:
         return sum(e.size for e in self.entries())
 
-    def evict(self, pinned: set[str] | Callable[[], set[str]] = frozenset(), max_bytes: int | None = None) -> list[str]:
+    def evict(
+        self, pinned: AbstractSet[str] | Callable[[], AbstractSet[str]] = frozenset(), max_bytes: int | None = None
+    ) -> list[str]:
         """Delete least-recently-used unpinned entries until the cache fits; returns the keys evicted.
 
         `pinned` may be a function, called only when something has to go (it can be costly).
@@ -343,7 +346,7 @@ class _GpuTimer:
     def __init__(self, device: str):
         torch = sys.modules.get("torch")
         self._on = bool(torch is not None and str(device).startswith("cuda") and torch.cuda.is_available())
-        if self._on:
+        if torch is not None and self._on:
             self._start = torch.cuda.Event(enable_timing=True)
             self._end = torch.cuda.Event(enable_timing=True)
             self._start.record()
@@ -455,7 +458,7 @@ class StageRunner:
         with self.cache.key_lock(key):
             started = time.perf_counter()
             status, value, meta = self.cache.get(key)
-            if status == "hit":
+            if status == "hit" and meta is not None:  # a hit always carries its meta
                 load_s = time.perf_counter() - started
                 self.record(
                     ctx,
@@ -617,10 +620,10 @@ def stage_stats(trials_by_sprint: dict[str, list], cache: StageCache | None = No
         row = per_sprint.setdefault(sprint, {"trials": 0, "hits": 0, "misses": 0, "trial_s": 0.0, "saved_s": 0.0})
         for t in trials:
             attrs = t.user_attrs
-            if "duration_s" in attrs:
+            if DURATION_ATTR in attrs:
                 row["trials"] += 1
-                row["trial_s"] += float(attrs["duration_s"])
-                total["trial_s"] += float(attrs["duration_s"])
+                row["trial_s"] += float(attrs[DURATION_ATTR])
+                total["trial_s"] += float(attrs[DURATION_ATTR])
             for name, rec in (attrs.get(STAGES_ATTR) or {}).items():
                 if not isinstance(rec, dict):
                     continue

@@ -4,79 +4,70 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
-from optuna.trial import TrialState
-
 from engine.ledger import Ledger
 from engine.proposal import summary_lines
+from engine.queries import best_trial, fail_kind_counts, retried_count, sprint_trials, state_counts
 from engine.thresholds import format_report
 
 
 def campaign_status(storage, campaign: str) -> dict[str, Any]:
-    ledger = Ledger(storage, campaign)
-    records = ledger.records()
-    spec = records.get("spec") or {}
-    maximize = spec.get("metric", {}).get("direction") == "maximize"
+    """The campaign as a JSON report (`hpo-tui status --json`), from one read of the ledger."""
+    view = Ledger(storage, campaign).view()
+    spec = view.spec or {}
+    metric = spec.get("metric", {})
+    maximize = metric.get("direction") == "maximize"
     sprints = []
     best: dict[str, Any] | None = None
-    for record in ledger.sprints():
-        try:
-            study = optuna.load_study(study_name=record["study"], storage=storage)
-        except KeyError:
+    for record in view.sprints:
+        trials = sprint_trials(storage, record)
+        if trials is None:
             continue
-        trials = study.get_trials(deepcopy=False)
-        counts: dict[str, int] = {}
-        fail_kinds: dict[str, int] = {}
-        for t in trials:
-            counts[t.state.name] = counts.get(t.state.name, 0) + 1
-            if t.state == TrialState.FAIL:
-                kind = t.user_attrs.get("fail_kind", "raised")
-                fail_kinds[kind] = fail_kinds.get(kind, 0) + 1
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        sprint_best = (max if maximize else min)(done, key=lambda t: t.value) if done else None
-        entry = {
-            "index": record["index"],
-            "name": record["name"],
-            "study": record["study"],
-            "sampler": record["sampler"],
-            "pruner": record["pruner"],
-            "level": record["level"],
-            "fidelity": record["fidelity"],
-            "n_trials": record.get("n_trials"),
-            "status": record["status"],
-            "counts": counts,
-            "tuned": record["tuned"],
-            # why trials failed (engine.trials.FAIL_KINDS: stale and worker_died are the engine's, not the objective's)
-            "fail_kinds": fail_kinds,
-            "retried": sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried")),
-            "best_value": sprint_best.value if sprint_best else None,
-            "best_trial": sprint_best.number if sprint_best else None,
-            "best_params": {**record["fixed"], **sprint_best.params} if sprint_best else None,
-        }
-        sprints.append(entry)
-        if sprint_best is not None:
+        sprint_best = best_trial(trials, maximize)
+        best_params = {**record.fixed, **sprint_best.params} if sprint_best else None
+        sprints.append(
+            {
+                "index": record.index,
+                "name": record.name,
+                "study": record.study,
+                "sampler": record.sampler,
+                "pruner": record.pruner,
+                "level": record.level,
+                "fidelity": dict(record.fidelity),
+                "n_trials": record.n_trials,
+                "status": record.status,
+                "counts": state_counts(trials),
+                "tuned": list(record.tuned),
+                # why trials failed (engine.trials.FAIL_KINDS: stale and worker_died are the engine's, not the objective's)
+                "fail_kinds": fail_kind_counts(trials),
+                "retried": retried_count(trials),
+                "best_value": sprint_best.value if sprint_best else None,
+                "best_trial": sprint_best.number if sprint_best else None,
+                "best_params": best_params,
+            }
+        )
+        if sprint_best is not None:  # the latest sprint's best: highest fidelity so far
             best = {
-                "sprint": record["name"],
+                "sprint": record.name,
                 "trial": sprint_best.number,
                 "value": sprint_best.value,
-                "params": entry["best_params"],
-            }  # the latest sprint's best: highest fidelity so far
-    state = ledger.state()
-    pending = ledger.pending_gate()
+                "params": best_params,
+            }
+    pending = view.pending_gate
+    proposal = view.proposals.get(pending) if pending is not None else None
     return {
         "campaign": campaign,
-        "status": state.get("status"),
-        "paused": state.get("paused", False),
-        "sprint": state.get("sprint", 0),
+        "status": view.state.status,
+        "paused": view.state.paused,
+        "sprint": view.state.sprint,
         "sprints_planned": len(spec.get("sprints", [])),
-        "metric": spec.get("metric", {}),
+        "metric": metric,
         "sprints": sprints,
         "best": best,
         "pending_gate": pending,
-        "pending_proposal": ledger.proposal(pending) if pending is not None else None,
-        "decisions": ledger.decisions(),
-        "thresholds": ledger.thresholds(),
-        "error": state.get("error"),
+        "pending_proposal": proposal.to_json() if proposal else None,
+        "decisions": [d.to_json() for d in view.decisions],
+        "thresholds": {k: dict(v) for k, v in view.thresholds.items()},
+        "error": view.state.error,
     }
 
 

@@ -25,10 +25,12 @@ milliseconds, where the GP takes seconds per fold.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import KFold
+
+from engine.schema import ARTIFACTS_ATTR
 
 METRICS = ("micro_f1", "macro_f1")
 OPTIMIZERS = ("grid", "skopt-gp")
@@ -173,7 +175,8 @@ def _decisions(probs: np.ndarray, global_t: float, per_class: np.ndarray) -> dic
 
 def _summarise(decisions: dict[str, np.ndarray], labels: np.ndarray) -> tuple[dict, dict]:
     """Per-class F1 and overall micro/macro F1 for each strategy's decisions."""
-    per_class, overall = {}, {"micro_f1": {}, "macro_f1": {}}
+    per_class: dict[str, Any] = {}
+    overall: dict[str, dict[str, float]] = {"micro_f1": {}, "macro_f1": {}}
     for strategy, predicted in decisions.items():
         tp = np.sum(predicted & labels, axis=0)
         fp = np.sum(predicted & ~labels, axis=0)
@@ -226,17 +229,27 @@ def learn_thresholds(
     val_probs, val_labels = _check(val_probs, val_labels, classes, "validation")
     if len(val_probs) < folds:
         raise ValueError(f"{len(val_probs)} validation items cannot be split into {folds} folds")
-    fit = dict(metric=metric, optimizer=optimizer, shrinkage=shrinkage, tolerance=tolerance, seed=seed, n_calls=n_calls)
+    fit = partial(
+        fit_thresholds,
+        metric=metric,
+        optimizer=optimizer,
+        shrinkage=shrinkage,
+        tolerance=tolerance,
+        seed=seed,
+        n_calls=n_calls,
+    )
 
     # Cross-validation: every validation item is decided by thresholds that never saw it.
     held_out = {s: np.zeros_like(val_labels) for s in STRATEGIES}
+    from sklearn.model_selection import KFold  # scikit-learn takes a second to load: not for `status`
+
     for learn_rows, decide_rows in KFold(folds, shuffle=True, random_state=seed).split(val_probs):
-        global_t, per_class = fit_thresholds(val_probs[learn_rows], val_labels[learn_rows], **fit)
+        global_t, per_class = fit(val_probs[learn_rows], val_labels[learn_rows])
         for strategy, predicted in _decisions(val_probs[decide_rows], global_t, per_class).items():
             held_out[strategy][decide_rows] = predicted
     val_per_class, val_overall = _summarise(held_out, val_labels)
 
-    global_t, per_class = fit_thresholds(val_probs, val_labels, **fit)
+    global_t, per_class = fit(val_probs, val_labels)
     test_per_class = test_overall = None
     if test_probs is not None and test_labels is not None:
         test_probs, test_labels = _check(test_probs, test_labels, classes, "test")
@@ -249,7 +262,9 @@ def learn_thresholds(
                 "class": name,
                 "threshold": round(float(per_class[c]), 4),
                 "val_positives": int(val_labels[:, c].sum()),
-                "test_positives": None if test_per_class is None else int(test_labels[:, c].sum()),
+                "test_positives": None
+                if test_per_class is None or test_labels is None
+                else int(test_labels[:, c].sum()),
                 "val_cv": {s: float(val_per_class[s][c]) for s in STRATEGIES},
                 "test": None if test_per_class is None else {s: float(test_per_class[s][c]) for s in STRATEGIES},
             }
@@ -276,7 +291,7 @@ def learn_thresholds(
         "recommended": recommended,
         "recommended_thresholds": {name: round(float(decide_at[recommended][c]), 4) for c, name in enumerate(classes)},
         "n_val": int(len(val_probs)),
-        "n_test": None if test_overall is None else int(len(test_probs)),
+        "n_test": None if test_overall is None or test_probs is None else int(len(test_probs)),
     }
 
 
@@ -294,7 +309,7 @@ def thresholds_for_trial(
     """Learn thresholds from a finished trial's saved probabilities (artifacts probs/labels/classes)."""
     from engine.objective import load_trial_arrays
 
-    index = trial.user_attrs.get("artifacts", {})
+    index = trial.user_attrs.get(ARTIFACTS_ATTR, {})
     if artifact not in index:
         raise KeyError(f"trial {trial.number} has no {artifact!r} artifact (it has: {sorted(index) or 'none'})")
     val = load_trial_arrays(artifact_store, index[artifact])

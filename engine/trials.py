@@ -17,13 +17,49 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.objective import BadObjectiveValue, TrialContext, check_value
+from engine.schema import (
+    COST_ATTR,
+    DURATION_ATTR,
+    FAIL_KIND_ATTR,
+    FAIL_REASON_ATTR,
+    RETRIED_ATTR,
+    RETRY_HISTORY_ATTR,
+    RETRY_OF_ATTR,
+    SAMPLE_S_ATTR,
+    WORKER_ATTR,
+)
 from engine.space import Space, distributions
 
-RETRY_ATTR = "failed_trial"  # the system attribute Optuna's own RetryFailedTrialCallback uses
+RETRY_ATTR = RETRY_OF_ATTR  # the older name
 
 
 class TrialTimeout(Exception):
     pass
+
+
+# Set by a SIGINT handler before it raises KeyboardInterrupt (engine.cli.install_stop_signals, the
+# worker's): that one is the user's Ctrl-C and stops the process. A KeyboardInterrupt or SystemExit
+# that the objective raises itself only fails its trial.
+_user_interrupt = threading.Event()
+
+
+def note_user_interrupt() -> None:
+    _user_interrupt.set()
+
+
+def user_interrupted() -> bool:
+    return _user_interrupt.is_set()
+
+
+def describe_exit(err: BaseException) -> str:
+    """'objective raised SystemExit(3)', 'objective raised KeyboardInterrupt'."""
+    shown = repr(err) if err.args else type(err).__name__
+    return f"objective raised {shown}"[:500]
+
+
+def timeout_reason(timeout_s: float, elapsed_s: float, how: str) -> str:
+    """'exceeded timeout_s=3 (killed after 8 s)': the reason a trial past its time limit fails with."""
+    return f"exceeded timeout_s={timeout_s:g} ({how} after {elapsed_s:.0f} s)"
 
 
 def worker_id(index: int | str) -> str:
@@ -38,14 +74,16 @@ def suggest_distributions(
     trial: optuna.Trial, dists: dict[str, optuna.distributions.BaseDistribution]
 ) -> dict[str, Any]:
     """Plain Optuna suggest calls, one per distribution."""
-    params = {}
+    params: dict[str, Any] = {}
     for name, dist in dists.items():
         if isinstance(dist, optuna.distributions.FloatDistribution):
             params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
         elif isinstance(dist, optuna.distributions.IntDistribution):
             params[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-        else:
+        elif isinstance(dist, optuna.distributions.CategoricalDistribution):
             params[name] = trial.suggest_categorical(name, dist.choices)
+        else:
+            raise TypeError(f"parameter {name}: cannot suggest from a {type(dist).__name__}")
     return params
 
 
@@ -126,6 +164,7 @@ class Heartbeat:
             self._thread.start()
 
     def _beat(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # SIGALRM is the trial's main thread's
         while not self._stop.wait(self._interval):
             try:
                 self._storage.record_heartbeat(self._trial_id)
@@ -153,20 +192,27 @@ def run_trial(
     timeout_s: float | None = None,
     stage_runner=None,
     log: Callable[[str], None] = print,
+    on_objective: Callable[[optuna.trial.Trial | None, float | None], None] | None = None,
 ) -> FrozenTrial:
     """Ask one trial of `study`, run the objective, tell the outcome. Never raises for a bad trial.
 
     Storage writes after ask() wait for a database outage (engine.storage.with_retries) rather than
-    lose the trial's result; an outage during ask() is the caller's to retry.
+    lose the trial's result; an outage during ask() is the caller's to retry. A KeyboardInterrupt
+    or SystemExit from the objective fails the trial ("objective raised SystemExit(3)"); the user's
+    own Ctrl-C (note_user_interrupt) still propagates. An objective that outlived `timeout_s`
+    (it caught the TrialTimeout) fails as `timeout` whatever it returned. `on_objective(trial, t)`
+    is called as the objective starts (t: time.time()) and with (None, None) when it ended: a
+    worker pool kills a worker whose objective runs past timeout_s plus a grace (engine.pool).
     """
     from engine.storage import with_retries
 
     trial = study.ask()
     heartbeat = with_retries(lambda: Heartbeat(study._storage, trial._trial_id), what="start heartbeat", log=log)
     started = time.perf_counter()
-    with_retries(lambda: trial.set_user_attr("worker", worker), what=f"claim trial {trial.number}", log=log)
+    with_retries(lambda: trial.set_user_attr(WORKER_ATTR, worker), what=f"claim trial {trial.number}", log=log)
     ctx = None
     sampled = None  # the sampler's time (relative sampling runs at the first suggest) is not trial cost
+    objective_started = None
     try:
         params = with_retries(
             lambda: suggest(trial, sprint["space"], sprint["tuned"]), what=f"suggest trial {trial.number}", log=log
@@ -184,6 +230,9 @@ def run_trial(
             artifact_store=artifact_store,
             stage_runner=stage_runner,
         )
+        if on_objective is not None:
+            on_objective(trial, time.time())
+        objective_started = time.perf_counter()
         with time_limit(timeout_s):
             value = check_value(objective(ctx))
         state, reason = TrialState.COMPLETE, None
@@ -192,21 +241,33 @@ def run_trial(
     except (Exception, MemoryError) as err:
         value, state, reason = None, TrialState.FAIL, describe_failure(err)
         kind = failure_kind(err)
+    except (KeyboardInterrupt, SystemExit) as err:
+        if isinstance(err, KeyboardInterrupt) and user_interrupted():
+            raise
+        value, state, reason, kind = None, TrialState.FAIL, describe_exit(err), "raised"
+        log(f"trial {trial.number}: {reason}; the trial failed, this process carries on")
     finally:
         heartbeat.stop()
+        if on_objective is not None:
+            on_objective(None, None)
+    if objective_started is not None and timeout_s and state != TrialState.FAIL:
+        elapsed = time.perf_counter() - objective_started
+        if elapsed > timeout_s:  # the objective caught its TrialTimeout and went on
+            value, state, kind = None, TrialState.FAIL, "timeout"
+            reason = timeout_reason(timeout_s, elapsed, "returned")
     duration = time.perf_counter() - (sampled or started)
     sample_s = sampled - started if sampled is not None else None
     steps = ctx.last_step + 1 if ctx is not None and ctx.last_step is not None else None
     cost = trial_cost(sprint["fidelity"], full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None)
 
     def finish() -> FrozenTrial:
-        trial.set_user_attr("duration_s", round(duration, 4))
+        trial.set_user_attr(DURATION_ATTR, round(duration, 4))
         if sample_s is not None:
-            trial.set_user_attr("sample_s", round(sample_s, 4))
-        trial.set_user_attr("cost", cost)
+            trial.set_user_attr(SAMPLE_S_ATTR, round(sample_s, 4))
+        trial.set_user_attr(COST_ATTR, cost)
         if reason:
-            trial.set_user_attr("fail_reason", reason)
-            trial.set_user_attr("fail_kind", kind)
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            trial.set_user_attr(FAIL_KIND_ATTR, kind)
         if state == TrialState.COMPLETE:
             return study.tell(trial, value, skip_if_finished=True)
         return study.tell(trial, state=state, skip_if_finished=True)
@@ -228,12 +289,12 @@ def fail_and_retry(
     Returns True when a retry was enqueued.
     """
     storage = study._storage
-    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    history = list(trial.system_attrs.get(RETRY_HISTORY_ATTR, [])) + [trial.number]
     will_retry = len(history) <= max_retry
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        storage.set_trial_user_attr(trial._trial_id, "fail_kind", kind)
-        storage.set_trial_user_attr(trial._trial_id, "retried", will_retry)
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
+        storage.set_trial_user_attr(trial._trial_id, FAIL_KIND_ATTR, kind)
+        storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, will_retry)
         if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             return False
     except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # finished by someone else meanwhile
@@ -247,7 +308,7 @@ def fail_and_retry(
                 system_attrs={
                     **trial.system_attrs,
                     RETRY_ATTR: trial.number,
-                    "retry_history": history,
+                    RETRY_HISTORY_ATTR: history,
                     "fixed_params": trial.params,
                 },
             )

@@ -34,7 +34,16 @@ def campaign_data(name: str, *, n_trials=(9, 9), sleep=0.1, epochs=3, policy="au
     """Branin in two or more random/tpe sprints at one fidelity; `sleep` x `epochs` seconds a trial."""
     sprints = []
     for i, n in enumerate(n_trials):
-        sprints.append({"name": f"s{i}", "sampler": "random" if i == 0 else "tpe", "fidelity": "low", "n_trials": n})
+        sprints.append(
+            # no out-of-box probes (engine.reopen): these tests check every trial is inside the approved space
+            {
+                "name": f"s{i}",
+                "sampler": "random" if i == 0 else "tpe",
+                "fidelity": "low",
+                "n_trials": n,
+                "explore_share": 0,
+            }
+        )
     data: dict[str, Any] = {
         "name": name,
         "policy": policy,

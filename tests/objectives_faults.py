@@ -47,3 +47,58 @@ def misbehave(ctx):
         _exhaust_memory()
         return 0.0
     return ctx.params["x"] ** 2
+
+
+# Issue 14: objectives that fight the engine's control flow, chosen by trial number (settings lists).
+
+
+def _settled(ctx) -> float:
+    time.sleep(float(ctx.settings.get("sleep", 0.0)))
+    return (ctx.params["x"] - 0.3) ** 2
+
+
+def control_flow(ctx):
+    """SystemExit(3) in the trials of `exit_trials`, KeyboardInterrupt in those of `interrupt_trials`."""
+    if ctx.trial_number in ctx.settings.get("exit_trials", []):
+        raise SystemExit(3)
+    if ctx.trial_number in ctx.settings.get("interrupt_trials", []):
+        raise KeyboardInterrupt
+    return _settled(ctx)
+
+
+def stubborn(ctx):
+    """Defeats SIGALRM: swallows every exception (`swallow_trials`), or blocks the signal (`block_trials`),
+    or catches the timeout and returns late (`late_trials`)."""
+    import signal
+
+    if ctx.trial_number in ctx.settings.get("swallow_trials", []):
+        while True:
+            try:
+                time.sleep(0.05)
+            except BaseException:  # the point: the TrialTimeout (and SIGTERM's Stop) are swallowed
+                pass
+    if ctx.trial_number in ctx.settings.get("block_trials", []):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # pending, never delivered
+        while True:
+            time.sleep(0.05)
+    if ctx.trial_number in ctx.settings.get("late_trials", []):
+        deadline = time.monotonic() + float(ctx.settings["late_s"])
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.05)
+            except BaseException:
+                pass
+    return _settled(ctx)
+
+
+def chatty(ctx):
+    """Prints `print_mb` MiB per trial, from Python and from a child process sharing stdout."""
+    import subprocess
+    import sys
+
+    line = "x" * 1023 + "\n"
+    for _ in range(int(ctx.settings.get("print_mb", 1)) * 1024):
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-c", "print('child process output', flush=True)"], check=True)
+    return _settled(ctx)

@@ -196,15 +196,12 @@ class PostgresServer:
 
     # Databases ------------------------------------------------------------------------------
     def admin(self, sql: str, database: str = "postgres") -> None:
-        import psycopg2
+        import psycopg
 
-        conn = psycopg2.connect(host=str(self.root), port=self.port, user="postgres", dbname=database)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        with psycopg.connect(
+            host=str(self.root), port=self.port, user="postgres", dbname=database, autocommit=True
+        ) as conn:
+            conn.execute(sql)
 
     def _make_role(self) -> None:
         self.admin(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
@@ -220,12 +217,12 @@ class PostgresServer:
         return f"postgresql://{ROLE}{secret}@127.0.0.1:{self.port}/{database}"
 
     def wait_ready(self, timeout: float = 30) -> None:
-        import psycopg2
+        import psycopg
 
         deadline = time.time() + timeout
         while True:
             try:
-                psycopg2.connect(
+                psycopg.connect(
                     host="127.0.0.1",
                     port=self.port,
                     user=ROLE,
@@ -234,7 +231,7 @@ class PostgresServer:
                     connect_timeout=2,
                 ).close()
                 return
-            except psycopg2.OperationalError:
+            except psycopg.OperationalError:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.2)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-import tomllib
 
 from engine.ledger import Ledger
 from engine.storage import open_storage
+from engine.toml_compat import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 HPO_TUI = Path(sys.executable).parent / "hpo-tui"
@@ -81,6 +81,7 @@ def small_quickstart(tmp_path: Path) -> Path:
     data["objective"]["settings"]["sleep_per_step"] = 0.0
     for sprint, trials in zip(data["sprints"], (10, 6, 6), strict=False):
         sprint["n_trials"] = trials
+        sprint["seed_top"] = min(sprint.get("seed_top", 0), trials)  # seeds count within n_trials
     path = tmp_path / "quickstart.toml"
     path.write_text(tomli_w.dumps(data))
     return path

@@ -1,6 +1,6 @@
 """PostgreSQL going away mid-sprint. Down for a few seconds: the coordinator and every worker wait
 with backoff, say so, and carry on, losing nothing. Down for good: they stop with a clear message
-(exit 2), leave no process behind, and every acknowledged result is there when the database returns."""
+(exit 3), leave no process behind, and every acknowledged result is there when the database returns."""
 
 import time
 
@@ -18,6 +18,8 @@ from fleet import (
     write_campaign,
 )
 from optuna.trial import TrialState
+
+from engine.errors import EXIT_STORAGE_UNREACHABLE
 
 pytestmark = [pytest.mark.xdist_group("postgres"), pytest.mark.timeout(240)]
 
@@ -79,7 +81,7 @@ def test_a_short_outage_makes_everyone_wait_and_carry_on(tmp_path, private_postg
     ):
         text = log.read_text()
         assert (
-            "failed ((psycopg2.OperationalError)" in text
+            "failed ((psycopg.OperationalError)" in text
             and "waiting 0.5 s before retry 1 (gives up after 120 s)" in text
         ), text
         assert "storage: " in text and "127.0.0.1" in text and private_postgres.password not in text
@@ -98,8 +100,8 @@ def test_a_database_that_stays_down_stops_everyone_cleanly(tmp_path, private_pos
         assert len(workers) == 2
         before = {t.number: (t.state.name, t.params, t.value) for t in truth.trials(0) if t.state.is_finished()}
         pg.stop("fast")
-        assert coordinator.wait(90) == 2, fleet.log_of(coordinator)[-3000:]
-        assert remote.wait(90) == 2, fleet.log_of(remote)[-3000:]
+        assert coordinator.wait(90) == EXIT_STORAGE_UNREACHABLE, fleet.log_of(coordinator)[-3000:]
+        assert remote.wait(90) == EXIT_STORAGE_UNREACHABLE, fleet.log_of(remote)[-3000:]
         wait_for(
             lambda: (
                 not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers)

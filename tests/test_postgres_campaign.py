@@ -88,13 +88,21 @@ def test_coordinator_and_three_remote_workers_share_sprints_and_the_gate(tmp_pat
         (t.number, t.state, t.value) for t in truth.trials(0)
     ]
 
-    # Each trial was run by exactly one worker, and every run trial is in storage (worker log lines).
+    # Each trial was run by exactly one worker, and every run trial is in storage: the remote workers'
+    # log lines, plus the trials the coordinator ran in its own process (its log reports every trial
+    # of the campaign, so those are told apart by the worker attribute: host:pid of the coordinator).
     for index in range(2):
         ran = [
             (line["number"], who)
             for who, text in logs.items()
+            if who != "coordinator"
             for line in worker_lines(text)
             if line["sprint"] == f"s{index}"
+        ]
+        ran += [
+            (str(t.number), "coordinator")
+            for t in truth.trials(index)
+            if t.user_attrs.get("worker", "").rsplit(":", 1)[0].endswith(f":{coordinator.pid}")
         ]
         numbers = sorted(int(n) for n, _ in ran)
         assert numbers == sorted(t.number for t in truth.trials(index)), (index, ran)

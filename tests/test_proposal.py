@@ -207,3 +207,27 @@ def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_pat
         )
         is None
     )
+
+
+def test_too_few_completed_trials_keep_every_range_with_the_reason():
+    spec = spec_of(branin_campaign(gate={"top_k": 5, "margin": 0.2, "min_width": 0.0}))
+    space = initial_space(spec)
+    study = _study_with([(float(i), {"x1": 1.0 + 0.1 * i, "x2": 5.0 + i, "act": "relu"}) for i in range(4)])
+    proposal = make_proposal(spec, 0, study, space, space, importances={})
+    assert proposal["space"] == space and not proposal["evidence"]["narrowed"]
+    note = proposal["params"]["x1"]["note"]
+    assert note.startswith("range kept: 4 completed trials") and "at least 5" in note
+    from engine.proposal import summary_lines
+
+    assert summary_lines(proposal) == [f"no narrowing: {proposal['evidence']['narrowing_rule']}"]
+    # enough trials for top_k, but not more than the parameters narrowed (3 with `act`): still kept
+    data = branin_campaign(gate={"top_k": 2, "margin": 0.2, "min_width": 0.0})
+    data["space"]["act"] = {"type": "categorical", "choices": ["relu", "tanh", "gelu"]}
+    spec = spec_of(data)
+    space = initial_space(spec)
+    rows = [(float(i), {"x1": 1.0 + 0.1 * i, "x2": 5.0 + i, "act": "relu"}) for i in range(3)]
+    proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
+    assert proposal["space"] == space and "more than the 3 parameters" in proposal["params"]["x2"]["note"]
+    rows.append((3.0, {"x1": 1.3, "x2": 8.0, "act": "relu"}))
+    proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
+    assert proposal["space"]["x1"] != space["x1"] and proposal["evidence"]["narrowed"]

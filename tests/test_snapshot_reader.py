@@ -314,7 +314,7 @@ def test_pending_gate_proposal_and_staged_fidelity(campaign):
     reader = SnapshotReader(storage, "c")
     snapshot = reader.read()
     assert snapshot.pending_gate == 0 and snapshot.proposal["next"] == "refine"
-    assert snapshot.fidelity_request == {"edits": ["high"], "label": "high"}
+    assert snapshot.fidelity_request.edits == ("high",) and snapshot.fidelity_request.label == "high"
     assert snapshot.levels == {"low": {"epochs": 2}, "high": {"epochs": 9}}
     ledger.record_decision(0, {"action": "approve", "space": {}, "fidelity": {}, "diff": []}, source="test")
     assert reader.read().pending_gate is None

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from console_demo import demo_thresholds
 from enginekit import branin_campaign, spec_of, write_toml
 
 from engine.campaign import Coordinator
@@ -24,7 +25,6 @@ from engine.storage import open_storage
 from tui.app import HpoConsole
 from tui.approval import ApprovalScreen
 from tui.dashboard import DashboardScreen
-from tui.demo import demo_thresholds
 from tui.detail import TrialDetailScreen
 from tui.engine_thread import EngineThread, headless_command, spawn_headless
 from tui.fidelity import FidelityScreen
@@ -337,7 +337,7 @@ async def test_detail_sort_filter_follow(console):
 
 
 async def test_thresholds_on_the_best_trial_are_accepted(console):
-    c = console(objective={"path": "tui.demo:probs_objective"})
+    c = console(objective={"path": "console_demo:probs_objective"})
     async with c.app.run_test(size=SIZE) as pilot:
         await c.start(pilot)
         await c.until_gate(pilot)
@@ -354,7 +354,7 @@ async def test_thresholds_on_the_best_trial_are_accepted(console):
 
 
 async def test_thresholds_with_the_real_learner(console, monkeypatch):
-    c = console(objective={"path": "tui.demo:probs_objective"})
+    c = console(objective={"path": "console_demo:probs_objective"})
     from tui.app import default_threshold_learner
 
     c.app.threshold_learner = default_threshold_learner(c.spec.name)

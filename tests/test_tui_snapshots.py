@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from console_demo import demo_detail, demo_importances, demo_snapshot, demo_thresholds
+from test_tui_evidence import gate_one_console
 
 from tui.app import HpoConsole
 from tui.approval import ApprovalScreen
 from tui.dashboard import DashboardScreen
-from tui.demo import demo_detail, demo_importances, demo_snapshot, demo_thresholds
 from tui.detail import TrialDetailScreen
 from tui.source import FixedSource
 from tui.thresholds_screen import ThresholdScreen
@@ -62,6 +63,13 @@ async def dashboard_settled(pilot) -> None:
     await until(pilot, lambda: not plot.display or plot.key is not None, "the history plot")
 
 
+async def evidence_drawn(pilot) -> None:
+    """The approval screen shows the evidence plot last asked for (its worker drew it)."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval screen")
+    await until(pilot, lambda: app.screen.plot_settled, "the evidence plot")
+
+
 def with_trials(app: HpoConsole) -> HpoConsole:
     app.source.trials = {n: ("demo/00-subspace", FakeTrial(n)) for n in range(120)}
     return app
@@ -81,9 +89,11 @@ def test_dashboard_running_sprint(snap_compare, size):
 def test_approval(snap_compare, size):
     async def run_before(pilot):
         await dashboard_settled(pilot)
-        await pilot.press("a", "down", "down", "space")  # freeze dropout: the row shows the edit
-        assert isinstance(pilot.app.screen, ApprovalScreen)
-        await pilot.pause(0.1)
+        await pilot.press("a")
+        await evidence_drawn(pilot)
+        await pilot.press("down", "down", "space")  # freeze dropout: the row shows the edit
+        await pilot.pause(0.05)
+        await evidence_drawn(pilot)  # ... and the plot draws its proposed value
 
     assert snap_compare(console(), terminal_size=size, run_before=run_before)
 
@@ -92,10 +102,25 @@ def test_approval(snap_compare, size):
 def test_approval_refused_edit(snap_compare, size):
     async def run_before(pilot):
         await dashboard_settled(pilot)
-        await pilot.press("a", "enter", "ctrl+u", *"0.5:0.01")
+        await pilot.press("a")
+        await evidence_drawn(pilot)
+        await pilot.press("enter", "ctrl+u", *"0.5:0.01")
         await pilot.pause(0.1)
+        await evidence_drawn(pilot)  # redrawn for the room the editor leaves
 
     assert snap_compare(console(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_approval_evidence_two_fidelities(snap_compare, size):
+    """Gate 1 after a second fidelity: rank agreement measured, the low fidelity's best cut."""
+
+    async def run_before(pilot):
+        await dashboard_settled(pilot)
+        await pilot.press("a")
+        await evidence_drawn(pilot)
+
+    assert snap_compare(gate_one_console(), terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from console_demo import demo_snapshot
+
 from tui.app import HpoConsole
-from tui.demo import demo_snapshot
 from tui.header import CampaignHeader
 from tui.source import FixedSource
 

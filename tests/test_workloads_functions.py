@@ -188,13 +188,13 @@ def test_missing_param_is_an_error(tmp_path):
 
 
 def test_space_toml_matches_the_spec_format():
-    import tomllib
-
-    from engine.spec import FloatParam
+    from engine.spec import FloatParam, IntParam
+    from engine.toml_compat import tomllib
 
     for problem in PROBLEMS.values():
         tables = tomllib.loads(problem.space_toml())["space"]
         assert list(tables) == problem.names
         for name, table in tables.items():
-            FloatParam.model_validate(table)
+            (IntParam if problem.space[name].integer else FloatParam).model_validate(table)
     assert tomllib.loads(PROBLEMS["borehole"].space_toml())["space"]["r"]["log"] is True
+    assert tomllib.loads(PROBLEMS["train_mlp"].space_toml())["space"]["batch_size"]["type"] == "int"

@@ -18,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from textual import work
+from rich.text import Text
+from textual import on, work
 from textual.app import App
+from textual.css.query import NoMatches
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from engine.ledger import DecisionConflict, now_iso, who
+from engine.errors import GateAlreadyDecided
+from engine.ledger import CampaignNotFound
+from engine.schema import now_iso, who
 from engine.snapshot import (
     CampaignSnapshot,
     TrialRow,
     best_with_artifact,
-    fidelity_request_key,
 )
 from engine.space import SpaceEditError
 from tui.approval import ApprovalScreen
@@ -40,13 +44,23 @@ from tui.gate_draft import GateDraft, fidelity_values
 from tui.help import HelpScreen
 from tui.keys import bindings
 from tui.messages import (
+    CampaignAwaited,
+    CurvePlotRequested,
+    CycleSprintRequested,
+    DecisionSubmitted,
     DetailReady,
     EngineStopped,
+    HistoryPlotRequested,
     ImportanceReady,
+    LearnThresholdsRequested,
     LedgerWritten,
+    OpenApprovalRequested,
+    OpenDetailRequested,
+    OpenFidelityRequested,
     PlotReady,
     SnapshotReady,
     SourceFailed,
+    StoreThresholdsRequested,
     ThresholdsLearned,
 )
 from tui.plots import PlotView, curve_plot, history_plot
@@ -61,7 +75,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # an INFO line on stderr w
 IMPORTANCE_MIN_EVERY_S = 2.0
 IMPORTANCE_SHARE = 0.1
 UI_SWITCH_INTERVAL_S = 0.001
-DEFAULT_ARTIFACT = "val_probs"
 
 ThresholdLearner = Callable[..., dict]
 
@@ -162,6 +175,11 @@ class HpoConsole(App[int]):
             started = time.monotonic()
             try:
                 snapshot = self.source.read(self.viewed_sprint)
+            except CampaignNotFound as err:
+                if self.engine is not None and not self.engine.done.is_set():
+                    self.post_message(CampaignAwaited(self.source.campaign))  # its coordinator is creating it
+                else:
+                    self.post_message(SourceFailed(f"{type(err).__name__}: {err}"))
             except Exception as err:
                 self.post_message(SourceFailed(f"{type(err).__name__}: {err}"))
             else:
@@ -200,6 +218,15 @@ class HpoConsole(App[int]):
             if show is not None:
                 show(snapshot, engine_line)
         self._maybe_refresh_importance(snapshot)
+
+    def on_campaign_awaited(self, message: CampaignAwaited) -> None:
+        try:
+            header = self.screen.query_one("#header", Static)
+        except NoMatches:  # another screen is on top: nothing to say there
+            return
+        header.update(
+            Text.assemble(("hpo-tui", "bold"), f"  waiting for the coordinator to create campaign {message.campaign}…")
+        )
 
     def on_source_failed(self, message: SourceFailed) -> None:
         if message.reason != self._source_error:
@@ -250,6 +277,43 @@ class HpoConsole(App[int]):
     def render_curve_plot(self, values, width: int, height: int, key: Any, metric: str) -> None:
         self._plot_worker("detail-curve", lambda: curve_plot(values, width, height, metric), key)
 
+    # Requests posted by screens: they never call the app directly.
+    @on(HistoryPlotRequested)
+    def _on_history_plot_requested(self, request: HistoryPlotRequested) -> None:
+        self.render_history_plot(request.snapshot, request.width, request.height, request.key)
+
+    @on(CurvePlotRequested)
+    def _on_curve_plot_requested(self, request: CurvePlotRequested) -> None:
+        self.render_curve_plot(request.values, request.width, request.height, request.key, request.metric)
+
+    @on(OpenApprovalRequested)
+    def _on_open_approval_requested(self) -> None:
+        self.open_approval()
+
+    @on(OpenFidelityRequested)
+    def _on_open_fidelity_requested(self) -> None:
+        self.open_fidelity()
+
+    @on(OpenDetailRequested)
+    def _on_open_detail_requested(self, request: OpenDetailRequested) -> None:
+        self.open_detail(request.row)
+
+    @on(CycleSprintRequested)
+    def _on_cycle_sprint_requested(self) -> None:
+        self.cycle_sprint()
+
+    @on(LearnThresholdsRequested)
+    def _on_learn_thresholds_requested(self, request: LearnThresholdsRequested) -> None:
+        self.learn_thresholds(request.row, sprint_index=request.sprint_index)
+
+    @on(StoreThresholdsRequested)
+    def _on_store_thresholds_requested(self, request: StoreThresholdsRequested) -> None:
+        self.store_thresholds(request.study, request.trial, request.result)
+
+    @on(DecisionSubmitted)
+    def _on_decision_submitted(self, request: DecisionSubmitted) -> None:
+        self.record_decision(request.gate, request.decision)
+
     @work(thread=True, group="plots", name="plot", exit_on_error=False)
     def _plot_worker(self, target: str, build: Callable, key: Any) -> None:
         self.post_message(PlotReady(target, build(), key))
@@ -289,6 +353,8 @@ class HpoConsole(App[int]):
                 TrialDetailScreen(row, snapshot.sprint.index, snapshot.sprint.name, snapshot.metric), "detail"
             )
         screen = self.get_screen("detail")
+        if not isinstance(screen, TrialDetailScreen):  # installed just above: never another kind
+            return
         screen.show_trial(row, snapshot.sprint.index, snapshot.sprint.name, snapshot.metric)
         self.push_screen(screen)
         self.load_detail(snapshot.sprint.index, row.number)
@@ -315,10 +381,12 @@ class HpoConsole(App[int]):
     # Gate approval ---------------------------------------------------------------------------
     def draft_for(self, snapshot: CampaignSnapshot) -> GateDraft:
         gate = snapshot.pending_gate
+        if gate is None:
+            raise ValueError("no gate is waiting for a decision: there is no draft to edit")
         draft = self.drafts.get(gate)
         if draft is None:
-            staged = snapshot.fidelity_request or {}
-            draft = self.drafts[gate] = GateDraft(gate, fidelity_edits=list(staged.get("edits", [])))
+            staged = snapshot.fidelity_request
+            draft = self.drafts[gate] = GateDraft(gate, fidelity_edits=list(staged.edits) if staged else [])
         return draft
 
     def open_approval(self) -> None:
@@ -329,7 +397,7 @@ class HpoConsole(App[int]):
             return
         if isinstance(self.screen, ApprovalScreen):
             return
-        self.push_screen(ApprovalScreen(snapshot, self.draft_for(snapshot)))
+        self.push_screen(ApprovalScreen(snapshot, self.draft_for(snapshot), self.source.gate_evidence))
 
     def record_decision(self, gate: int, decision: dict) -> None:
         def recorded(record: dict | None) -> None:
@@ -377,7 +445,7 @@ class HpoConsole(App[int]):
         gate = snapshot.next_gate
         following = snapshot.current_sprint + 1
         next_name = snapshot.sprint_names[following] if following < len(snapshot.sprint_names) else "next sprint"
-        staged = list((snapshot.fidelity_request or {}).get("edits", []))
+        staged = list(snapshot.fidelity_request.edits) if snapshot.fidelity_request else []
         title = f"Fidelity of {next_name}: staged for gate {gate}"
 
         def staged_chosen(edits: list[str] | None) -> None:
@@ -392,7 +460,7 @@ class HpoConsole(App[int]):
             request = {"edits": edits, "values": values, "label": label, "gate": gate, "who": who(), "when": now_iso()}
             self.write_ledger(
                 f"fidelity {label} staged for gate {gate}",
-                lambda ledger: ledger.put(fidelity_request_key(gate), request),
+                lambda ledger: ledger.stage_fidelity(gate, request),
             )
 
         self.push_screen(FidelityScreen(title, snapshot.levels, None, staged), staged_chosen)
@@ -402,7 +470,7 @@ class HpoConsole(App[int]):
         snapshot = self.snapshot
         if snapshot is None or snapshot.sprint is None:
             return
-        artifact = snapshot.thresholds_settings.get("artifact", DEFAULT_ARTIFACT)
+        artifact = snapshot.thresholds_settings.artifact
         sprint_index = snapshot.sprint.index if sprint_index is None else sprint_index
         if row is None or artifact not in row.artifacts or row.state != "COMPLETE":
             best = best_with_artifact(snapshot.trials, artifact, snapshot.maximize)
@@ -424,9 +492,9 @@ class HpoConsole(App[int]):
                 sprint_index,
                 row.number,
                 dict(
-                    metric=settings.get("metric", "micro_f1"),
-                    folds=int(settings.get("folds", 5)),
-                    optimizer=settings.get("optimizer", "grid"),
+                    metric=settings.metric,
+                    folds=settings.folds,
+                    optimizer=settings.optimizer,
                     seed=snapshot.seed,
                     artifact=artifact,
                 ),
@@ -486,7 +554,7 @@ class HpoConsole(App[int]):
     def _ledger_writer(self, what: str, change: Callable, done: Callable[[Any], None] | None) -> None:
         try:
             record = self.source.write(change)
-        except (DecisionConflict, SpaceEditError) as err:
+        except (GateAlreadyDecided, SpaceEditError) as err:
             self.post_message(LedgerWritten(what, str(err)))
         except Exception as err:
             self.post_message(LedgerWritten(what, f"{type(err).__name__}: {err}"))
@@ -524,7 +592,8 @@ class HpoConsole(App[int]):
 
     @work(thread=True, group="engine", name="engine stop", exit_on_error=False)
     def stop_engine(self, then_headless: bool) -> None:
-        self.engine.stop()
+        if self.engine is not None:  # quit offers the stop only while an engine runs
+            self.engine.stop()
         message = f"campaign {self.source.campaign} stopped; `hpo-tui run` resumes it"
         if then_headless and self.headless is not None:
             try:
@@ -562,6 +631,7 @@ def run_console(args) -> int:
     import os
 
     from engine.cli import log_line, make_coordinator, resolve_campaign
+    from engine.extras import require_for_campaign, require_for_storage
     from engine.storage import redact, run_dir
     from tui.engine_thread import headless_command, spawn_headless
     from tui.hangup import Hangup, wait_headless
@@ -570,6 +640,9 @@ def run_console(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     name, url, spec = resolve_campaign(args.campaign, args.storage)
+    require_for_storage(url)  # a missing extra: one line and exit 8, before the screen is taken
+    if args.command == "run" and spec is not None:
+        require_for_campaign(spec)
     if args.command == "attach" and url.startswith("journal://") and not Path(url.removeprefix("journal://")).exists():
         print(
             f"hpo-tui attach: no storage at {redact(url)} (give --storage URL, or run from the campaign's directory)",
@@ -603,8 +676,9 @@ def run_console(args) -> int:
         run_log=str(headless_log),
     )
     # The engine runs in this process: a vanished terminal (SIGHUP) must not end it (tui/hangup.py).
-    hangup = Hangup(headless_log, app.hang_up, engine.done) if engine is not None else None
-    if hangup is not None:
+    hangup: Hangup | None = None
+    if engine is not None:
+        hangup = Hangup(headless_log, app.hang_up, engine.done)
         hangup.install()
         engine.start()
     try:

@@ -1,8 +1,15 @@
-"""Phase approval: read the evidence, edit the proposed ranges, approve, reject or extend."""
+"""Phase approval: read the evidence, edit the proposed ranges, approve, reject or extend.
+
+The evidence (engine.evidence: the points of every sprint so far, the rank agreement between
+fidelities, what the proposal would cut) is read by a thread worker when the screen opens; the
+selected parameter's plot is drawn by another (tui.evidence_plot), again whenever the selection,
+the edited range or the plot's size changes. The UI thread only applies finished lines.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -11,16 +18,22 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Static
+from textual.worker import get_current_worker
 
+from engine.evidence import GateEvidence, Range, recut
 from engine.snapshot import CampaignSnapshot
 from engine.space import SpaceEditError
 from tui import format as fmt
 from tui.confirm import ConfirmScreen
+from tui.evidence_plot import EvidencePlotView, evidence_plot, legend, summary
 from tui.gate_draft import GateDraft, fidelity_values
 from tui.key_bar import KeyBar
 from tui.keys import bindings
+from tui.messages import DecisionSubmitted, OpenFidelityRequested
+from tui.plots import PlotLines, PlotView, message
 from tui.prompt import PromptScreen
 
+PLOT_CACHE = 64  # plots kept (per parameter, range and size) before the cache starts afresh
 # What the operator decides on comes first; at 80 columns the last ones scroll into view.
 COLUMNS = ("param", "proposed", "top-k min:max", "best", "imp.", "current", "original")
 
@@ -31,7 +44,9 @@ class BoundInput(Input):
     BINDINGS = [Binding("escape", "abandon", "Abandon edit")]
 
     def action_abandon(self) -> None:
-        self.screen.finish_edit(commit=False)
+        screen = self.screen
+        if isinstance(screen, ApprovalScreen):  # the editor lives on the approval screen only
+            screen.finish_edit(commit=False)
 
 
 class ApprovalScreen(Screen):
@@ -39,8 +54,14 @@ class ApprovalScreen(Screen):
     BINDINGS = bindings("approval")
     AUTO_FOCUS = "#params"
 
-    def __init__(self, snapshot: CampaignSnapshot, draft: GateDraft) -> None:
+    def __init__(
+        self,
+        snapshot: CampaignSnapshot,
+        draft: GateDraft,
+        read_evidence: Callable[[int], GateEvidence | None],
+    ) -> None:
         super().__init__(id="approval")
+        self.read_evidence = read_evidence  # may block (storage): called from a worker thread only
         self.snapshot = snapshot
         self.proposal: Mapping[str, Any] = snapshot.proposal or {}
         self.original: Mapping[str, Any] = snapshot.original_space
@@ -49,6 +70,12 @@ class ApprovalScreen(Screen):
         self.names = list(self.proposal.get("params", {}))
         self.editing: str | None = None
         self.closed_reason: str | None = None  # set when the gate was decided elsewhere
+        self.evidence: GateEvidence | None = None  # as read; `shown_evidence` follows the edits
+        self.shown_evidence: GateEvidence | None = None
+        self.evidence_error: str | None = None
+        self.plot_threads: list[str] = []  # the threads that drew the plots shown (tests: never the UI's)
+        self._shown_key: object = None
+        self._plot_cache: dict[tuple, tuple[PlotLines, str]] = {}  # key -> (lines, the thread that drew them)
 
     # Layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -60,12 +87,14 @@ class ApprovalScreen(Screen):
             f"best {fmt.number(evidence.get('best_value'))} (#{evidence.get('best_trial', '-')})",
             id="approval-evidence",
         )
-        table = DataTable(id="params", cursor_type="row", zebra_stripes=False)
-        yield table
+        yield DataTable(id="params", cursor_type="row", zebra_stripes=False)
         yield Static("", id="param-note")
         with Horizontal(id="bound-editor"):
             yield Label("", id="bound-label")
             yield BoundInput(id="bound-input")
+        yield Static(Text("reading the evidence…", style="dim"), id="evidence-summary")
+        yield Static("", id="evidence-legend")
+        yield EvidencePlotView("", id="evidence-plot")
         yield Static("", id="approval-fidelity")
         yield Static("", id="approval-status")
         yield KeyBar()
@@ -88,6 +117,15 @@ class ApprovalScreen(Screen):
         self.query_one("#bound-editor").display = False
         self.query_one(BoundInput).cursor_blink = False
         self._refresh_details()
+        # After the first frame: the read holds the GIL for a while at 10,000 trials.
+        self.call_after_refresh(
+            self.run_worker,
+            self._read_evidence,
+            thread=True,
+            group="gate-evidence",
+            name="gate evidence",
+            exit_on_error=False,
+        )
 
     # Rows ------------------------------------------------------------------------------------
     def _cells(self, name: str) -> list[Any]:
@@ -149,6 +187,7 @@ class ApprovalScreen(Screen):
         self.query_one("#param-note", Static).update(note)
         self.query_one("#approval-fidelity", Static).update(self._fidelity_text())
         self._show_status()
+        self._show_evidence()
 
     def _fidelity_text(self) -> Text:
         proposal_fidelity = self.proposal.get("fidelity", {})
@@ -268,7 +307,7 @@ class ApprovalScreen(Screen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.app.record_decision(self.draft.gate, decision)
+                self.post_message(DecisionSubmitted(self.draft.gate, decision))
 
         self.app.push_screen(ConfirmScreen(f"{verb} gate {self.draft.gate}?", lines, "record the decision"), confirmed)
 
@@ -300,17 +339,127 @@ class ApprovalScreen(Screen):
 
     def action_fidelity(self) -> None:
         if not self.closed_reason:
-            self.app.open_fidelity()
+            self.post_message(OpenFidelityRequested())
 
     def action_cancel(self) -> None:
         self.dismiss()
 
     def show_snapshot(self, snapshot: CampaignSnapshot, engine_line: str | None = None) -> None:
         if snapshot.pending_gate != self.draft.gate and not self.closed_reason:
-            decided = next((d for d in snapshot.decisions if d.get("gate") == self.draft.gate), None)
-            who = f" by {decided['who']['user']} via {decided['source']}" if decided else ""
+            decided = next((d for d in snapshot.decisions if d.gate == self.draft.gate), None)
+            who = f" by {decided.who.user} via {decided.source}" if decided else ""
             self.closed_reason = f"gate {self.draft.gate} was decided{who}: esc to go back"
             self._show_status()
 
     def on_screen_resume(self) -> None:
         self._refresh_details()
+
+    # Evidence (read and drawn off the UI thread) --------------------------------------------
+    def _read_evidence(self) -> None:
+        try:
+            evidence, error = self.read_evidence(self.draft.gate), None
+        except Exception as err:  # a storage hiccup must not take the approval down: say so instead
+            evidence, error = None, f"evidence unavailable: {err}"
+        self.app.call_from_thread(self._evidence_read, evidence, error)
+
+    def _evidence_read(self, evidence: GateEvidence | None, error: str | None) -> None:
+        if not self.is_attached:  # the operator left the screen meanwhile
+            return
+        self.evidence = evidence
+        self.evidence_error = error or (None if evidence else "no evidence recorded for this gate")
+        self._show_evidence()
+
+    def _draft_range(self, name: str) -> Range | None:
+        try:
+            return Range.of(self.draft.record(name, self.proposal, self.original))
+        except SpaceEditError:
+            return None  # an invalid edit: the proposal's range stays drawn
+
+    def _show_evidence(self) -> None:
+        if self.evidence is None:
+            if self.evidence_error:
+                self.query_one("#evidence-summary", Static).update(Text(self.evidence_error, style="dim"))
+            return
+        edited = {n: r for n in self.names if self.draft.edited(n) and (r := self._draft_range(n)) is not None}
+        self.shown_evidence = recut(self.evidence, edited) if edited else self.evidence
+        name = self.current_name
+        self.query_one("#evidence-summary", Static).update(summary(self.shown_evidence, name))
+        self.query_one("#evidence-legend", Static).update(legend(self.shown_evidence, name or "", name in edited))
+        self._request_plot()
+
+    def _plot_key(self, evidence: GateEvidence, name: str, width: int, height: int) -> tuple:
+        param = evidence.param(name)
+        return (id(self.evidence), name, param.proposed if param is not None else None, width, height)
+
+    def _request_plot(self) -> None:
+        plot = self.query_one("#evidence-plot", PlotView)
+        evidence, name = self.shown_evidence, self.current_name
+        if evidence is None or name is None or not plot.display:
+            return
+        width, height = plot.content_size.width, plot.content_size.height
+        if width < 10 or height < 3:
+            if not plot.size.area:  # not laid out yet: ask again once it is
+                self.set_timer(0.05, self._request_plot)
+            return
+        key = self._plot_key(evidence, name, width, height)
+        if plot.key == key:
+            return
+        plot.key = key  # asked for: a second request for the same picture is not queued
+        if key in self._plot_cache:
+            self._show_plot(*self._plot_cache[key], key)
+            return
+        # The selected parameter first, then its neighbours in the table: the next arrow key finds
+        # its plot drawn already.
+        index = self.names.index(name)
+        jobs = [(key, name)] + [
+            (self._plot_key(evidence, n, width, height), n)
+            for n in self.names[index + 1 : index + 2] + self.names[max(index - 1, 0) : index]
+        ]
+        jobs = [(k, n) for k, n in jobs if k not in self._plot_cache]
+
+        def draw() -> None:
+            worker = get_current_worker()
+            for i, (job_key, job_name) in enumerate(jobs):
+                if i and worker.is_cancelled:  # the selection moved on: draw that one instead
+                    return
+                param = evidence.param(job_name)
+                try:
+                    lines = evidence_plot(evidence, job_name, width, height, param.proposed if param else None)
+                except Exception as err:  # say so on screen rather than leave the old picture
+                    lines = message(f"{job_name}: the plot failed: {err}", width)
+                self.app.call_from_thread(self._plot_drawn, lines, job_key, threading.current_thread().name)
+
+        self.run_worker(
+            draw, thread=True, exclusive=True, group="evidence-plot", name="evidence plot", exit_on_error=False
+        )
+
+    def _plot_drawn(self, lines: PlotLines, key: tuple, thread: str) -> None:
+        if not self.is_attached:
+            return
+        if len(self._plot_cache) >= PLOT_CACHE:
+            self._plot_cache.clear()
+        self._plot_cache[key] = (lines, thread)
+        if self.query_one("#evidence-plot", PlotView).key == key:  # else a newer request supersedes it
+            self._show_plot(lines, thread, key)
+
+    def _show_plot(self, lines: PlotLines, thread: str, key: tuple) -> None:
+        self.plot_threads.append(thread)
+        self._shown_key = key
+        self.query_one("#evidence-plot", PlotView).show(lines, key)
+
+    @property
+    def plot_settled(self) -> bool:
+        """The plot on screen is the one last asked for (tests and snapshots wait for this)."""
+        key = self.query_one("#evidence-plot", PlotView).key
+        return key is not None and key == self._shown_key
+
+    def on_evidence_plot_view_resized(self, _: EvidencePlotView.Resized) -> None:
+        self._request_plot()
+
+    def action_toggle_plot(self) -> None:
+        plot = self.query_one("#evidence-plot", PlotView)
+        plot.display = not plot.display
+        self.query_one("#evidence-legend").display = plot.display
+        if plot.display:
+            plot.key = None
+            self.call_after_refresh(self._request_plot)

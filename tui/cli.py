@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from engine.cli import add_storage, build_parser, dispatch, run_cli
+from engine.cli import add_storage, build_parser, dispatch, refresh_rate, resolve_campaign, run_cli
+from engine.cli_help import add_completion, completion_script, finish
+from engine.errors import UsageError
 
 
 def interactive() -> bool:
@@ -17,11 +19,26 @@ def parser():
     attach = sub.add_parser("attach", help="open the console on a campaign run elsewhere (shared storage)")
     attach.add_argument("campaign", help="campaign file or campaign name")
     add_storage(attach)
-    attach.add_argument("--fps", type=float, default=4.0, help="console refresh rate (lower it on slow links)")
-    return p
+    attach.add_argument("--fps", type=refresh_rate, default=4.0, help="console refresh rate (lower it on slow links)")
+    add_completion(sub)
+    return finish(p)
 
 
 def console_dispatch(args) -> int:
+    if args.command == "completion":
+        print(completion_script(parser(), args.shell), end="")
+        return 0
+    if args.command == "attach":  # read-only: refuse a bad name or a storage file that is not there, create nothing
+        from engine.storage import redact, storage_missing  # optuna: imported only when a command needs it
+
+        name, url, _ = resolve_campaign(args.campaign, args.storage)
+        if storage_missing(url):
+            raise UsageError(f"no campaign {name!r} in {redact(url)} (that storage does not exist)")
+    if args.command == "run" and not args.headless and interactive():
+        from engine.lease import check_free_at  # optuna: imported only when a command needs it
+
+        name, url, _ = resolve_campaign(args.campaign, args.storage)
+        check_free_at(url, name, takeover=args.takeover)  # LeaseHeld: one line, before the screen is taken
     if args.command == "attach" or (args.command == "run" and not args.headless and interactive()):
         import os
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
+from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
+from textual.screen import Screen
 
 from tui.keys import ACTIONS, display_keys, effective_keys
 
 
 class OperatorCommands(Provider):
-    def _commands(self) -> Iterator[tuple[str, str, object]]:
+    def _commands(self) -> Iterator[tuple[str, str, Callable[[], Any]]]:
         screen = self.screen
         scope = getattr(screen, "SCOPE", None)
         keymap = getattr(self.app, "user_keymap", {})
+        target: App | Screen
         for action in ACTIONS:
             if action.scope == "app":
                 target = self.app

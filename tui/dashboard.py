@@ -17,6 +17,14 @@ from tui.header import CampaignHeader
 from tui.importance_bars import ImportanceBars
 from tui.key_bar import KeyBar
 from tui.keys import bindings
+from tui.messages import (
+    CycleSprintRequested,
+    HistoryPlotRequested,
+    LearnThresholdsRequested,
+    OpenApprovalRequested,
+    OpenDetailRequested,
+    OpenFidelityRequested,
+)
 from tui.plots import PlotView
 from tui.trial_table import TrialTable
 
@@ -107,7 +115,7 @@ class DashboardScreen(Screen):
         if not force and (plot.key == key or time.monotonic() - self._plot_asked < PLOT_EVERY_S):
             return
         self._plot_asked = time.monotonic()
-        self.app.render_history_plot(snapshot, plot.size.width, plot.size.height, key)
+        self.post_message(HistoryPlotRequested(snapshot, plot.size.width, plot.size.height, key))
 
     def _show_table_status(self) -> None:
         table = self.table
@@ -127,20 +135,20 @@ class DashboardScreen(Screen):
 
     # Actions ---------------------------------------------------------------------------------
     def action_open_approval(self) -> None:
-        self.app.open_approval()
+        self.post_message(OpenApprovalRequested())
 
     def action_raise_fidelity(self) -> None:
-        self.app.open_fidelity()
+        self.post_message(OpenFidelityRequested())
 
     def action_thresholds(self) -> None:
-        self.app.learn_thresholds(self.table.selected)
+        self.post_message(LearnThresholdsRequested(self.table.selected))
 
     def action_open_detail(self) -> None:
         if self.table.selected is not None:
-            self.app.open_detail(self.table.selected)
+            self.post_message(OpenDetailRequested(self.table.selected))
 
     def on_trial_table_selected(self, message: TrialTable.Selected) -> None:
-        self.app.open_detail(message.row)
+        self.post_message(OpenDetailRequested(message.row))
 
     def action_filter(self) -> None:
         counts = dict(self._snapshot.counts) if self._snapshot else {}
@@ -165,4 +173,4 @@ class DashboardScreen(Screen):
         self._show_table_status()
 
     def action_cycle_sprint(self) -> None:
-        self.app.cycle_sprint()
+        self.post_message(CycleSprintRequested())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -9,31 +10,18 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from engine.checkpoints import CHECKPOINT_KEYS_ATTR
+from engine.schema import ENGINE_TRIAL_ATTRS, SAMPLE_S_ATTR
 from engine.snapshot import TrialDetail, TrialRow
-from engine.stages import INHERITED_ATTR, STAGES_ATTR
 from tui import format as fmt
 from tui.key_bar import KeyBar
 from tui.keys import bindings
+from tui.messages import CurvePlotRequested, LearnThresholdsRequested
 from tui.plots import PlotView, message
 from tui.thresholds_screen import summary_line, thresholds_table
 
-# User attributes the screen shows in their own place (or that mean nothing to the operator).
-SHOWN_ELSEWHERE = frozenset(
-    {
-        "worker",
-        "duration_s",
-        "cost",
-        "fail_reason",
-        "fail_kind",
-        "pruned_at",
-        "retried",
-        "seeded",
-        STAGES_ATTR,
-        INHERITED_ATTR,
-        CHECKPOINT_KEYS_ATTR,
-    }
-)
+# User attributes the screen shows in their own place (or that mean nothing to the operator): the
+# engine's own, except the sampling time, shown with the other attributes.
+SHOWN_ELSEWHERE = ENGINE_TRIAL_ATTRS - {SAMPLE_S_ATTR}
 
 
 def summary_text(row: TrialRow, sprint_name: str, rerun: int | None = None) -> Text:
@@ -146,7 +134,7 @@ def stages_text(detail: TrialDetail) -> Text:
 def extras(detail: TrialDetail | None):
     if detail is None:
         return Text("reading the trial…", style="dim")
-    parts = []
+    parts: list[RenderableType] = []
     if detail.stages or detail.inherited:
         parts.append(stages_text(detail))
         if detail.stages:
@@ -156,7 +144,6 @@ def extras(detail: TrialDetail | None):
         parts += [Text(summary_line(detail.thresholds), style="dim"), thresholds_table(detail.thresholds)]
     if len(parts) == 1:
         return parts[0]
-    from rich.console import Group
 
     return Group(*parts)
 
@@ -234,15 +221,15 @@ class TrialDetailScreen(Screen):
         if self.detail is not None and plot.size.width:
             key = (self.detail.intermediate, plot.size.width, plot.size.height)
             if key != plot.key:
-                self.app.render_curve_plot(
-                    self.detail.intermediate, plot.size.width, plot.size.height, key, self.metric
+                self.post_message(
+                    CurvePlotRequested(self.detail.intermediate, plot.size.width, plot.size.height, key, self.metric)
                 )
 
     def on_resize(self) -> None:
         self.ask_curve()
 
     def action_thresholds(self) -> None:
-        self.app.learn_thresholds(self.row, sprint_index=self.sprint_index)
+        self.post_message(LearnThresholdsRequested(self.row, sprint_index=self.sprint_index))
 
     def action_back(self) -> None:
         self.dismiss()

@@ -16,7 +16,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+from engine.schema import ENV_STORAGE_URL
+
+if TYPE_CHECKING:  # the coordinator (and torch with it) loads in the engine thread, not at console import
+    from engine.campaign import Coordinator
 
 
 class EngineThread:
@@ -26,12 +31,12 @@ class EngineThread:
         self._make = make_coordinator
         self.log_path = log_path
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
-        self.coordinator = None
+        self.coordinator: Coordinator | None = None
         self.status: str | None = None  # the campaign status when run() returned
         self.error: str | None = None
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hpo-engine", daemon=True)
-        self._log_file = None
+        self._log_file: TextIO | None = None
         self._stop_requested = False
         self.echo: Callable[[str], None] | None = None  # also send each line here (headless after a hang-up)
 
@@ -66,10 +71,10 @@ class EngineThread:
 
     def _run(self) -> None:
         try:
-            self.coordinator = self._make(self.log)
+            coordinator = self.coordinator = self._make(self.log)
             if self._stop_requested:
-                self.coordinator.request_stop()
-            summary = self.coordinator.run()
+                coordinator.request_stop()
+            summary = coordinator.run()
             self.status = summary.get("status")
         except BaseException as err:
             self.error = f"{type(err).__name__}: {err}"
@@ -93,7 +98,7 @@ class EngineThread:
         return not self._thread.is_alive()
 
 
-STORAGE_ENV = "HPO_TUI_STORAGE_URL"  # engine.cli's --storage default
+STORAGE_ENV = ENV_STORAGE_URL  # engine.cli's --storage default
 
 
 @dataclass(frozen=True)

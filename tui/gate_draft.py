@@ -93,11 +93,11 @@ class GateDraft:
         extend_trials: int | None = None,
     ) -> dict[str, Any]:
         """The validated decision record (raises SpaceEditError with the reason)."""
-        proposal = copy.deepcopy(dict(proposal))
+        record = copy.deepcopy(dict(proposal))
         return build_decision(
-            proposal,
+            record,
             copy.deepcopy(dict(original)),
-            self.current_space(proposal),
+            self.current_space(record),
             action=action,
             edits=dict(self.edits) if action == "approve" else None,
             freeze=dict(self.freeze) if action == "approve" else None,

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 GRACE_AFTER_ENGINE_S = 30.0  # the watchdog's patience with a console that does not return
 
@@ -39,7 +40,7 @@ class Hangup:
         self.console_returned = threading.Event()
         self._redirected = False
         self._quiet_stderr = False
-        self._previous = None
+        self._previous: Any = None  # whatever signal.signal returned: a handler, SIG_DFL or None
 
     def install(self) -> None:
         self._previous = signal.signal(signal.SIGHUP, self._on_signal)
@@ -100,11 +101,12 @@ class Hangup:
 
     # Keeping the process ---------------------------------------------------------------------
     def _start_watchdog(self) -> None:
-        if self.engine_done is None:
+        engine_done = self.engine_done
+        if engine_done is None:
             return
 
         def watch() -> None:
-            self.engine_done.wait()
+            engine_done.wait()
             if not self.console_returned.wait(GRACE_AFTER_ENGINE_S):
                 _say("the engine ended but the console did not return after the hang-up: exiting")
                 os._exit(0)

@@ -63,7 +63,7 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
         )
         rest.append(label, "bold reverse")
     elif s.fidelity_request:
-        rest.append(f"  next fidelity staged: {s.fidelity_request.get('label', '?')}", "italic")
+        rest.append(f"  next fidelity staged: {s.fidelity_request.label}", "italic")
     if time_note:
         # Wherever it fits: never at the cost of the gate label at the end of the second line.
         if budget.cell_len + rest.cell_len + len(time_note) + 2 <= room:

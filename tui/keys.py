@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 from textual.binding import Binding
+
+from engine.schema import ENV_KEYS
+from engine.toml_compat import tomllib
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ ACTIONS: tuple[OperatorAction, ...] = (
     ),
     OperatorAction("gate_fidelity", "f", "fidelity", "Fidelity", "approval", "change the next sprint's fidelity"),
     OperatorAction(
+        "toggle_plot", "g", "toggle_plot", "Plot", "approval", "show or hide the evidence plot (metric vs. value)"
+    ),
+    OperatorAction(
         "cancel_gate", "escape", "cancel", "Cancel", "approval", "leave without deciding (the gate stays pending)"
     ),
     # Threshold results
@@ -105,12 +110,12 @@ def actions(scope: str) -> list[OperatorAction]:
     return [a for a in ACTIONS if a.scope == scope]
 
 
-def bindings(scope: str) -> list[Binding]:
+def bindings(scope: str) -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     return [Binding(a.keys, a.action, a.title, show=a.show, id=a.id, tooltip=a.help) for a in actions(scope)]
 
 
 def keymap_path() -> Path:
-    explicit = os.environ.get("HPO_TUI_KEYS")
+    explicit = os.environ.get(ENV_KEYS)
     if explicit:
         return Path(explicit).expanduser()
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")

@@ -6,11 +6,12 @@ touch widgets: they post one of these, and handlers on the UI thread own the sta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
-from engine.snapshot import CampaignSnapshot, TrialDetail
+from engine.snapshot import CampaignSnapshot, TrialDetail, TrialRow
 
 
 class SnapshotReady(Message):
@@ -28,6 +29,14 @@ class SourceFailed(Message):
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason
+
+
+class CampaignAwaited(Message):
+    """The campaign is not in the storage yet and this console's own coordinator is creating it."""
+
+    def __init__(self, campaign: str) -> None:
+        super().__init__()
+        self.campaign = campaign
 
 
 class ImportanceReady(Message):
@@ -80,3 +89,67 @@ class EngineStopped(Message):
         super().__init__()
         self.status = status
         self.error = error
+
+
+# Requests from screens to the app: a screen never calls the app's methods; it posts one of these and
+# the app (which owns the source, the workers and the screen stack) carries it out.
+
+
+@dataclass
+class OpenApprovalRequested(Message):
+    """The operator asked for the pending gate's approval screen."""
+
+
+@dataclass
+class OpenFidelityRequested(Message):
+    """The operator asked to raise (or stage) the next sprint's fidelity."""
+
+
+@dataclass
+class OpenDetailRequested(Message):
+    row: TrialRow
+
+
+@dataclass
+class CycleSprintRequested(Message):
+    """Show the next earlier sprint's trials (wrapping to the current one)."""
+
+
+@dataclass
+class LearnThresholdsRequested(Message):
+    row: TrialRow | None
+    sprint_index: int | None = None
+
+
+@dataclass
+class HistoryPlotRequested(Message):
+    snapshot: CampaignSnapshot
+    width: int
+    height: int
+    key: Any
+
+
+@dataclass
+class CurvePlotRequested(Message):
+    values: Any
+    width: int
+    height: int
+    key: Any
+    metric: str
+
+
+@dataclass
+class StoreThresholdsRequested(Message):
+    """The operator accepted a thresholds result: store it with its trial."""
+
+    study: str
+    trial: int
+    result: dict[str, Any]
+
+
+@dataclass
+class DecisionSubmitted(Message):
+    """The operator confirmed a gate decision (a `build_decision` result) in the approval screen."""
+
+    gate: int
+    decision: dict[str, Any]

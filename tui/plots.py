@@ -9,7 +9,9 @@ Colours are 256-colour codes; the figure has no background of its own (plotext's
 
 from __future__ import annotations
 
+import functools
 import io
+import re
 import threading
 from collections.abc import Sequence
 
@@ -34,7 +36,33 @@ def _lines(text: Text, width: int) -> PlotLines:
     return [Strip(line) for line in rendered]
 
 
-def _build(draw, width: int, height: int) -> PlotLines:
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+@functools.lru_cache(maxsize=256)
+def _sgr_style(codes: str) -> Style:
+    return Text.from_ansi(f"\x1b[{codes}mx").get_style_at_offset(Console(), 0) if codes else Style()
+
+
+def _plotext_lines(canvas: str, width: int) -> PlotLines:
+    """plotext's canvas cut into lines of segments (the same ones Rich's general ANSI decoder makes):
+    plotext writes only SGR codes, each run after a reset. A dense 158×30 plot: 2-8 ms, not 46."""
+    lines = []
+    for line in canvas.split("\n")[:-1] if canvas.endswith("\n") else canvas.split("\n"):
+        segments: list[Segment] = []
+        codes: list[str] = []
+        parts = _SGR.split(line)
+        for i, part in enumerate(parts):
+            if i % 2:  # an SGR code
+                codes = [] if part in ("", "0") else [*codes, part]
+            elif part:
+                segments.append(Segment(part, _sgr_style(";".join(codes))))
+        lines.append(Strip(segments).crop(0, max(width, 1)))
+    return lines
+
+
+def build_plot(draw, width: int, height: int, fast: bool = False) -> PlotLines:
+    """The figure `draw(plt)` makes, as terminal lines; `fast` uses the plotext-only ANSI decoder."""
     import plotext as plt
 
     with _PLOTEXT:
@@ -44,6 +72,8 @@ def _build(draw, width: int, height: int) -> PlotLines:
         plt.theme("clear")
         draw(plt)
         canvas = plt.build()
+    if fast:
+        return _plotext_lines(canvas, width)
     return _lines(Text.from_ansi(canvas, no_wrap=True, end=""), width)
 
 
@@ -61,7 +91,7 @@ def history_plot(points: Sequence[HistoryPoint], width: int, height: int, metric
         plt.plot(trials, [p.best for p in points], color="green", label="best so far")
         plt.xlabel("trial")
 
-    return _build(draw, width, height)
+    return build_plot(draw, width, height)
 
 
 def curve_plot(values: Sequence[tuple[int, float]], width: int, height: int, label: str) -> PlotLines:
@@ -73,7 +103,7 @@ def curve_plot(values: Sequence[tuple[int, float]], width: int, height: int, lab
         plt.plot(steps, [v for _, v in values], marker="dot", color="cyan", label=label)
         plt.xlabel("step")
 
-    return _build(draw, width, height)
+    return build_plot(draw, width, height)
 
 
 class PlotView(Widget):

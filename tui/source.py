@@ -16,6 +16,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from engine.evidence import GateEvidence, gate_evidence, read_gate_inputs, snapshot_inputs
 from engine.ledger import Ledger
 from engine.snapshot import CampaignSnapshot, SnapshotReader, TrialDetail, importances_of
 
@@ -33,6 +34,10 @@ class CampaignSource:
         return None
 
     def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
+        return None
+
+    def gate_evidence(self, gate: int) -> GateEvidence | None:
+        """What the gate's proposal rests on (engine.evidence), for the approval screen's plots."""
         return None
 
     def write(self, change: Callable[[Ledger], Any]) -> Any:
@@ -76,6 +81,12 @@ class StorageSource(CampaignSource):
             trials, tuned, direction = self._main().completed_trials(sprint)
         return importances_of(trials, tuned, direction)
 
+    def gate_evidence(self, gate: int) -> GateEvidence | None:
+        with self._lock:  # the read only; the computation needs no connection
+            reader = self._main()
+            inputs = read_gate_inputs(reader.storage, self.campaign, gate)
+        return gate_evidence(inputs) if inputs is not None else None
+
     def write(self, change: Callable[[Ledger], Any]) -> Any:
         with self._lock:
             return change(self._main().ledger)
@@ -92,6 +103,7 @@ class FixedSource(CampaignSource):
         importances: dict[str, float] | None = None,
         ledger: Ledger | None = None,
         trials: dict[int, tuple[str, FrozenTrial]] | None = None,
+        evidence: GateEvidence | None = None,
     ):
         self.campaign = snapshot.campaign
         self.snapshot = snapshot
@@ -99,6 +111,7 @@ class FixedSource(CampaignSource):
         self._importances = importances or {}
         self.ledger = ledger
         self.trials = trials or {}
+        self.evidence = evidence  # None: built from the snapshot's own (one sprint's) trials
         self.writes: list[Any] = []
 
     def read(self, sprint: int | None = None) -> CampaignSnapshot:
@@ -112,6 +125,12 @@ class FixedSource(CampaignSource):
 
     def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
         return self.trials.get(number)
+
+    def gate_evidence(self, gate: int) -> GateEvidence | None:
+        if self.evidence is not None:
+            return self.evidence
+        inputs = snapshot_inputs(self.snapshot)
+        return gate_evidence(inputs) if inputs is not None and inputs.gate == gate else None
 
     def write(self, change: Callable[[Ledger], Any]) -> Any:
         if self.ledger is None:

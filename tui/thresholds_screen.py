@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 
 from tui.key_bar import KeyBar
 from tui.keys import bindings
+from tui.messages import StoreThresholdsRequested
 
 STRATEGIES = ("at_0.5", "global", "per_class")
 HEADERS = ("class", "thr", "n val", "val@0.5", "val@glob", "val@cls", "test@0.5", "test@glob", "test@cls")
@@ -130,7 +131,7 @@ class ThresholdScreen(Screen):
         if self.stored:
             self.app.notify("these thresholds are already stored")
             return
-        self.app.store_thresholds(self.study, self.trial, self.result)
+        self.post_message(StoreThresholdsRequested(self.study, self.trial, self.result))
 
     def action_back(self) -> None:
         self.dismiss()

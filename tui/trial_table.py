@@ -115,16 +115,17 @@ def sort_rows(rows: Sequence[TrialRow], column: Column, reverse: bool) -> list[T
     if column.value is not None:
         values = [column.value(row) for row in rows]
         present_at = [i for i, v in enumerate(values) if v is not None]
+        key: Callable[[int], Any]
         if all(isinstance(values[i], (int, float)) for i in present_at):
             key = values.__getitem__
         else:  # categorical choices mixing numbers and text: numbers first
             key = lambda i: (0, values[i], "") if isinstance(values[i], (int, float)) else (1, 0, str(values[i]))  # noqa: E731
         present_at.sort(key=key, reverse=reverse)
         return [rows[i] for i in present_at] + [rows[i] for i, v in enumerate(values) if v is None]
-    keyed = [(column.sort_key(row), row) for row in rows]
-    present = [pair for pair in keyed if pair[0] is not None]
-    present.sort(key=lambda pair: pair[0], reverse=reverse)
-    return [row for _, row in present] + [row for key, row in keyed if key is None]
+    keyed: list[tuple[Any, TrialRow]] = [(column.sort_key(row), row) for row in rows]
+    with_key = [pair for pair in keyed if pair[0] is not None]
+    with_key.sort(key=lambda pair: pair[0], reverse=reverse)
+    return [row for _, row in with_key] + [row for sort_key, row in keyed if sort_key is None]
 
 
 class TrialTable(ScrollView, can_focus=True):
@@ -366,9 +367,10 @@ class TrialTable(ScrollView, can_focus=True):
                 return Strip.blank(width, base)
             row = self.view[index]
             key = (row, index == self.cursor, row.number == self.best_number)
-            strip = self._strips.get(key)
-            if strip is None:
-                strip = self._strips[key] = self._row_strip(row, index == self.cursor, base)
+            cached = self._strips.get(key)
+            if cached is None:
+                cached = self._strips[key] = self._row_strip(row, index == self.cursor, base)
+            strip = cached
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     def _cells(self, texts: list[str], styles: list[Style], gap_style: Style) -> Strip:

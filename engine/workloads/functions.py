@@ -12,7 +12,14 @@ hartmann6   6  Kandasamy et al. 2017 / BoTorch AugmentedHartmann: a1 - 0.1(1 - z
 currin      2  Xiong et al. 2013 low form, mixed: z f_h + (1 - z) f_l; negated     -13.7987
 park        4  Park 1991 / Xiong et al. 2013 low form, mixed; negated               corner (1,1,1,1)
 borehole    8  Xiong et al. 2013 low form, mixed; r on a log scale                 corner
+train_mlp   5  short runs prefer larger lr, less weight decay/dropout, shallower   0.0801
+train_cnn   5  short runs prefer larger effective lr, less regularisation, narrower 0.0500
+wells8      8  four wells; at low fidelity a broad local well is the deepest        -1.2329
 ========  ===  ==================================================================  ==============
+
+``train_mlp`` and ``train_cnn`` are training-like surfaces (log learning rate and weight decay,
+integer batch size / depth / width) whose full fidelity is noisy too (``noise_full_frac``): the
+class where a phased campaign's first gate is at risk of narrowing on a biased fidelity.
 
 Currin and Park are classically maximised; here they are negated so every problem minimises.
 Park's and Borehole's optima sit at a corner of the box (they are monotone in most inputs): a
@@ -66,6 +73,9 @@ __all__ = [
     "currin",
     "park",
     "borehole",
+    "train_mlp",
+    "train_cnn",
+    "wells8",
     "fidelity_of",
     "learning_curve",
 ]
@@ -76,6 +86,7 @@ class Param:
     low: float
     high: float
     log: bool = False
+    integer: bool = False  # an int parameter in campaign files; from_unit rounds
 
     def to_unit(self, v: float) -> float:
         if self.log:
@@ -85,8 +96,10 @@ class Param:
     def from_unit(self, u: float) -> float:
         """The inverse of to_unit."""
         if self.log:
-            return math.exp(math.log(self.low) + u * math.log(self.high / self.low))
-        return self.low + u * (self.high - self.low)
+            v = math.exp(math.log(self.low) + u * math.log(self.high / self.low))
+        else:
+            v = self.low + u * (self.high - self.low)
+        return int(min(max(round(v), self.low), self.high)) if self.integer else v
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,7 @@ class Problem:
     x_opt: dict[str, float]
     scale: float  # typical spread of the high fidelity (std over the box): sets noise and curve sizes
     noise_frac: float = 0.05  # noise sd at z = 0, as a fraction of `scale`
+    noise_full_frac: float = 0.0  # noise sd at z = 1 (a training run's seed-to-seed spread), fraction of `scale`
     references: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,12 +132,13 @@ class Problem:
         return np.array([float(x[n]) for n in self.space], dtype=float)
 
     def noise_sd(self, fidelity: float) -> float:
-        return self.noise_frac * self.scale * (1.0 - _clip_z(fidelity))
+        return self.scale * (self.noise_frac * (1.0 - _clip_z(fidelity)) + self.noise_full_frac)
 
     def value(
         self, x: Mapping[str, Any], fidelity: float = 1.0, noise_seed: int | None = None, step: int | None = None
     ) -> float:
-        """The (minimised) value at fidelity z; noise free at z = 1 or when noise_seed is None."""
+        """The (minimised) value at fidelity z; noise free when noise_seed is None (or at z = 1 without
+        noise_full_frac)."""
         z = _clip_z(fidelity)
         v = float(self.f(self.array(x), z))
         sd = self.noise_sd(z)
@@ -142,7 +157,9 @@ class Problem:
         """The [space.*] tables of a campaign file for this problem."""
         lines = []
         for n, p in self.space.items():
-            lines += [f"[space.{n}]", 'type = "float"', f"low = {p.low!r}", f"high = {p.high!r}"]
+            kind = "int" if p.integer else "float"
+            low, high = (int(p.low), int(p.high)) if p.integer else (p.low, p.high)
+            lines += [f"[space.{n}]", f'type = "{kind}"', f"low = {low!r}", f"high = {high!r}"]
             if p.log:
                 lines.append("log = true")
             lines.append("")
@@ -289,6 +306,95 @@ def _borehole(x: np.ndarray, z: float) -> float:
     return z * hi + (1 - z) * lo
 
 
+# ---------------------------------------------------------------------------------------------
+# Training-like surfaces: the class where short, low-fidelity runs mislead. Short runs prefer a
+# larger learning rate, less regularisation and a smaller model than full training (the bias of
+# short-horizon tuning: Wu et al. 2018, "Understanding short-horizon bias in stochastic
+# meta-optimization"); full-fidelity values are noisy (seed-to-seed spread of a training run).
+# u = 1 - z is the distance from full fidelity.
+
+
+def _softplus(v: float) -> float:
+    return math.log1p(math.exp(-abs(v))) + max(v, 0.0)
+
+
+_TRAIN_MLP_SPACE = {
+    "lr": Param(1e-5, 1.0, log=True),
+    "weight_decay": Param(1e-7, 1e-1, log=True),
+    "batch_size": Param(16, 1024, log=True, integer=True),
+    "depth": Param(1, 8, integer=True),
+    "dropout": Param(0.0, 0.7),
+}
+
+
+def _train_mlp(x: np.ndarray, z: float) -> float:
+    """An MLP's validation loss: quadratic valleys in log lr / log wd, the linear scaling rule between
+    learning rate and batch size, divergence past a batch-dependent learning rate."""
+    lr, wd, bs, depth, dropout = x
+    u = 1.0 - z
+    lg, w, b = math.log10(lr), math.log10(wd), math.log2(bs)
+    l_opt = -2.5 + 0.35 * (b - 7.0) + 1.4 * u
+    w_opt = -3.5 - 3.0 * u
+    p_opt = max(0.0, 0.3 - 0.35 * u)
+    d_opt = 5.0 - 3.0 * u
+    loss = 0.08 + 0.3 * u
+    loss += 0.06 * (lg - l_opt) ** 2
+    loss += (0.004 + 0.012 * z) * (w - w_opt) ** 2  # regularisation matters once training is long
+    loss += (0.08 + 0.22 * z) * (dropout - p_opt) ** 2
+    loss += 0.01 * (depth - d_opt) ** 2 + 0.01 * (b - 7.0) ** 2
+    loss += 0.125 * _softplus(4.0 * (lg - (-0.7 + 0.35 * (b - 7.0))))  # divergence
+    return loss
+
+
+_TRAIN_CNN_SPACE = {
+    "lr": Param(1e-4, 3.0, log=True),
+    "momentum": Param(0.5, 0.99),
+    "weight_decay": Param(1e-6, 1e-2, log=True),
+    "label_smoothing": Param(0.0, 0.3),
+    "width": Param(8, 256, log=True, integer=True),
+}
+
+
+def _train_cnn(x: np.ndarray, z: float) -> float:
+    """A CNN's validation error: bounded valleys (far from the optimum everything is equally bad, as
+    with accuracy) in the effective learning rate lr / (1 - momentum) and log wd, a wider model
+    better only when training is long, and a divergence cliff."""
+    lr, momentum, wd, smoothing, width = x
+    u = 1.0 - z
+    e = math.log10(lr / (1.0 - momentum))
+    w, k = math.log10(wd), math.log2(width)
+    e_opt = -0.4 + 1.0 * u
+    w_opt = -3.7 - 2.0 * u
+    k_opt = 7.0 - 3.0 * u
+    err = 0.05 + 0.25 * u
+    err += 0.45 * (1.0 - math.exp(-0.5 * ((e - e_opt) / 0.7) ** 2))
+    err += (0.05 + 0.12 * z) * (1.0 - math.exp(-0.5 * ((w - w_opt) / 1.0) ** 2))
+    err += (0.1 + 0.4 * z) * (smoothing - 0.1 * z) ** 2
+    err += 0.012 * (k - k_opt) ** 2 + 0.05 * (momentum - 0.9) ** 2
+    err += 0.5 / (1.0 + math.exp(-6.0 * (e - 1.3)))  # divergence
+    return err
+
+
+# A multimodal 8-D problem whose cheap sprint can settle in the wrong basin: four heavy-tailed wells;
+# the global one (narrower) is the deepest only at full fidelity, at low fidelity a broad local well wins.
+_WELLS_CENTRES = np.array(
+    [
+        [0.78, 0.22, 0.65, 0.30, 0.84, 0.17, 0.55, 0.71],
+        [0.25, 0.70, 0.30, 0.75, 0.20, 0.66, 0.35, 0.28],
+        [0.60, 0.85, 0.80, 0.15, 0.45, 0.40, 0.12, 0.85],
+        [0.15, 0.35, 0.15, 0.55, 0.70, 0.85, 0.80, 0.40],
+    ]
+)
+_WELLS_SCALE = np.array([0.22, 0.4, 0.35, 0.35])
+
+
+def _wells8(x: np.ndarray, z: float) -> float:
+    u = 1.0 - z
+    depth = np.array([1.0 - 0.4 * u, 0.85, 0.8, 0.75])
+    d2 = np.sum((x[None, :] - _WELLS_CENTRES) ** 2, axis=1)
+    return float(-np.sum(depth / (1.0 + d2 / _WELLS_SCALE**2)))
+
+
 def _unit_names(d: int) -> dict[str, Param]:
     return {f"x{i + 1}": Param(0.0, 1.0) for i in range(d)}
 
@@ -350,6 +456,61 @@ PROBLEMS: dict[str, Problem] = {
         },
         scale=45.0,
         references="Harper & Gupta (1983); low fidelity of Xiong, Qian & Wu (2013)",
+    ),
+    "train_mlp": Problem(
+        name="train_mlp",
+        space=_TRAIN_MLP_SPACE,
+        f=_train_mlp,
+        f_opt=0.08009271574357352,
+        x_opt={
+            "lr": 0.003139998786410434,
+            "weight_decay": 0.0003162277560000926,
+            "batch_size": 128,
+            "depth": 5,
+            "dropout": 0.30000000308071373,
+        },
+        scale=0.35,
+        noise_full_frac=0.01,
+        references="training-like surface with short-horizon bias (Wu et al. 2018); this repository",
+    ),
+    "train_cnn": Problem(
+        name="train_cnn",
+        space=_TRAIN_CNN_SPACE,
+        f=_train_cnn,
+        f_opt=0.050018577704484105,
+        x_opt={
+            "lr": 0.039799598689691885,
+            "momentum": 0.8999999957648218,
+            "weight_decay": 0.00019952623149123105,
+            "label_smoothing": 0.10000000130600398,
+            "width": 128,
+        },
+        scale=0.2,
+        noise_full_frac=0.01,
+        references="training-like surface with short-horizon bias (Wu et al. 2018); this repository",
+    ),
+    "wells8": Problem(
+        name="wells8",
+        space=_unit_names(8),
+        f=_wells8,
+        f_opt=-1.2329011224594697,
+        x_opt={
+            f"x{i + 1}": v
+            for i, v in enumerate(
+                [
+                    0.7768594512630489,
+                    0.22417700258523068,
+                    0.6490365891906978,
+                    0.3006482069636773,
+                    0.8366409835588178,
+                    0.17340360634381508,
+                    0.5480771189451268,
+                    0.7092209036454544,
+                ]
+            )
+        },
+        scale=0.15,
+        references="four heavy-tailed wells in 8-D; the global one is the deepest only at full fidelity; this repository",
     ),
 }
 object.__setattr__(
@@ -437,3 +598,18 @@ def park(ctx: Any) -> float:
 def borehole(ctx: Any) -> float:
     """Borehole water flow (8-D, physical units, r log-scale); minimise."""
     return run_problem(PROBLEMS["borehole"], ctx)
+
+
+def train_mlp(ctx: Any) -> float:
+    """Training-like MLP surface (log lr and weight decay, int batch size and depth, dropout); minimise."""
+    return run_problem(PROBLEMS["train_mlp"], ctx)
+
+
+def train_cnn(ctx: Any) -> float:
+    """Training-like CNN surface (log lr, momentum, log weight decay, label smoothing, int width); minimise."""
+    return run_problem(PROBLEMS["train_cnn"], ctx)
+
+
+def wells8(ctx: Any) -> float:
+    """Four wells in 8-D (x1..x8 in [0, 1]); the low fidelity prefers a local one; minimise."""
+    return run_problem(PROBLEMS["wells8"], ctx)

@@ -54,8 +54,12 @@ def resolve_encoder_dir(spec: str) -> Path:
             path = Path(module.get_model_path())
         elif getattr(module, "MODEL_DIR", None) is not None:
             path = Path(module.MODEL_DIR)
-        else:
+        elif module.__file__ is not None:
             path = Path(module.__file__).parent
+        else:  # a namespace package: no directory of its own to point at
+            raise EncoderNotFoundError(
+                f"encoder {spec!r}: package {package!r} has no get_model_path(), MODEL_DIR or __file__"
+            )
     else:
         path = Path(spec).expanduser()
     if not path.is_dir():
@@ -143,7 +147,7 @@ def build_tiny_encoder(vocab_size: int, dropout: float = 0.1, hidden_size: int =
 @functools.lru_cache(maxsize=4)
 def load_pretrained_tokenizer(model_dir: Path) -> PreTrainedTokenizerFast:
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    if not tokenizer.is_fast:
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):  # only fast tokenizers give word alignment
         raise EncoderNotFoundError(
             f"encoder directory {model_dir}: word alignment needs a fast tokenizer (tokenizer.json)"
         )

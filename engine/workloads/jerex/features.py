@@ -100,7 +100,11 @@ def collate(features: Sequence[Features], pad_id: int, n_relation_types: int) ->
     attention = torch.zeros((size, max_tokens), dtype=torch.long)
     word_starts = torch.zeros((size, max_words), dtype=torch.long)
     tag_ids = torch.full((size, max_words), -100, dtype=torch.long)
-    entity_batch, entity_spans, heads, tails, labels = [], [], [], [], []
+    entity_batch: list[int] = []
+    entity_spans: list[tuple[int, int]] = []
+    heads: list[int] = []
+    tails: list[int] = []
+    labels: list[np.ndarray] = []
     for b, f in enumerate(features):
         input_ids[b, : len(f.input_ids)] = torch.tensor(f.input_ids)
         attention[b, : len(f.input_ids)] = 1

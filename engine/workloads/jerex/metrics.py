@@ -18,11 +18,13 @@ def f1_score(tp: float, fp: float, fn: float) -> float:
 
 def decode_bio(tags: Sequence[str]) -> set[tuple[int, int, str]]:
     """Word spans (start, end exclusive, type); an I- tag that does not continue a span starts one."""
-    spans, start, kind = set(), None, None
+    spans: set[tuple[int, int, str]] = set()
+    start: int | None = None
+    kind: str | None = None  # set together with start
     for i, tag in enumerate(list(tags) + ["O"]):
         prefix, _, tag_type = tag.partition("-")
         continues = prefix == "I" and tag_type == kind
-        if start is not None and not continues:
+        if start is not None and kind is not None and not continues:
             spans.add((start, i, kind))
             start, kind = None, None
         if prefix in ("B", "I") and not continues:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import PreTrainedModel
 
 from engine.workloads.jerex.features import Batch
 
@@ -33,7 +34,7 @@ def _masked_max(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class JointModel(nn.Module):
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: PreTrainedModel,
         n_tags: int,
         n_relation_types: int,
         *,

@@ -65,6 +65,7 @@ class TrainingResume:
         epochs_to_run: int,
         *,
         val_fingerprint: Any = None,
+        data_digest: str | None = None,
     ):
         self.ctx = ctx
         self.hp = hp
@@ -75,7 +76,7 @@ class TrainingResume:
         self.val_fingerprint = val_fingerprint if val_fingerprint is not None else fidelity.val_fraction
         lineage = {
             "hp": {f.name: getattr(hp, f.name) for f in fields(hp) if f.name not in SCHEDULE_PARAMS},
-            "data": features_digest(train_features),
+            "data": data_digest or features_digest(train_features),  # given when the featurized data was cached
             "settings": {k: getattr(settings, k, None) for k in LINEAGE_SETTINGS},
             "max_length": fidelity.max_length,
             "train_fraction": fidelity.train_fraction,

@@ -27,6 +27,7 @@ from engine.snapshot import (
     seconds_saved,
     stage_records,
 )
+from engine.spec import ThresholdSpec
 
 EPOCH = 1_800_000_000.0  # a fixed start time: screenshots never show today's clock
 DEMO_FAILURES = (  # (fail_kind, fail_reason), by trial number
@@ -364,7 +365,7 @@ def demo_snapshot(
         proposal=proposal,
         original_space=ORIGINAL_SPACE,
         levels=LEVELS,
-        thresholds_settings={"artifact": "val_probs"},
+        thresholds_settings=ThresholdSpec(artifact="val_probs"),
         read_at=EPOCH + n_trials * 7.0,
     )
 
@@ -462,7 +463,7 @@ def probs_objective(ctx) -> float:
 
 
 def demo_app(n_trials: int = 120, pending_gate: bool = True, fps: float = 4.0):
-    """The console on demo data (no engine, nothing written): `python -m tui.demo [N]`."""
+    """The console on demo data (no engine, nothing written): `python tests/console_demo.py [N]`."""
     from tui.app import HpoConsole
     from tui.source import FixedSource
 

@@ -1,0 +1,220 @@
+"""The ledger's records as typed, frozen values: the campaign state, a sprint, a proposal and its
+per-parameter rows, a decision, a staged fidelity.
+
+Each record's defaults are written here once; `from_json` fills what an older record lacks, so a
+reader never restates a default. JSON conversion (`from_json`, `to_json`) is called by
+engine.ledger only. A field a newer writer added and this version does not know is kept in
+`extra` and written back unchanged.
+
+Space and fidelity values stay plain mappings (a parameter's range record, a level's knobs): they
+are the campaign file's own shapes, validated by engine.spec / engine.space where they are made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from engine.schema import CampaignStatus, SprintStatus
+
+R = TypeVar("R", bound="_Record")
+
+
+class _Record:
+    """from_json / to_json for a frozen dataclass whose unknown JSON fields go to `extra`."""
+
+    extra: Mapping[str, Any]
+    _nested: dict[str, type[_Record]] = {}
+    # Declared, not set: every subclass is a dataclass, which sets it; lets mypy see one (fields, replace).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # field name -> record type of that field's value
+
+    @classmethod
+    def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in known:
+                continue
+            nested = cls._nested.get(name)
+            if nested is not None and isinstance(value, Mapping):
+                value = nested.from_json(value)
+            values[name] = _freeze(value)
+        extra = {k: v for k, v in data.items() if k not in known}
+        # ignore: the __init__ is the dataclass subclass's; mypy sees only _Record's (none declared)
+        return cls(**values, extra=extra)  # type: ignore[call-arg]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            data[f.name] = value.to_json() if isinstance(value, _Record) else _thaw(value)
+        return {**data, **_thaw(self.extra)}
+
+    def replace(self: R, **changes: Any) -> R:
+        return dataclasses.replace(self, **changes)
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples so a record's fields cannot be changed in place (mappings stay as read)."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_json()
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Stamp(_Record):
+    """Who wrote a record: user, host and process."""
+
+    user: str = "?"
+    host: str = "?"
+    pid: str = "?"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CampaignState(_Record):
+    status: str = CampaignStatus.NEW
+    sprint: int = 0  # the current sprint's index
+    gate: int = 0  # the gate counter: the next gate's number (an `extend` takes a number too)
+    pending_gate: int | None = None  # the gate waiting for a decision
+    paused: bool = False
+    error: str | None = None
+    coordinator: Mapping[str, Any] | None = None  # who runs it, since when
+    updated: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def engine_active(self) -> bool:
+        return self.status in (CampaignStatus.RUNNING, CampaignStatus.WAITING)
+
+
+@dataclass(frozen=True)
+class SprintRecord(_Record):
+    """Everything a worker on any host needs to run a sprint's trials (engine.sprint.make_record)."""
+
+    index: int
+    name: str
+    study: str
+    sampler: str
+    pruner: str
+    space: Mapping[str, Any]  # parameter -> range record
+    tuned: tuple[str, ...]
+    fixed: Mapping[str, Any]  # parameter -> the value it is held at
+    level: str
+    fidelity: Mapping[str, Any]  # knob -> value
+    sampler_options: Mapping[str, Any] | None = None
+    pruner_options: Mapping[str, Any] | None = None
+    n_trials: int | None = None
+    timeout_s: float | None = None
+    budget_cost: float | None = None
+    budget_seconds: float | None = None
+    status: str = SprintStatus.RUNNING
+    started: str | None = None
+    started_ts: float | None = None
+    closed: str | None = None
+    seeded: tuple[Mapping[str, Any], ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.status == SprintStatus.RUNNING
+
+
+@dataclass(frozen=True)
+class ParamRow(_Record):
+    """One parameter of a proposal: its ranges, the evidence, and why it changed."""
+
+    kind: str  # the parameter's type in the campaign file
+    original: Mapping[str, Any]
+    current: Mapping[str, Any]
+    proposed: Mapping[str, Any]
+    importance: float | None = None
+    edge: str | None = None  # low / high / both: the best values sit at that edge
+    freeze: bool = False
+    note: str = ""
+    best: Any = None
+    top_min: float | None = None
+    top_max: float | None = None
+    top_counts: Mapping[str, int] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return self.current != self.proposed
+
+
+@dataclass(frozen=True)
+class Proposal(_Record):
+    """The gate's proposal after sprint `sprint` for the next one (engine.proposal.make_proposal)."""
+
+    gate: int
+    after: str  # the finished sprint's name
+    next: str  # the next sprint's name
+    params: Mapping[str, ParamRow]
+    space: Mapping[str, Any] = field(default_factory=dict)
+    fidelity: Mapping[str, Any] = field(default_factory=dict)  # {"level": name, "values": {knob: value}}
+    sampler: str = ""
+    pruner: str = ""
+    n_trials: int | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    created: str | None = None
+    sprint: int | None = None  # the finished sprint's index
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Proposal:
+        rows = {name: ParamRow.from_json(row) for name, row in (data.get("params") or {}).items()}
+        return super().from_json({**data, "params": {}}).replace(params=rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "params": {name: row.to_json() for name, row in self.params.items()}}
+
+
+@dataclass(frozen=True)
+class Decision(_Record):
+    """A gate's decision (engine.decisions builds it; the ledger stamps gate, source, who and when)."""
+
+    gate: int
+    action: str  # approve / edit / reject / extend
+    source: str  # cli, tui, policy:auto, plan:FILE
+    who: Stamp
+    when: str
+    space: Mapping[str, Any] = field(default_factory=dict)
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+    diff: tuple[str, ...] = ()
+    note: str = ""
+    extend_trials: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _nested = {"who": Stamp}
+
+    def line(self) -> str:
+        """`approve by USER@HOST via SOURCE at TIME`."""
+        return f"{self.action} by {self.who.user}@{self.who.host} via {self.source} at {self.when}"
+
+
+@dataclass(frozen=True)
+class FidelityRequest(_Record):
+    """A fidelity staged from the console for a gate not reached yet."""
+
+    edits: tuple[str, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+    label: str = "?"
+    gate: int | None = None
+    who: Stamp | None = None
+    when: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _nested = {"who": Stamp}
