@@ -64,26 +64,23 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def interval_seconds(text: str) -> float:
-    """--status-every: a finite, positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
-    return value
+def positive_finite(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0, named by its unit in the error ("seconds", ...)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a number of {unit}, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+        return value
+
+    return parse
 
 
-def refresh_rate(text: str) -> float:
-    """--fps: a finite, positive number of frames per second."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a number of frames per second, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
-    return value
+interval_seconds = positive_finite("seconds")  # --status-every
+refresh_rate = positive_finite("frames per second")  # --fps
 
 
 def gpu_list(text: str) -> str:
