@@ -182,10 +182,11 @@ def test_a_coordinator_that_lost_its_lease_stops_without_touching_the_ledger(tmp
     check_sprint_integrity(truth.trials(0), n, workers=2)
 
 
-def test_a_worker_started_before_its_coordinator_waits_then_joins(tmp_path):
+@pytest.mark.parametrize("kind", ["journal", pytest.param("postgres", marks=pytest.mark.xdist_group("postgres"))])
+def test_a_worker_started_before_its_coordinator_waits_then_joins(tmp_path, request, kind):
     name = "early"
     n = 6
-    url = f"journal://{tmp_path / 'shared' / 'journal.log'}"
+    url = storage_url(kind, tmp_path, request)
     path = write_campaign(tmp_path / "coord", campaign_data(name, n_trials=(n,), sleep=0.3, epochs=2))
     fleet = Fleet(tmp_path)
     truth = Truth(url, name)
@@ -213,7 +214,8 @@ def test_a_worker_started_before_its_coordinator_waits_then_joins(tmp_path):
     finally:
         fleet.kill_all()
     said = fleet.log_of(early)
-    assert said.count("no campaign 'early' in journal://") == 1 and "Traceback" not in said
+    scheme = url.split("://", 1)[0]
+    assert said.count(f"no campaign 'early' in {scheme}://") == 1 and "Traceback" not in said
     trials = truth.trials(0)
     check_sprint_integrity(trials, n, workers=2)
     assert any(t.user_attrs.get("worker", "").endswith(f".{early.pid}.0") for t in trials), "the early worker ran none"
