@@ -636,8 +636,8 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
         truths = [problem.truth({**record["fixed"], **t.params}) for t in done]
         observed = [_loss(problem, t.value) for t in done]
         k = spec.gate_rules(index).top_k
-        proposal = ledger.proposal(index) or {}  # the gate after this sprint (one gate per sprint under `auto`)
-        agreement = proposal.get("evidence", {}).get("agreement") or {}
+        proposal = ledger.proposal_record(index)  # the gate after this sprint (one gate per sprint under `auto`)
+        agreement = (proposal.evidence.agreement if proposal else None) or {}
         rows.append(
             {
                 "sprint": record["name"],

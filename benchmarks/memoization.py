@@ -70,6 +70,7 @@ from typing import Any
 import optuna
 
 from engine.objective import load_objective
+from engine.records import SprintRecord
 from engine.samplers import make_sampler
 from engine.space import distributions
 from engine.sprint import budget_left
@@ -201,17 +202,20 @@ def run_one(w: Workload, method: str, seed: int, workdir: Path, log: Callable[[s
     run_dir = workdir / f"{w.name}-{method}-{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(StageCache(run_dir / "cache") if cached else None, salt=f"bench-{seed}")
-    record = {
-        "name": "bench",
-        "index": 0,
-        "space": w.space,
-        "tuned": list(w.space),
-        "fixed": w.fixed,
-        "fidelity": w.fidelity,
-        "status": "running",
-        "budget_seconds": w.budget_s,
-        "started_ts": time.time(),
-    }
+    record = SprintRecord(
+        index=0,
+        name="bench",
+        study=study.study_name,
+        sampler="tpe",
+        pruner="none",
+        space=w.space,
+        tuned=tuple(w.space),
+        fixed=w.fixed,
+        level="bench",
+        fidelity=w.fidelity,
+        budget_seconds=w.budget_s,
+        started_ts=time.time(),
+    )
     objective = load_objective(w.objective)
     if w.clock == "cpu":
         objective = cpu_clocked(objective)

@@ -13,7 +13,7 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from engine.policy import AutoPolicy, Policy
 from engine.pool import WorkerPool, fail_stale_trials, recover_orphans
 from engine.progress_log import emit
 from engine.proposal import fidelity_agreement, make_proposal
-from engine.queries import latest_best_with_artifact
+from engine.queries import latest_best_with_artifact, range_change
+from engine.records import CampaignState, Decision, SprintRecord
 from engine.schema import (
     DURATION_ATTR,
     FAIL_KIND_ATTR,
@@ -35,8 +36,10 @@ from engine.schema import (
     ORIGINAL_SPACE_KEY,
     SPEC_KEY,
     WORKER_ATTR,
+    CampaignStatus,
+    SprintStatus,
 )
-from engine.space import describe, initial_space
+from engine.space import initial_space
 from engine.spec import CampaignSpec
 from engine.sprint import make_record, open_study, seed_study, sprint_done
 from engine.sprint_progress import (
@@ -183,7 +186,7 @@ class Coordinator:
         if stored is None:
             self.ledger.put(SPEC_KEY, spec_json(self.spec))
             self.ledger.put(ORIGINAL_SPACE_KEY, initial_space(self.spec))
-            self.ledger.set_state(status="new", sprint=0, gate=0, pending_gate=None, paused=False)
+            self.ledger.set_state(status=CampaignStatus.NEW, sprint=0, gate=0, pending_gate=None, paused=False)
             emit(
                 self.log,
                 "campaign_start",
@@ -195,20 +198,20 @@ class Coordinator:
             )
         else:
             check_compatible(stored, self.spec)
-            state = self.ledger.state()
+            state = self.ledger.campaign_state()
             emit(
                 self.log,
                 "campaign_start",
-                f"campaign {self.spec.name}: resuming at sprint {state['sprint'] + 1}/{len(self.spec.sprints)} "
-                f"({state['status']}), storage {redact(self.storage_url)}",
+                f"campaign {self.spec.name}: resuming at sprint {state.sprint + 1}/{len(self.spec.sprints)} "
+                f"({state.status}), storage {redact(self.storage_url)}",
                 campaign=self.spec.name,
                 resumed=True,
-                sprint=state["sprint"],
+                sprint=state.sprint,
                 sprints=len(self.spec.sprints),
                 storage=redact(self.storage_url),
             )
-            if state["status"] in ("stopped", "failed"):
-                self.ledger.set_state(status="running")
+            if state.status in (CampaignStatus.STOPPED, CampaignStatus.FAILED):
+                self.ledger.set_state(status=CampaignStatus.RUNNING)
 
     def original_space(self) -> dict:
         original = self.ledger.original_space()
@@ -226,11 +229,11 @@ class Coordinator:
 
     def _run_holding_lease(self) -> dict[str, Any]:
         self.prepare()
-        if self.ledger.state()["status"] == "finished":
+        if self.ledger.campaign_state().status == CampaignStatus.FINISHED:
             self.log("campaign already finished")
             return self.summary()
         self.ledger.set_state(
-            status="running",
+            status=CampaignStatus.RUNNING,
             coordinator={**who(), "since": now_iso()},
             lease=self.lease.generation if self.lease else None,
         )
@@ -241,22 +244,30 @@ class Coordinator:
                 pass  # the new coordinator owns the ledger now
             elif finished:
                 self._learn_thresholds()
-                self.ledger.set_state(status="finished", pending_gate=None)
-                emit(self.log, "campaign_done", "campaign finished", campaign=self.spec.name, status="finished")
+                self.ledger.set_state(status=CampaignStatus.FINISHED, pending_gate=None)
+                emit(
+                    self.log,
+                    "campaign_done",
+                    "campaign finished",
+                    campaign=self.spec.name,
+                    status=CampaignStatus.FINISHED,
+                )
             else:
-                self.ledger.set_state(status="stopped")
+                self.ledger.set_state(status=CampaignStatus.STOPPED)
                 emit(
                     self.log,
                     "campaign_done",
                     "campaign stopped; run the same command again to resume",
                     campaign=self.spec.name,
-                    status="stopped",
+                    status=CampaignStatus.STOPPED,
                 )
         except BaseException as err:
-            status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
+            status = CampaignStatus.STOPPED if isinstance(err, KeyboardInterrupt) else CampaignStatus.FAILED
             try:
                 if not self.lease_lost():
-                    self.ledger.set_state(status=status, error=None if status == "stopped" else redact(str(err)))
+                    self.ledger.set_state(
+                        status=status, error=None if status == CampaignStatus.STOPPED else redact(str(err))
+                    )
             except Exception as inner:
                 if not is_storage_outage(inner):
                     raise
@@ -303,7 +314,7 @@ class Coordinator:
                 self.log(
                     f"storage: the coordinator lost the database ({redact(cause[0])}); waiting for it with backoff"
                 )
-                with_retries(self.ledger.state, what="coordinator reconnect", log=self.log)
+                with_retries(self.ledger.campaign_state, what="coordinator reconnect", log=self.log)
                 self.log("storage: database reachable again; the coordinator carries on")
 
     def _stop_workers(self) -> None:
@@ -320,10 +331,9 @@ class Coordinator:
 
     def _fail_trials_of_stopped_workers(self, pool: WorkerPool) -> None:
         """Its own workers' trials (trial records, not the ledger: also after the lease was lost)."""
-        state = self.ledger.state()
-        record = self.ledger.sprint(state["sprint"])
+        record = self.ledger.sprint_record(self.ledger.campaign_state().sprint)
         if record is not None:
-            study = optuna.load_study(study_name=record["study"], storage=self.storage)
+            study = optuna.load_study(study_name=record.study, storage=self.storage)
             for pid in pool.ended_pids():
                 pool.fail_trials_of(study, pid, "worker stopped with the coordinator")
 
@@ -333,80 +343,118 @@ class Coordinator:
             self._check_lease()
             if self.stopping():
                 break
-            state = self.ledger.state()
-            index = state["sprint"]
-            record = self._sprint_record(index)
+            state = self.ledger.campaign_state()
+            record = self._current_sprint(state.sprint)
             study = open_study(self.spec, self.storage, record)
             recover_orphans(study, self.spec.trial_retries, self.pool.pids() if self.pool else set(), self.log)
-            if record["status"] == "running" and not self._run_until_done(record, study):
-                return False
-            if record["status"] == "running":
-                record = {**record, "status": "closed", "closed": now_iso()}
+            if record.running:
+                finished = self._run_until_done(record, study)
+                if finished is None:
+                    return False
+                record = finished.replace(status=SprintStatus.CLOSED, closed=now_iso())
                 self.ledger.put_sprint(record)
                 self._report_sprint(record, study)
-            if index == len(self.spec.sprints) - 1:
+            if record.index == len(self.spec.sprints) - 1:
                 return True
-            if not self._gate(state, record, study):
+            passed = self._gate_passed_without_sprint(state, record.index)
+            if passed is not None:
+                self._start_sprint(record.index + 1, passed.space, passed.fidelity)
+                continue
+            decision = self._gate(state.gate, record, study)
+            if decision is None:
                 return False
+            if decision.action == "extend":
+                n_trials = (record.n_trials or 0) + (decision.extend_trials or 0)
+                self.ledger.put_sprint(record.replace(status=SprintStatus.RUNNING, n_trials=n_trials))
+                self.ledger.set_state(gate=state.gate + 1, pending_gate=None, status=CampaignStatus.RUNNING)
+            else:
+                # The next sprint from the decision just taken; the gate counter moves on in the same state write.
+                self._start_sprint(
+                    record.index + 1,
+                    decision.space,
+                    decision.fidelity,
+                    gate=state.gate + 1,
+                    pending_gate=None,
+                    status=CampaignStatus.RUNNING,
+                )
         return False
 
-    def _sprint_record(self, index: int) -> dict[str, Any]:
-        record = self.ledger.sprint(index)
+    def _current_sprint(self, sprint_index: int) -> SprintRecord:
+        """The state's sprint: its stored record, or the first sprint made now for a new campaign."""
+        record = self.ledger.sprint_record(sprint_index)
         if record is not None:
             return record
-        if index == 0:
-            space, fidelity = initial_space(self.spec), None
-        else:
-            decision = self._decision_for_sprint(index - 1)
-            space, fidelity = decision["space"], decision["fidelity"]
-        record = make_record(self.spec, self.ledger, self.storage, index, space, fidelity)
-        study = open_study(self.spec, self.storage, record)
-        record["seeded"] = seed_study(self.spec, self.storage, self.ledger, study, record)
-        self.ledger.put_sprint(record)
-        self.ledger.set_state(sprint=index)
-        seeds = f", seeded with {len(record['seeded'])} best configurations" if record["seeded"] else ""
-        planned = f"{record['n_trials']} trials, " if record.get("n_trials") is not None else ""
+        if sprint_index == 0:
+            return self._start_sprint(0, initial_space(self.spec), None)
+        # the state names a sprint only once its record is stored, and a stored record is never deleted
+        raise RuntimeError(f"sprint {sprint_index} vanished from the ledger of campaign {self.spec.name}")
+
+    def _start_sprint(
+        self, sprint_index: int, space: Mapping[str, Any], fidelity: Mapping[str, Any] | None, **state_changes: Any
+    ) -> SprintRecord:
+        """Make, seed and store sprint `sprint_index`, then make it the state's sprint (with `state_changes`).
+
+        A record already stored (its coordinator stopped before the state write) is taken as it is.
+        """
+        record = self.ledger.sprint_record(sprint_index)
+        if record is None:
+            record = make_record(self.spec, self.ledger, self.storage, sprint_index, dict(space), fidelity)
+            study = open_study(self.spec, self.storage, record)
+            record = seed_study(self.spec, self.storage, self.ledger, study, record)
+            self.ledger.put_sprint(record)
+            self._report_sprint_start(record)
+        self.ledger.set_state(sprint=sprint_index, **state_changes)
+        return record
+
+    def _report_sprint_start(self, record: SprintRecord) -> None:
+        seeds = f", seeded with {len(record.seeded)} best configurations" if record.seeded else ""
+        planned = f"{record.n_trials} trials, " if record.n_trials is not None else ""
         emit(
             self.log,
             "sprint_start",
-            f"sprint {index + 1}/{len(self.spec.sprints)} {record['name']}: {planned}{record['sampler']} sampler, "
-            f"{record['pruner']} pruner, fidelity {record['level']} ({describe_fidelity(record['fidelity'])}), "
-            f"tuning {', '.join(record['tuned'])}{seeds}",
-            sprint=record["name"],
-            index=index,
-            sampler=record["sampler"],
-            pruner=record["pruner"],
-            level=record["level"],
-            fidelity=record["fidelity"],
-            n_trials=record.get("n_trials"),
-            tuned=record["tuned"],
-            seeded=len(record["seeded"]),
+            f"sprint {record.index + 1}/{len(self.spec.sprints)} {record.name}: {planned}{record.sampler} sampler, "
+            f"{record.pruner} pruner, fidelity {record.level} ({describe_fidelity(dict(record.fidelity))}), "
+            f"tuning {', '.join(record.tuned)}{seeds}",
+            sprint=record.name,
+            index=record.index,
+            sampler=record.sampler,
+            pruner=record.pruner,
+            level=record.level,
+            fidelity=dict(record.fidelity),
+            n_trials=record.n_trials,
+            tuned=list(record.tuned),
+            seeded=len(record.seeded),
         )
-        return record
 
-    def _decision_for_sprint(self, sprint_index: int) -> dict[str, Any]:
-        """The last non-extend decision taken at a gate after `sprint_index`."""
-        for decision in reversed(self.ledger.decisions()):
-            proposal = self.ledger.proposal(decision["gate"])
-            if proposal and proposal["sprint"] == sprint_index and decision["action"] != "extend":
-                return decision
-        raise RuntimeError(f"no decision found for the gate after sprint {sprint_index}")
+    def _gate_passed_without_sprint(self, state: CampaignState, sprint_index: int) -> Decision | None:
+        """Resume only: the decision of the gate after `sprint_index` when the gate counter moved past it but the
+        next sprint was never made (a coordinator of an older version, which moved the counter first, stopped in
+        between). The running coordinator passes its own decision straight to _start_sprint instead."""
+        if state.pending_gate is not None or state.gate == 0:
+            return None
+        gate = state.gate - 1
+        proposal = self.ledger.proposal_record(gate)
+        decision = self.ledger.decision_record(gate)
+        if proposal is None or decision is None or decision.action == "extend":
+            return None
+        return decision if proposal.finished_sprint == sprint_index else None
 
-    def _run_until_done(self, record: dict[str, Any], study: optuna.Study) -> bool:
+    def _run_until_done(self, record: SprintRecord, study: optuna.Study) -> SprintRecord | None:
+        """The sprint's record as it stands once its budget is spent; None when stopped first."""
         last_stale_check = 0.0
         while not self.stopping():
             self._check_lease()
             if self.stopping():
                 break
             # The record may change under us (pause, extend): always read it fresh.
-            fresh = self.ledger.sprint(record["index"])
+            fresh = self.ledger.sprint_record(record.index)
             if fresh is None:  # a started sprint's record is never deleted
-                raise RuntimeError(f"sprint {record['index']} vanished from the ledger of campaign {self.spec.name}")
+                raise RuntimeError(f"sprint {record.index} vanished from the ledger of campaign {self.spec.name}")
             record = fresh
             trials = study.get_trials(deepcopy=False)
             self._report_progress(record, trials)
             if sprint_done(record, trials):
-                return True
+                return record
             if self.pool is not None:
                 self.pool.supervise(study, campaign_ended=False)
             if time.time() - last_stale_check > (getattr(self.storage, "heartbeat_interval", None) or 5):
@@ -417,74 +465,69 @@ class Coordinator:
                     time.sleep(POLL_S)
             else:
                 time.sleep(POLL_S)
-        return False
+        return None
 
-    def _gate(self, state: dict[str, Any], record: dict[str, Any], study: optuna.Study) -> bool:
-        gate = state.get("gate", 0)
-        proposal = self.ledger.proposal(gate)
-        current = record["space"]
+    def _gate(self, gate: int, record: SprintRecord, study: optuna.Study) -> Decision | None:
+        """Gate number `gate` after sprint `record`: its proposal (made once), then the policy's decision."""
+        proposal = self.ledger.proposal_record(gate)
+        current = dict(record.space)
         if proposal is None:
-            importances = param_importances(study, record["tuned"])
+            importances = param_importances(study, list(record.tuned))
             agreement = fidelity_agreement(self.storage, self.ledger, record, study)
+            # make_proposal's `gate` parameter is the finished sprint's index; the proposal is stored under the
+            # gate number (the two differ once an `extend` has taken a gate).
             proposal = make_proposal(
-                self.spec, record["index"], study, current, self.original_space(), importances, agreement=agreement
-            )
-            proposal["sprint"] = record["index"]
+                self.spec,
+                gate=record.index,
+                study=study,
+                current=current,
+                original=self.original_space(),
+                importances=importances,
+                agreement=agreement,
+            ).replace(gate=gate, sprint=record.index)
             self.ledger.put_proposal(gate, proposal)
-        self.ledger.set_state(pending_gate=gate, status="waiting")
+        self.ledger.set_state(pending_gate=gate, status=CampaignStatus.WAITING)
         changes = [
-            f"{name}: {describe(row['current'])} -> {describe(row['proposed'])}"
-            + (f"  ! {row['note']}" if row["note"] else "")
-            for name, row in proposal["params"].items()
-            if row["current"] != row["proposed"] or row["edge"]
+            range_change(name, row.current, row.proposed) + (f"  ! {row.note}" if row.note else "")
+            for name, row in proposal.params.items()
+            if row.changed or row.edge
         ]
         emit(
             self.log,
             "gate",
-            f"gate {gate} after {record['name']}: proposal for {proposal['next']}:"
+            f"gate {gate} after {record.name}: proposal for {proposal.next}:"
             + "".join(f"\n    {line}" for line in changes),
             gate=gate,
-            after=record["name"],
-            next=proposal["next"],
+            after=record.name,
+            next=proposal.next,
             changes=changes,
         )
         decision = self.policy.decide(
             self.ledger, gate, proposal, self.original_space(), current, dict(self.spec.fidelity.levels), self.stopping
         )
         if decision is None:
-            return False
+            return None
         emit(
             self.log,
             "decision",
-            f"gate {gate}: {decision['action']} by {decision['who']['user']} via {decision['source']}"
-            + ("".join(f"\n    {line}" for line in decision.get("diff", [])) if decision.get("diff") else ""),
+            f"gate {gate}: {decision.action} by {decision.who.user} via {decision.source}"
+            + "".join(f"\n    {line}" for line in decision.diff),
             gate=gate,
-            action=decision["action"],
-            who=decision["who"],
-            source=decision["source"],
-            when=decision.get("when"),
-            diff=decision.get("diff", []),
-            note=decision.get("note", ""),
+            action=decision.action,
+            who=decision.who,
+            source=decision.source,
+            when=decision.when,
+            diff=list(decision.diff),
+            note=decision.note,
         )
-        if decision["action"] == "extend":
-            extended = {
-                **record,
-                "status": "running",
-                "n_trials": (record.get("n_trials") or 0) + decision["extend_trials"],
-            }
-            self.ledger.put_sprint(extended)
-            self.ledger.set_state(gate=gate + 1, pending_gate=None, status="running")
-            return True
-        self.ledger.set_state(gate=gate + 1, pending_gate=None, status="running")
-        self._sprint_record(record["index"] + 1)
-        return True
+        return decision
 
     # Reports ---------------------------------------------------------------------------------
-    def _report_progress(self, record: dict[str, Any], trials: list) -> None:
+    def _report_progress(self, record: SprintRecord, trials: list) -> None:
         """A line per trial finished since this run started (in the order they finished, with n/N and
         the best so far at that point), and a status line every `status_every_s` while trials run."""
         maximize = self.spec.metric.direction == "maximize"
-        study = record["study"]
+        study = record.study
         fresh = {
             t.number
             for t in trials
@@ -504,12 +547,12 @@ class Coordinator:
                     self._report_trial(record, trial, progress)
         now = time.time()
         last = self._status_at.setdefault(study, now)
-        if now - last >= self.status_every_s and record.get("status") == "running":
+        if now - last >= self.status_every_s and record.running:
             self._status_at[study] = now
             progress = sprint_progress(record, trials, maximize=maximize, now=now)
             emit(self.log, "progress", describe_progress(progress), **progress.fields())
 
-    def _report_trial(self, record: dict[str, Any], trial, progress) -> None:
+    def _report_trial(self, record: SprintRecord, trial, progress) -> None:
         value = f"{trial.value:.6g}" if trial.value is not None else "-"
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
         step = trial.last_step if trial.state == TrialState.PRUNED else None
@@ -517,9 +560,9 @@ class Coordinator:
         emit(
             self.log,
             "trial_done",
-            f"  [{record['name']}] trial {trial.number:>4} {trial.state.name:<8} {value}{extra}"
+            f"  [{record.name}] trial {trial.number:>4} {trial.state.name:<8} {value}{extra}"
             f"  {done_of_planned(progress)}, {describe_best(progress)}",
-            sprint=record["name"],
+            sprint=record.name,
             trial=trial.number,
             state=trial.state.name,
             value=trial.value,
@@ -534,14 +577,14 @@ class Coordinator:
             best_trial=progress.best_trial,
         )
 
-    def _report_sprint(self, record: dict[str, Any], study: optuna.Study) -> None:
+    def _report_sprint(self, record: SprintRecord, study: optuna.Study) -> None:
         progress = sprint_progress(
             record, study.get_trials(deepcopy=False), maximize=self.spec.metric.direction == "maximize"
         )
         emit(
             self.log,
             "sprint_done",
-            f"sprint {record['name']} closed: {done_of_planned(progress)} trials ({describe_counts(progress)}), "
+            f"sprint {record.name} closed: {done_of_planned(progress)} trials ({describe_counts(progress)}), "
             f"{describe_best(progress)}, took {format_duration(progress.elapsed_s)}",
             **progress.fields(),
         )
@@ -549,7 +592,7 @@ class Coordinator:
     def _learn_thresholds(self) -> None:
         if self.spec.thresholds is None or not self.spec.thresholds.enabled:
             return
-        from engine.thresholds import format_report, thresholds_for_trial
+        from engine.thresholds import format_report, store_result, thresholds_for_trial
 
         found = self.best_trial_with_artifact(self.spec.thresholds.artifact)
         if found is None:
@@ -568,8 +611,7 @@ class Coordinator:
             optimizer=self.spec.thresholds.optimizer,
             seed=self.spec.seed,
         )
-        result.update(study=study_name, trial=trial.number, source="policy", when=now_iso())
-        self.ledger.put_thresholds(study_name, trial.number, result)
+        result = store_result(self.ledger, result, study=study_name, trial=trial.number, source="policy")
         self.log(format_report(result))
 
     def best_trial_with_artifact(self, artifact: str):

@@ -161,7 +161,7 @@ class Checkpoints:
 
 def to_cpu(value: Any) -> Any:
     """Detach tensors to CPU (recursively) so a checkpoint loads on any worker."""
-    import torch
+    import torch  # an optional extra: status/approve/attach must run without it (tests/test_packaging.py)
 
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
@@ -174,7 +174,7 @@ def to_cpu(value: Any) -> Any:
 
 def training_state(model, optimizer, scheduler, numpy_rng=None, **extra: Any) -> dict[str, Any]:
     """Everything that decides how training continues: weights, optimizer moments, schedule position, RNGs."""
-    import torch
+    import torch  # an optional extra: status/approve/attach must run without it (tests/test_packaging.py)
 
     state = {
         "model": to_cpu(model.state_dict()),
@@ -189,7 +189,7 @@ def training_state(model, optimizer, scheduler, numpy_rng=None, **extra: Any) ->
 
 
 def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, numpy_rng=None) -> None:
-    import torch
+    import torch  # an optional extra: status/approve/attach must run without it (tests/test_packaging.py)
 
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -1,4 +1,7 @@
-"""The headless command line. `tui.cli` adds the console commands on top and is the entry point."""
+"""The headless command line. `tui.cli` adds the console commands on top and is the entry point.
+
+Size (~700 lines): one argparse parser plus a short `cmd_*` function per headless command; the file is their index.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,40 @@ import json
 import math
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from engine.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CorruptStorage, HpoError, UsageError
+import optuna
+
+from engine.campaign import CampaignMismatch, Coordinator
+from engine.decisions import build_decision
+from engine.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CorruptStorage,
+    HpoError,
+    StorageMissing,
+    StorageRefused,
+    StorageUnreachable,
+    UsageError,
+)
+from engine.export import campaign_trials, to_csv, to_json
+from engine.extras import require_for_campaign
+from engine.journal_repair import repair_journal
+from engine.ledger import CampaignNotFound, Ledger
+from engine.optuna_internals import storage_trial_id, study_id
+from engine.policy import make_policy
+from engine.pool import WorkerPool
+from engine.progress_log import EventLog, emit
+from engine.proposal import summary_lines
+from engine.report import collect_report, render_html
 from engine.schema import ARTIFACTS_ATTR, ENGINE_ENDED, ENV_STORAGE_URL
+from engine.space import SpaceEditError, parse_scalar
 from engine.spec import (
     CampaignFileError,
     CampaignSpec,
@@ -21,6 +52,25 @@ from engine.spec import (
     check_objective_imports,
     load_campaign,
 )
+from engine.stage_cache import StageCache
+from engine.stage_stats import format_stats, stage_stats
+from engine.stages import cache_dir_for
+from engine.status import campaign_status, format_status
+from engine.storage import (
+    artifact_store,
+    default_storage_url,
+    first_line,
+    open_storage,
+    outage_cause,
+    permanent_cause,
+    redact,
+    run_dir,
+    storage_missing,
+    with_retries,
+)
+from engine.thresholds import format_report, store_result, thresholds_for_trial
+from engine.trials import note_user_interrupt
+from engine.worker import wait_for_campaign
 
 EXIT_BAD_INPUT = EXIT_USAGE
 
@@ -101,7 +151,10 @@ def policy_arg(text: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown policy {text!r}: use auto, wait or plan:FILE")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    extra_commands: Callable[[Any], None] | None = None,
+) -> argparse.ArgumentParser:
+    """The headless commands; `extra_commands(sub)` adds more (the console's, tui/cli.py) to the same list."""
     parser = OneLineParser(
         prog="hpo-tui",
         description="Human-guided, multi-fidelity hyperparameter optimization in sprints.",
@@ -225,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repair.add_argument("campaign", help="campaign file or campaign name")
     add_storage(repair)
+    if extra_commands is not None:
+        extra_commands(sub)
     return parser
 
 
@@ -233,8 +288,6 @@ def resolve_campaign(target: str, storage_url: str | None) -> tuple[str, str, Ca
 
     A bare name is checked before any path is built from it (no '/', '..'); nothing is created.
     """
-    from engine.storage import default_storage_url
-
     path = Path(target)
     if path.suffix == ".toml" or path.is_file():
         spec = load_campaign(path)
@@ -260,10 +313,6 @@ def cmd_validate(args) -> int:
 
 
 def make_coordinator(args, log: Callable[[str], None] = log_line):
-    from engine.campaign import Coordinator
-    from engine.extras import require_for_campaign
-    from engine.policy import make_policy
-
     spec = load_campaign(args.campaign)
     require_for_campaign(spec)
     check_objective_imports(spec, args.campaign)
@@ -282,8 +331,6 @@ def make_coordinator(args, log: Callable[[str], None] = log_line):
 def install_stop_signals(request_stop: Callable[[], None], log: Callable[[str], None]) -> None:
     """Ctrl-C / SIGTERM stop the campaign in order (a second one stops at once); SIGHUP is ignored,
     since a dropped SSH session must not end the campaign."""
-    from engine.trials import note_user_interrupt  # optuna: loaded once a campaign runs, not for --help
-
     interrupts = 0
 
     def _stop(signum, frame):
@@ -301,9 +348,6 @@ def install_stop_signals(request_stop: Callable[[], None], log: Callable[[str], 
 
 
 def cmd_run_headless(args) -> int:
-    from engine.progress_log import EventLog, emit
-    from engine.status import format_status
-
     log = EventLog(getattr(args, "log_format", "text"))
     coordinator = make_coordinator(args, log=log)
     coordinator.status_every_s = getattr(args, "status_every", coordinator.status_every_s)
@@ -315,10 +359,6 @@ def cmd_run_headless(args) -> int:
 
 def _open(args):
     """Open an existing campaign for a command that must not create storage (status, approve, ...)."""
-    from engine.errors import StorageMissing
-    from engine.ledger import Ledger
-    from engine.storage import open_storage, redact
-
     name, url, _ = resolve_campaign(args.campaign, args.storage)
     try:
         storage = open_storage(url, heartbeat=False, create=False)
@@ -328,8 +368,6 @@ def _open(args):
 
 
 def cmd_status(args) -> int:
-    from engine.status import campaign_status, format_status
-
     name, _, storage, _ = _open(args)
     status = campaign_status(storage, name)
     if args.json:
@@ -340,9 +378,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    from engine.decisions import build_decision
-    from engine.proposal import summary_lines
-
     name, _, _, ledger = _open(args)
     gate = ledger.gate_to_decide()  # raises GateAlreadyDecided when the waiting gate was just decided
     if gate is None:
@@ -352,11 +387,14 @@ def cmd_approve(args) -> int:
             file=sys.stderr,
         )
         return 1
-    proposal = ledger.proposal(gate)
+    proposal = ledger.proposal_record(gate)
+    if proposal is None:  # the gate waits for its proposal only between two writes of the coordinator
+        print(f"{name}: gate {gate} has no proposal yet", file=sys.stderr)
+        return 1
     if args.show:
-        from engine.evidence import gate_evidence_lines
+        from engine.evidence import gate_evidence_lines  # scipy: +0.8 s, only for --show
 
-        print(f"gate {gate} after {proposal['after']} -> {proposal['next']}")
+        print(f"gate {gate} after {proposal.after} -> {proposal.next}")
         print("\n".join(summary_lines(proposal)) or "(no range changes proposed)")
         print("\n".join(gate_evidence_lines(ledger.storage, name, gate)))
         return 0
@@ -372,7 +410,7 @@ def cmd_approve(args) -> int:
         key, sep, value = item.partition("=")
         freeze[key.strip()] = _parse_value(value, original.get(key.strip()), key.strip()) if sep else None
     action = "reject" if args.reject else "extend" if args.extend is not None else "approve"
-    record = ledger.sprint(proposal["sprint"])
+    record = ledger.sprint(proposal.finished_sprint)
     levels = (ledger.spec() or {}).get("fidelity", {}).get("levels", {})
     decision = build_decision(
         proposal,
@@ -395,16 +433,12 @@ def cmd_approve(args) -> int:
 
 
 def _parse_value(text: str, original: dict | None, name: str | None = None):
-    from engine.space import _parse_scalar
-
     if original is None:
         return text
-    return _parse_scalar(text, original, name)
+    return parse_scalar(text, original, name)
 
 
 def _usage(message: str) -> Exception:
-    from engine.space import SpaceEditError
-
     return SpaceEditError(message)
 
 
@@ -417,13 +451,6 @@ def cmd_pause(args, paused: bool) -> int:
 
 def cmd_worker(args) -> int:
     """Run worker processes on this host until the campaign ends."""
-    import socket
-    import time
-
-    from engine.pool import WorkerPool
-    from engine.storage import open_storage, redact, run_dir, with_retries
-    from engine.worker import wait_for_campaign
-
     name, url, _ = resolve_campaign(args.campaign, args.storage)
     storage = open_storage(url, heartbeat=False)
     ledger = wait_for_campaign(storage, name, url, log_line)  # a worker may start before its coordinator
@@ -463,12 +490,6 @@ def cmd_worker(args) -> int:
 
 
 def cmd_thresholds(args) -> int:
-    import optuna
-
-    from engine.campaign import Coordinator  # noqa: F401 - keeps optuna's log level in one place
-    from engine.storage import artifact_store
-    from engine.thresholds import format_report, thresholds_for_trial
-
     name, _, storage, ledger = _open(args)
     spec = CampaignSpec.model_validate(ledger.spec())
     settings = spec.thresholds or ThresholdSpec()
@@ -505,21 +526,13 @@ def cmd_thresholds(args) -> int:
         optimizer=settings.optimizer,
         seed=spec.seed,
     )
-    from engine.ledger import now_iso
-
-    result.update(study=study_name, trial=trial.number, source="cli", when=now_iso())
-    ledger.put_thresholds(study_name, trial.number, result)
+    result = store_result(ledger, result, study=study_name, trial=trial.number, source="cli")
     print(f"thresholds for {study_name} trial {trial.number} (stored in the campaign):")
     print(format_report(result))
     return 0
 
 
 def cmd_cache(args) -> int:
-    import optuna
-
-    from engine.stages import StageCache, cache_dir_for, format_stats, stage_stats
-    from engine.storage import run_dir
-
     name, _, storage, ledger = _open(args)
     settings = (ledger.spec() or {}).get("cache") or {}
     directory = cache_dir_for(run_dir(name, create=False), settings.get("dir"))
@@ -537,9 +550,6 @@ def cmd_cache(args) -> int:
 
 def cmd_repair(args) -> int:
     """Back the journal up and cut it to its last complete record; say what was dropped."""
-    from engine.journal_repair import repair_journal
-    from engine.storage import open_storage, redact, storage_missing
-
     name, url, _ = resolve_campaign(args.campaign, args.storage)
     if storage_missing(url):
         raise UsageError(f"no campaign {name!r} in {redact(url)} (that storage does not exist)")
@@ -570,9 +580,11 @@ def _describe_trials(storage, trial_ids: tuple[int, ...]) -> list[str]:
     if not wanted:
         return []
     for study in storage.get_all_studies():
-        for trial in storage.get_all_trials(study._study_id, deepcopy=False):
-            if trial._trial_id in wanted:
-                found[trial._trial_id] = f"{study.study_name} trial #{trial.number} ({trial.state.name.lower()})"
+        for trial in storage.get_all_trials(study_id(study), deepcopy=False):
+            if storage_trial_id(trial) in wanted:
+                found[storage_trial_id(trial)] = (
+                    f"{study.study_name} trial #{trial.number} ({trial.state.name.lower()})"
+                )
     return [found.get(tid, f"trial id {tid} (created in the dropped part)") for tid in sorted(wanted)]
 
 
@@ -610,8 +622,6 @@ def _write_output(text: str, output: str | None) -> None:
 
 
 def cmd_export(args) -> int:
-    from engine.export import campaign_trials, to_csv, to_json
-
     name, _, storage, _ = _open(args)
     rows = campaign_trials(storage, name)
     _write_output(to_csv(rows) if args.format == "csv" else to_json(rows, name) + "\n", args.output)
@@ -621,8 +631,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from engine.report import collect_report, render_html
-
     name, _, storage, _ = _open(args)
     _write_output(render_html(collect_report(storage, name)), args.output)
     print(f"{name}: report written to {args.output}", file=sys.stderr)
@@ -656,8 +664,6 @@ def dispatch(args) -> int:
 
 
 def _say_error(command: str, message: str) -> None:
-    from engine.storage import redact
-
     try:
         print(f"hpo-tui {command}: {redact(message)}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
@@ -671,10 +677,6 @@ def run_cli(
     (engine/errors.py): never a traceback, from any command."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = (parser or build_parser()).parse_args(argv)
-    # After parsing: a usage error answers without importing optuna and the engine.
-    from engine.campaign import CampaignMismatch
-    from engine.decisions import SpaceEditError
-    from engine.ledger import CampaignNotFound
 
     try:
         code = dispatch_fn(args)
@@ -703,9 +705,6 @@ def run_cli(
         _say_error(args.command, "interrupted")
         return EXIT_INTERRUPTED
     except Exception as err:  # a storage error met outside with_retries: still one line; anything else is a bug
-        from engine.errors import StorageRefused, StorageUnreachable
-        from engine.storage import first_line, outage_cause, permanent_cause
-
         for cause, kind in ((permanent_cause(err), StorageRefused), (outage_cause(err), StorageUnreachable)):
             if cause is not None:
                 _say_error(args.command, f"storage: {first_line(cause)}")

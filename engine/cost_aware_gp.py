@@ -1,5 +1,7 @@
 """Cost-aware, memoization-aware BO on Optuna's own GP (sampler "eeipu-gp").
 
+Size (~500 lines): one sampler: acquisition, cost terms, prefix groups and the glue to Optuna's private GP.
+
 The acquisition of a candidate x is expected improvement per expected cost, in logs:
 
     log a(x) = logEI(x) - eta * log E[C(x)]
@@ -46,7 +48,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.eeipu import FINISHED, Stage, _inside, objective_value, pipeline_stages, supported_distribution
+from engine.eeipu import FINISHED, Stage, objective_value, params_inside, pipeline_stages, supported_distribution
+from engine.optuna_internals import storage_trial_id, study_storage
 from engine.stages import STAGES_ATTR
 
 COOLINGS = ("floor", "linear", "none")
@@ -319,7 +322,7 @@ class CostAwareGPSampler(BaseSampler):
         done = [
             t
             for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search_space)
+            if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search_space)
         ]
         if len(done) < self.n_startup:
             return {}
@@ -329,7 +332,7 @@ class CostAwareGPSampler(BaseSampler):
         # tensor here comes from numpy (CPU) anyway.
         choice = self.choose(study, trials, search_space, rng, exclude_trial=trial.number)
         try:
-            study._storage.set_trial_system_attr(trial._trial_id, "eeipu", choice["explanation"])
+            study_storage(study).set_trial_system_attr(storage_trial_id(trial), "eeipu", choice["explanation"])
         except Exception:
             pass
         return choice["params"]
@@ -350,7 +353,7 @@ class CostAwareGPSampler(BaseSampler):
             (
                 t
                 for t in trials
-                if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search_space)
+                if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search_space)
             ),
             key=lambda t: t.number,
         )
@@ -360,7 +363,7 @@ class CostAwareGPSampler(BaseSampler):
         running = [
             t
             for t in trials
-            if t.state == TrialState.RUNNING and t.number != exclude_trial and _inside(t.params, search_space)
+            if t.state == TrialState.RUNNING and t.number != exclude_trial and params_inside(t.params, search_space)
         ]
         if running:  # kriging believer: pending points take the posterior mean, so parallel asks spread out
             x_running = torch.from_numpy(space.get_normalized_params(running))

@@ -6,11 +6,13 @@ is refused with the same reason wherever it is typed.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
-from engine.queries import proposal_diff
-from engine.space import Space, SpaceEditError, check_range, diff, parse_bound_edit
+from engine.queries import proposal_diff, space_diff
+from engine.records import Proposal
+from engine.space import Space, SpaceEditError, check_range, parse_bound_edit
 
 ACTIONS = ("approve", "edit", "reject", "extend")
 
@@ -51,7 +53,7 @@ def parse_fidelity_edit(text: str, levels: dict[str, dict[str, Any]], base: dict
 
 
 def build_decision(
-    proposal: dict[str, Any],
+    proposal: Proposal,
     original: Space,
     current: Space,
     *,
@@ -68,7 +70,7 @@ def build_decision(
     """A validated decision record (without who/when, which the ledger adds)."""
     if action not in ACTIONS:
         raise SpaceEditError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
-    fidelity = dict(proposal["fidelity"]["values"])
+    fidelity = dict(proposal.fidelity.values)
     if action == "extend":
         if not extend_trials or extend_trials < 1:
             raise SpaceEditError("extend: give a positive number of extra trials")
@@ -77,13 +79,13 @@ def build_decision(
             "extend_trials": int(extend_trials),
             "space": current,
             "fidelity": fidelity,
-            "diff": [f"sprint {proposal['after']}: +{int(extend_trials)} trials"],
+            "diff": [f"sprint {proposal.after}: +{int(extend_trials)} trials"],
             "note": note,
         }
     if action == "reject":
         new_space = dict(current)
     else:
-        new_space = dict(space if space is not None else proposal["space"])
+        new_space = copy.deepcopy(dict(space if space is not None else proposal.space))  # never share the record's
     for name, text in (edits or {}).items():
         if name not in original:
             raise SpaceEditError(f"{name}: no such parameter (parameters: {', '.join(original)})")
@@ -92,7 +94,7 @@ def build_decision(
         if name not in original:
             raise SpaceEditError(f"{name}: no such parameter (parameters: {', '.join(original)})")
         if value is None:
-            value = proposal["evidence"]["best_params"].get(name)
+            value = proposal.evidence.best_params.get(name)
             if value is None:
                 raise SpaceEditError(f"{name}: no best value to freeze at yet; give one as {name}=VALUE")
         new_space[name] = {"type": "fixed", "value": value}
@@ -114,22 +116,22 @@ def build_decision(
     if (
         action == "approve"
         and (edits or freeze or unfreeze or fidelity_edits or space is not None)
-        and (new_space != proposal["space"] or fidelity != proposal["fidelity"]["values"])
+        and (new_space != proposal.space or fidelity != proposal.fidelity.values)
     ):
         action = "edit"
-    changes = diff(current, new_space)
+    changes = space_diff(current, new_space)
     for knob, value in fidelity.items():
-        before = proposal["fidelity"]["values"].get(knob)
+        before = proposal.fidelity.values.get(knob)
         if before != value:
             changes.append(f"fidelity {knob}: {before} -> {value}")
     return {"action": action, "space": new_space, "fidelity": fidelity, "diff": changes, "note": note}
 
 
-def auto_decision(proposal: dict[str, Any]) -> dict[str, Any]:
+def auto_decision(proposal: Proposal) -> dict[str, Any]:
     return {
         "action": "approve",
-        "space": proposal["space"],
-        "fidelity": proposal["fidelity"]["values"],
-        "diff": proposal_diff(proposal["params"]),
+        "space": dict(proposal.space),
+        "fidelity": dict(proposal.fidelity.values),
+        "diff": proposal_diff(proposal.params),
         "note": "auto policy",
     }

@@ -1,5 +1,7 @@
 """EEIPU: memoization-aware, cost-aware Bayesian optimization for multi-stage pipelines (sampler "eeipu").
 
+Size (~600 lines): one algorithm: its GP fits, per-stage cost models, candidates and local refinement.
+
 The acquisition of a candidate x is
 
     EEIPU(x) = EI(x) * E[1 / C(x)] ** eta
@@ -41,7 +43,12 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from engine.optuna_internals import storage_trial_id, study_storage
 from engine.stages import STAGES_ATTR
 
 REST = "_rest"  # the part of a trial outside every recorded stage
@@ -75,8 +82,6 @@ def eeipu_acquisition(ei: np.ndarray, inverse_cost: np.ndarray, eta: float) -> n
 
 def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float, xi: float = 0.0) -> np.ndarray:
     """EI for minimisation."""
-    from scipy.stats import norm
-
     sd = np.maximum(sd, 1e-12)
     improvement = best - mu - xi
     z = improvement / sd
@@ -190,10 +195,6 @@ def _fit_gp(x: np.ndarray, y: np.ndarray, seed: int, warm: dict | None = None, n
     fit (one ask adds about one point); in between the GP is conditioned on the new data with the
     kept hyperparameters (one Cholesky, no optimiser): most of an ask's cost, for a model that changes
     little from one point to the next."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
     d = x.shape[1]
     kept = (warm or {}).get((name, d))
     kernel, fits_since = kept if kept is not None else (None, 0)  # fits since the last optimisation
@@ -316,7 +317,7 @@ class EEIPUSampler(BaseSampler):
         done = [
             t
             for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search_space)
+            if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search_space)
         ]
         if len(done) < self.n_startup:
             return {}
@@ -333,7 +334,7 @@ class EEIPUSampler(BaseSampler):
             "cached_stages": scored["cached_stages"][best],
         }
         try:
-            study._storage.set_trial_system_attr(trial._trial_id, "eeipu", explanation)
+            study_storage(study).set_trial_system_attr(storage_trial_id(trial), "eeipu", explanation)
         except Exception:
             pass
         return params
@@ -350,7 +351,9 @@ class EEIPUSampler(BaseSampler):
         search = dict(zip(space.names, space.dists, strict=False))
         sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
         done = [
-            t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and _inside(t.params, search)
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search)
         ]
         done = sorted(done, key=lambda t: t.number)[-self.max_points :]
         x_done = np.array([space.to_unit(t.params) for t in done])
@@ -358,7 +361,7 @@ class EEIPUSampler(BaseSampler):
         running = [
             t
             for t in trials
-            if t.state == TrialState.RUNNING and t.number != exclude_trial and _inside(t.params, search)
+            if t.state == TrialState.RUNNING and t.number != exclude_trial and params_inside(t.params, search)
         ]
         x_fit, y_fit = x_done, y_done
         if running:  # constant liar: pending points take the best value, so parallel asks spread out
@@ -372,7 +375,7 @@ class EEIPUSampler(BaseSampler):
         ranked = sorted(done, key=lambda t: sign * objective_value(t))
 
         eta = self.eta(study)
-        seen = {tuple(t.params[n] for n in space.names) for t in trials if _inside(t.params, search)}
+        seen = {tuple(t.params[n] for n in space.names) for t in trials if params_inside(t.params, search)}
         normals = rng.standard_normal(self.mc_samples)  # common random numbers: candidates compare on equal draws
         best_y = float(y_done.min())
 
@@ -447,7 +450,7 @@ class EEIPUSampler(BaseSampler):
         self, trials: list[FrozenTrial], space: _Space, stages: list[Stage], seed: int
     ) -> dict[str, _CostModel]:
         search = dict(zip(space.names, space.dists, strict=False))
-        complete = [t for t in trials if t.state == TrialState.COMPLETE and _inside(t.params, search)]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and params_inside(t.params, search)]
         complete = sorted(complete, key=lambda t: t.number)[-self.max_points :]
         models: dict[str, _CostModel] = {}
         for stage in stages + [Stage(REST, tuple(space.names))]:
@@ -550,7 +553,7 @@ class EEIPUSampler(BaseSampler):
         return np.vstack(rows), overrides, kinds
 
 
-def _inside(params: dict[str, Any], space: Mapping[str, BaseDistribution]) -> bool:
+def params_inside(params: dict[str, Any], space: Mapping[str, BaseDistribution]) -> bool:
     for name, dist in space.items():
         if name not in params:
             return False

@@ -513,12 +513,12 @@ def read_gate_inputs(storage, campaign: str, gate: int) -> GateInputs | None:
     """The inputs of `gate_evidence` for a gate with a proposal, from the campaign's storage; None
     when the gate has no proposal yet."""
     ledger = Ledger(storage, campaign)
-    proposal = ledger.proposal(gate)
-    if not proposal:
+    proposal = ledger.proposal_record(gate)
+    if proposal is None:
         return None
     spec = ledger.spec() or {}
     original = ledger.original_space() or {}
-    finished = int(proposal.get("sprint", gate))
+    finished = proposal.finished_sprint
     sprints = []
     current: Mapping[str, Any] = {}
     for index in range(finished + 1):
@@ -552,7 +552,7 @@ def read_gate_inputs(storage, campaign: str, gate: int) -> GateInputs | None:
         level_order=tuple((spec.get("fidelity") or {}).get("levels") or ()),
         original=original,
         current=current,
-        proposed=proposal.get("space") or {},
+        proposed=proposal.space,
         direction=metric.get("direction", "minimize"),
         metric=metric.get("name", "value"),
         top_k=int(rules.get("top_k", DEFAULT_TOP_K)),
@@ -567,7 +567,7 @@ def read_gate_evidence(storage, campaign: str, gate: int) -> GateEvidence | None
 def snapshot_inputs(snapshot: CampaignSnapshot) -> GateInputs | None:
     """The inputs for the pending gate from a snapshot alone (its one sprint: demo data, tests)."""
     proposal, sprint = snapshot.proposal, snapshot.sprint
-    if not proposal or sprint is None or snapshot.pending_gate is None:
+    if proposal is None or sprint is None or snapshot.pending_gate is None:
         return None
     rows = ((r.number, dict(r.params), r.value) for r in snapshot.trials if r.state == "COMPLETE")
     return GateInputs(
@@ -576,11 +576,11 @@ def snapshot_inputs(snapshot: CampaignSnapshot) -> GateInputs | None:
         sprints=(sprint_trials(sprint.index, sprint.name, sprint.level, rows, snapshot.original_space),),
         level_order=tuple(snapshot.levels),
         original=snapshot.original_space,
-        current={n: r.get("current") for n, r in (proposal.get("params") or {}).items()},
-        proposed=proposal.get("space") or {},
+        current={n: r.current for n, r in proposal.params.items()},
+        proposed=proposal.space,
         direction=snapshot.direction,
         metric=snapshot.metric,
-        top_k=int((proposal.get("evidence") or {}).get("top_k") or DEFAULT_TOP_K),
+        top_k=proposal.evidence.top_k or DEFAULT_TOP_K,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import optuna
 import transformers
+from torch.utils.data import Subset
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -124,7 +125,6 @@ def train_subset(ctx: TrialContext, dataset: Any, *, seed: int | None = None) ->
         return dataset.select(rows)
     if isinstance(dataset, list):
         return [dataset[i] for i in rows]
-    from torch.utils.data import Subset
 
     return Subset(dataset, rows)
 

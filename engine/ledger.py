@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 
 from engine.errors import GateAlreadyDecided
-from engine.records import CampaignState, Decision, FidelityRequest, Proposal, SprintRecord
+from engine.records import CampaignState, Decision, FidelityRequest, Proposal, SprintRecord, ThresholdsResult
 from engine.schema import (
     DECISION_PREFIX,
     FIDELITY_REQUEST_PREFIX,
@@ -88,7 +88,7 @@ class LedgerView:
     proposals: Mapping[int, Proposal]  # by gate
     decisions: tuple[Decision, ...]  # by gate
     fidelity_requests: Mapping[int, FidelityRequest]  # by gate
-    thresholds: Mapping[str, Mapping[str, Any]]  # engine.thresholds results, by `STUDY:TRIAL`
+    thresholds: Mapping[str, ThresholdsResult]  # by `STUDY:TRIAL` (engine.schema.thresholds_id)
 
     @classmethod
     def from_records(cls, records: Mapping[str, Any]) -> LedgerView:
@@ -105,9 +105,7 @@ class LedgerView:
                 key_index(k): FidelityRequest.from_json(records[k])
                 for k in keys_with_prefix(records, FIDELITY_REQUEST_PREFIX)
             },
-            thresholds={
-                k.removeprefix(THRESHOLDS_PREFIX): v for k, v in records.items() if k.startswith(THRESHOLDS_PREFIX)
-            },
+            thresholds=thresholds_of(records),
         )
 
     def sprint(self, index: int) -> SprintRecord | None:
@@ -211,8 +209,8 @@ class Ledger:
     def sprint(self, index: int) -> dict | None:
         return self.get(sprint_key(index))
 
-    def put_sprint(self, record: dict) -> None:
-        self.put(sprint_key(record["index"]), record)
+    def put_sprint(self, record: SprintRecord) -> None:
+        self.put(sprint_key(record.index), record.to_json())
 
     def sprints(self) -> list[dict]:
         records = self.records()
@@ -221,8 +219,8 @@ class Ledger:
     def proposal(self, gate: int) -> dict | None:
         return self.get(proposal_key(gate))
 
-    def put_proposal(self, gate: int, proposal: dict) -> None:
-        self.put(proposal_key(gate), proposal)
+    def put_proposal(self, gate: int, proposal: Proposal) -> None:
+        self.put(proposal_key(gate), proposal.to_json())
 
     def decision(self, gate: int) -> dict | None:
         return self.get(decision_key(gate))
@@ -263,17 +261,17 @@ class Ledger:
         self.put(decision_key(gate), record)
         return record
 
-    def decide(self, gate: int, decision: dict, *, source: str) -> dict:
+    def decide(self, gate: int, decision: dict, *, source: str) -> Decision:
         """For the coordinator's policies: record `decision`, or take the decision that got there first."""
         while True:
             try:
-                return self.record_decision(gate, decision, source=source)
+                return Decision.from_json(self.record_decision(gate, decision, source=source))
             except GateAlreadyDecided as lost:
                 if lost.winner is not None and "gate" in lost.winner:
-                    return lost.winner
+                    return Decision.from_json(lost.winner)
             deadline = time.monotonic() + STALE_CLAIM_S  # then try again: the claim may be stale
             while time.monotonic() < deadline:
-                record = self.decision(gate)
+                record = self.decision_record(gate)
                 if record is not None:
                     return record
                 time.sleep(POLL_S)
@@ -334,16 +332,30 @@ class Ledger:
         """A fidelity staged (from the console) for a gate not reached yet: {"edits": [...], ...}."""
         return self.get(fidelity_request_key(gate))
 
+    def fidelity_request_record(self, gate: int) -> FidelityRequest | None:
+        data = self.fidelity_request(gate)
+        return None if data is None else FidelityRequest.from_json(data)
+
     def stage_fidelity(self, gate: int, request: dict) -> None:
         self.put(fidelity_request_key(gate), request)
 
-    def thresholds(self) -> dict[str, dict]:
+    def thresholds(self) -> dict[str, ThresholdsResult]:
         """Threshold results by `STUDY:TRIAL` (engine.schema.thresholds_id)."""
-        records = self.records()
-        return {k.removeprefix(THRESHOLDS_PREFIX): v for k, v in records.items() if k.startswith(THRESHOLDS_PREFIX)}
+        return thresholds_of(self.records())
 
-    def put_thresholds(self, study_name: str, trial_number: int, result: dict) -> None:
-        self.put(thresholds_key(study_name, trial_number), result)
+    def put_thresholds(self, result: ThresholdsResult) -> None:
+        """Store a stamped result (engine.thresholds.store_result) under its study and trial."""
+        if result.study is None or result.trial is None:
+            raise ValueError("a thresholds result is stored with its study and trial")
+        self.put(thresholds_key(result.study, result.trial), result.to_json())
+
+
+def thresholds_of(records: Mapping[str, Any]) -> dict[str, ThresholdsResult]:
+    return {
+        k.removeprefix(THRESHOLDS_PREFIX): ThresholdsResult.from_json(v)
+        for k, v in records.items()
+        if k.startswith(THRESHOLDS_PREFIX)
+    }
 
 
 def conflict_message(gate: int, winner: dict | None) -> str:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.decisions import auto_decision, build_decision, parse_fidelity_edit
 from engine.errors import UsageError
 from engine.ledger import Ledger
+from engine.records import Decision, Proposal
 from engine.space import Space, SpaceEditError, initial_space, parse_bound_edit
 from engine.spec import CampaignFileError, CampaignSpec, Scalar, pydantic_problems
 from engine.toml_compat import tomllib
@@ -27,12 +28,13 @@ class Policy:
         self,
         ledger: Ledger,
         gate: int,
-        proposal: dict,
+        proposal: Proposal,
         original: Space,
         current: Space,
         levels: dict,
         stop: Callable[[], bool],
-    ) -> dict | None:
+    ) -> Decision | None:
+        """The gate's decision; None when `stop()` came first."""
         raise NotImplementedError
 
 
@@ -42,17 +44,17 @@ class AutoPolicy(Policy):
     name = "auto"
 
     def decide(self, ledger, gate, proposal, original, current, levels, stop):
-        existing = ledger.decision(gate)
+        existing = ledger.decision_record(gate)
         if existing is not None:
             return existing
-        staged = ledger.fidelity_request(gate)
-        if staged:
+        staged = ledger.fidelity_request_record(gate)
+        if staged is not None:
             decision = build_decision(
                 proposal,
                 original,
                 current,
                 action="approve",
-                fidelity_edits=list(staged.get("edits", [])),
+                fidelity_edits=list(staged.edits),
                 levels=levels,
                 note="auto policy; fidelity staged by an operator",
             )
@@ -73,7 +75,7 @@ class WaitPolicy(Policy):
     def decide(self, ledger, gate, proposal, original, current, levels, stop):
         told = False
         while not stop():
-            decision = ledger.decision(gate)
+            decision = ledger.decision_record(gate)
             if decision is not None:
                 return decision
             if not told:
@@ -204,7 +206,7 @@ class PlanPolicy(Policy):
         self.default = self.plan.default.action
 
     def decide(self, ledger, gate, proposal, original, current, levels, stop):
-        existing = ledger.decision(gate)
+        existing = ledger.decision_record(gate)
         if existing is not None:
             return existing
         entry = self.plan.gates.get(str(gate))

@@ -94,6 +94,8 @@ def _finite(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
+    if hasattr(value, "to_json"):  # a typed record (engine.records), e.g. a decision's `who`
+        return _finite(value.to_json())
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)

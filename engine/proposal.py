@@ -21,9 +21,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.ledger import now_iso
+from engine.queries import range_change
+from engine.records import ParamRow, Proposal, ProposalEvidence, ProposalFidelity, SprintRecord
 from engine.reopen import fidelity_drift, reopen_sides
 from engine.schema import SEEDED_ATTR
-from engine.space import Space, describe
+from engine.space import Space
 from engine.spec import CampaignSpec, GateRules
 
 
@@ -141,14 +143,14 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return cov / math.sqrt(va * vb)
 
 
-def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.Study) -> dict[str, Any] | None:
+def fidelity_agreement(storage, ledger, record: SprintRecord, study: optuna.Study) -> dict[str, Any] | None:
     """How well lower fidelities ranked the configurations that sprint `record` re-evaluated (its seeds).
 
     Pairs each completed seeded trial with the same configuration's value in the earlier sprint it
     came from (the latest one at another fidelity). None when no configuration was evaluated at two
     fidelities.
     """
-    tuned = list(record["tuned"])
+    tuned = list(record.tuned)
     key = lambda params: tuple(repr(params.get(n)) for n in tuned)  # noqa: E731
     seeded = [
         t
@@ -158,14 +160,14 @@ def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.St
     if not seeded:
         return None
     earlier_values: dict[tuple, tuple[float, str]] = {}
-    for index in range(record["index"] - 1, -1, -1):
-        earlier = ledger.sprint(index)
-        if earlier is None or earlier.get("fidelity") == record.get("fidelity"):
+    for index in range(record.index - 1, -1, -1):
+        earlier = ledger.sprint_record(index)
+        if earlier is None or earlier.fidelity == record.fidelity:
             continue
-        old = optuna.load_study(study_name=earlier["study"], storage=storage)
+        old = optuna.load_study(study_name=earlier.study, storage=storage)
         for t in old.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if t.value is not None:
-                earlier_values.setdefault(key({**earlier["fixed"], **t.params}), (float(t.value), earlier["level"]))
+                earlier_values.setdefault(key({**earlier.fixed, **t.params}), (float(t.value), earlier.level))
     pairs = [
         (earlier_values[key(t.params)], float(t.value))
         for t in seeded
@@ -174,7 +176,7 @@ def fidelity_agreement(storage, ledger, record: dict[str, Any], study: optuna.St
     if not pairs:
         return None
     rho = spearman([p[0][0] for p in pairs], [p[1] for p in pairs])
-    return {"pairs": len(pairs), "rho": rho, "from": sorted({p[0][1] for p in pairs}), "to": record.get("level")}
+    return {"pairs": len(pairs), "rho": rho, "from": sorted({p[0][1] for p in pairs}), "to": record.level}
 
 
 def trusted_rules(rules: GateRules, agreement: dict[str, Any] | None) -> tuple[GateRules, bool, str]:
@@ -199,7 +201,7 @@ def make_proposal(
     original: Space,
     importances: dict[str, float],
     agreement: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Proposal:
     """The proposal after sprint `gate` for sprint `gate + 1`.
 
     `agreement` (fidelity_agreement) widens or holds the narrowing where a lower fidelity misranked.
@@ -210,7 +212,7 @@ def make_proposal(
     all_done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = top[0] if top else None
     proposed: Space = {}
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, ParamRow] = {}
     tuned = finished.params or [n for n, r in current.items() if r["type"] != "fixed"]
     enough, evidence_rule = enough_evidence(len(all_done), rules.top_k, current, tuned)
     reopens: dict[str, list[Any]] = {}
@@ -222,7 +224,7 @@ def make_proposal(
             if not any(item.side == drift.side for item in reopens.get(drift.param, [])):
                 reopens.setdefault(drift.param, []).append(drift)
     for name, record in current.items():
-        row: dict[str, Any] = {
+        row: dict[str, Any] = {  # ParamRow's fields, filled as the evidence allows
             "kind": original[name]["type"],
             "original": original[name],
             "current": record,
@@ -255,7 +257,7 @@ def make_proposal(
                     bound = getattr(item, "bound", original[name][item.side])  # a Drift extends to its bound
                     outermost = min if item.side == "low" else max
                     proposal_record[item.side] = outermost(proposal_record[item.side], bound)
-                row["reopen"] = [item.side for item in reopens[name]]
+                row["reopen"] = tuple(item.side for item in reopens[name])
                 reasons = list(dict.fromkeys(item.reason for item in reopens[name]))  # both sides may share one
                 row["note"] = "; ".join([*reasons, *([row["note"]] if row["note"] else [])])
         elif record["type"] == "categorical" and name in tuned and values:
@@ -284,36 +286,36 @@ def make_proposal(
             row["note"] = (row["note"] + "; " if row["note"] else "") + (
                 f"importance {importances.get(name, 0.0):.3f} < {rules.freeze_importance}: frozen at the best value"
             )
-        row["proposed"] = proposal_record
         proposed[name] = proposal_record
-        rows[name] = row
-    return {
-        "gate": gate,
-        "after": finished.name,
-        "next": upcoming.name,
-        "created": now_iso(),
-        "params": rows,
-        "space": proposed,
-        "fidelity": {"level": upcoming.fidelity, "values": dict(spec.fidelity.levels[upcoming.fidelity])},
-        "sampler": upcoming.sampler,
-        "pruner": upcoming.pruner,
-        "n_trials": upcoming.n_trials,
-        "evidence": {
-            "completed": len(all_done),
-            "top_k": len(top),
-            "best_value": best.value if best else None,
-            "best_params": dict(best.params) if best else {},
-            "best_trial": best.number if best else None,
-            "agreement": agreement,
-            "narrowing_rule": evidence_rule,
-            "narrowed": enough,
-            "reopened": [
+        rows[name] = ParamRow(proposed=proposal_record, **row)
+    return Proposal(
+        gate=gate,
+        sprint=gate,
+        after=finished.name,
+        next=upcoming.name,
+        created=now_iso(),
+        params=rows,
+        space=proposed,
+        fidelity=ProposalFidelity(level=upcoming.fidelity, values=dict(spec.fidelity.levels[upcoming.fidelity])),
+        sampler=upcoming.sampler,
+        pruner=upcoming.pruner,
+        n_trials=upcoming.n_trials,
+        evidence=ProposalEvidence(
+            completed=len(all_done),
+            top_k=len(top),
+            best_value=best.value if best else None,
+            best_params=dict(best.params) if best else {},
+            best_trial=best.number if best else None,
+            agreement=agreement,
+            narrowing_rule=evidence_rule,
+            narrowed=enough,
+            reopened=tuple(
                 {"param": item.param, "side": item.side, "reason": item.reason}
                 for items in reopens.values()
                 for item in items
-            ],
-        },
-    }
+            ),
+        ),
+    )
 
 
 def enough_evidence(completed: int, top_k: int, current: Space, tuned: list[str]) -> tuple[bool, str]:
@@ -336,18 +338,19 @@ def higher_fidelity_than_narrowing(spec: CampaignSpec, gate: int) -> bool:
     return any(levels.index(s.fidelity) < rank for s in spec.sprints[:gate])
 
 
-def summary_lines(proposal: dict[str, Any]) -> list[str]:
-    evidence = proposal.get("evidence", {})
+def summary_lines(proposal: Proposal) -> list[str]:
+    """What `approve --show` and `status` print: the thin-evidence rule when it held every range, then one line
+    per changed range (engine.queries.proposal_diff) with its edge and re-opened sides."""
     lines = []
-    if evidence.get("narrowed") is False:  # the thin-evidence rule held every range
-        lines.append(f"no narrowing: {evidence.get('narrowing_rule', '')}")
-    for name, row in proposal["params"].items():
-        if row["current"] == row["proposed"]:
+    if not proposal.evidence.narrowed:
+        lines.append(f"no narrowing: {proposal.evidence.narrowing_rule}")
+    for name, row in proposal.params.items():
+        if not row.changed:
             continue
-        flag = f"  [edge: {row['edge']}]" if row["edge"] else ""
-        if row.get("reopen"):
-            flag += f"  [re-opened: {', '.join(row['reopen'])}]"
-        lines.append(f"{name}: {describe(row['current'])} -> {describe(row['proposed'])}{flag}")
-        if row.get("reopen"):
-            lines.append(f"    why: {row['note']}")
+        flag = f"  [edge: {row.edge}]" if row.edge else ""
+        if row.reopen:
+            flag += f"  [re-opened: {', '.join(row.reopen)}]"
+        lines.append(range_change(name, row.current, row.proposed) + flag)
+        if row.reopen:
+            lines.append(f"    why: {row.note}")
     return lines

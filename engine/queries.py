@@ -1,5 +1,6 @@
 """Questions asked of a campaign's trials, each answered once: a sprint's trials, counts by state
-and by failure kind, the best trial (and the best that saved an artifact), a proposal's diff.
+and by failure kind, the best trial (and the best that saved an artifact), a proposal's or a decision's
+diff (the one renderer of range changes).
 
 `engine.status`, the coordinator and the CLI ask them of Optuna's FrozenTrials; the snapshot
 reader keeps its own incremental rows (engine.snapshot) but uses the same rules.
@@ -14,7 +15,7 @@ from typing import Any, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.records import SprintRecord
+from engine.records import ParamRow, SprintRecord
 from engine.schema import ARTIFACTS_ATTR, FAIL_KIND_ATTR, RETRIED_ATTR
 from engine.space import describe
 
@@ -77,16 +78,16 @@ def latest_best_with_artifact(
     return None
 
 
-def proposal_diff(params: Mapping[str, Any]) -> list[str]:
-    """`name: current -> proposed` for each parameter a proposal changes (rows: engine.records.ParamRow
-    or their JSON)."""
-    lines = []
-    for name, row in params.items():
-        current, proposed = _field(row, "current"), _field(row, "proposed")
-        if current != proposed:
-            lines.append(f"{name}: {describe(current)} -> {describe(proposed)}")
-    return lines
+def proposal_diff(params: Mapping[str, ParamRow]) -> list[str]:
+    """`name: current -> proposed` for each parameter a proposal changes."""
+    return [range_change(name, row.current, row.proposed) for name, row in params.items() if row.changed]
 
 
-def _field(row: Any, name: str) -> Any:
-    return row[name] if isinstance(row, Mapping) else getattr(row, name)
+def space_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """`name: before -> after` for each parameter whose range a decision changes."""
+    return [range_change(name, record, after[name]) for name, record in before.items() if record != after.get(name)]
+
+
+def range_change(name: str, current: Mapping[str, Any], proposed: Mapping[str, Any]) -> str:
+    """One line of a diff: `name: current -> proposed` (engine.space.describe)."""
+    return f"{name}: {describe(current)} -> {describe(proposed)}"

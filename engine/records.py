@@ -94,6 +94,7 @@ class CampaignState(_Record):
     paused: bool = False
     error: str | None = None
     coordinator: Mapping[str, Any] | None = None  # who runs it, since when
+    lease: int | None = None  # the running coordinator's lease generation (engine.lease)
     updated: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -126,7 +127,8 @@ class SprintRecord(_Record):
     started: str | None = None
     started_ts: float | None = None
     closed: str | None = None
-    seeded: tuple[Mapping[str, Any], ...] = ()
+    seeded: tuple[Mapping[str, Any], ...] = ()  # the earlier sprints' best configurations enqueued first
+    probes: tuple[Mapping[str, Any], ...] = ()  # out-of-box probes enqueued (engine.reopen): param, side, value
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,11 +152,37 @@ class ParamRow(_Record):
     top_min: float | None = None
     top_max: float | None = None
     top_counts: Mapping[str, int] | None = None
+    reopen: tuple[str, ...] = ()  # the sides re-opened towards the campaign's bounds (engine.reopen)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
         return self.current != self.proposed
+
+
+@dataclass(frozen=True)
+class ProposalFidelity(_Record):
+    """The next sprint's fidelity as proposed: its level and that level's knob values."""
+
+    level: str = ""
+    values: Mapping[str, Any] = field(default_factory=dict)  # knob -> value
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProposalEvidence(_Record):
+    """What a proposal rests on: the finished sprint's completed trials, its best, and the gate's rules."""
+
+    completed: int = 0
+    top_k: int = 0  # the distinct configurations the ranges were narrowed from
+    best_value: float | None = None
+    best_params: Mapping[str, Any] = field(default_factory=dict)
+    best_trial: int | None = None
+    agreement: Mapping[str, Any] | None = None  # engine.proposal.fidelity_agreement: pairs, rho, from, to
+    narrowing_rule: str = ""
+    narrowed: bool = True  # False: too little evidence, every range kept
+    reopened: tuple[Mapping[str, Any], ...] = ()  # {"param", "side", "reason"} per side re-opened
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,15 +193,21 @@ class Proposal(_Record):
     after: str  # the finished sprint's name
     next: str  # the next sprint's name
     params: Mapping[str, ParamRow]
-    space: Mapping[str, Any] = field(default_factory=dict)
-    fidelity: Mapping[str, Any] = field(default_factory=dict)  # {"level": name, "values": {knob: value}}
+    space: Mapping[str, Any] = field(default_factory=dict)  # the proposed range record per parameter
+    fidelity: ProposalFidelity = field(default_factory=ProposalFidelity)
     sampler: str = ""
     pruner: str = ""
     n_trials: int | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: ProposalEvidence = field(default_factory=ProposalEvidence)
     created: str | None = None
     sprint: int | None = None  # the finished sprint's index
     extra: Mapping[str, Any] = field(default_factory=dict)
+    _nested = {"fidelity": ProposalFidelity, "evidence": ProposalEvidence}
+
+    @property
+    def finished_sprint(self) -> int:
+        """The finished sprint's index (a record older than the `sprint` field: its gate was its index)."""
+        return self.gate if self.sprint is None else self.sprint
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Proposal:
@@ -214,6 +248,36 @@ class FidelityRequest(_Record):
     values: Mapping[str, Any] = field(default_factory=dict)
     label: str = "?"
     gate: int | None = None
+    who: Stamp | None = None
+    when: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    _nested = {"who": Stamp}
+
+
+@dataclass(frozen=True)
+class ThresholdsResult(_Record):
+    """Per-class decision thresholds learned on a trial's saved probabilities (engine.thresholds), and who
+    stored them (engine.thresholds.store_result). `table` holds one JSON row per class: class, threshold,
+    val_positives, test_positives, val_cv and test (F1 per strategy); `overall` the F1 over all classes."""
+
+    metric: str
+    optimizer: str
+    folds: int
+    classes: tuple[str, ...]
+    thresholds: Mapping[str, float]  # class -> its own threshold
+    global_threshold: float
+    table: tuple[Mapping[str, Any], ...]
+    overall: Mapping[str, Any]  # {"val_cv": {metric: {strategy: F1}}, "test": the same or None}
+    recommended: str  # the strategy with the best cross-validated score
+    n_val: int
+    recommended_thresholds: Mapping[str, float] = field(default_factory=dict)
+    shrinkage: float | None = None
+    tolerance: float | None = None
+    seed: int = 0
+    n_test: int | None = None
+    trial: int | None = None
+    study: str | None = None
+    source: str | None = None  # cli, tui, policy: set when stored
     who: Stamp | None = None
     when: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -99,11 +99,12 @@ def _outside_value(record: dict[str, Any], original: dict[str, Any], side: str, 
 
 
 def plan_probes(
-    record: dict[str, Any], original: Space, base: dict[str, Any], count: int, seed: int
+    space: Space, tuned: list[str], original: Space, base: dict[str, Any], count: int, seed: int
 ) -> list[dict[str, Any]]:
-    """`count` coordinate probes around `base` (tuned parameters of the best configuration so far)."""
-    sides = {n: s for n, s in narrowed_sides(record["space"], original).items() if n in record["tuned"]}
-    if count <= 0 or not sides or any(n not in base for n in record["tuned"]):
+    """`count` coordinate probes around `base` (tuned parameters of the best configuration so far), outside the
+    sprint's `space` where it is narrower than `original`."""
+    sides = {n: s for n, s in narrowed_sides(space, original).items() if n in tuned}
+    if count <= 0 or not sides or any(n not in base for n in tuned):
         return []
     rng = random.Random(seed)
     names = sorted(sides)
@@ -111,9 +112,9 @@ def plan_probes(
     for i in range(count):
         name = names[i % len(names)]
         side = rng.choice(sides[name])
-        params = {n: base[n] for n in record["tuned"]}
-        params[name] = _outside_value(record["space"][name], original[name], side, rng)
-        probes.append({"params": params, "param": name, "side": side, "base": {n: base[n] for n in record["tuned"]}})
+        params = {n: base[n] for n in tuned}
+        params[name] = _outside_value(space[name], original[name], side, rng)
+        probes.append({"params": params, "param": name, "side": side, "base": {n: base[n] for n in tuned}})
     return probes
 
 

@@ -9,6 +9,7 @@ thresholds. Charts are inline SVG drawn here; the page references no URL at all.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -17,8 +18,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.importance import param_importances
-from engine.ledger import Ledger
+from engine.ledger import Ledger, LedgerView
 from engine.queries import state_counts
+from engine.records import Proposal, ThresholdsResult
 from engine.report_svg import RangeRow, Series, best_so_far_chart, importance_chart, range_chart
 from engine.space import describe
 from engine.sprint_progress import describe_fidelity
@@ -56,8 +58,8 @@ class CampaignReport:
     original_space: dict[str, Any]
     sprints: tuple[SprintSummary, ...]
     decisions: tuple[dict[str, Any], ...]
-    proposals: dict[int, dict[str, Any]]
-    thresholds: dict[str, dict[str, Any]]
+    proposals: Mapping[int, Proposal]  # by gate
+    thresholds: Mapping[str, ThresholdsResult]  # by `STUDY:TRIAL`
     generated: str = field(default_factory=lambda: dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
@@ -74,7 +76,6 @@ def collect_report(storage: optuna.storages.BaseStorage, campaign: str) -> Campa
         except KeyError:
             continue
         sprints.append(_sprint_summary(record, study, maximize))
-    proposals = {int(key.split(":", 1)[1]): value for key, value in records.items() if key.startswith("proposal:")}
     return CampaignReport(
         campaign=campaign,
         description=spec.get("description") or "",
@@ -84,7 +85,7 @@ def collect_report(storage: optuna.storages.BaseStorage, campaign: str) -> Campa
         original_space=records.get("original_space") or {},
         sprints=tuple(sprints),
         decisions=tuple(ledger.decisions()),
-        proposals=proposals,
+        proposals=LedgerView.from_records(records).proposals,
         thresholds=ledger.thresholds(),
     )
 
@@ -228,7 +229,7 @@ def _decisions(report: CampaignReport) -> str:
     rows = []
     for d in report.decisions:
         gate = d.get("gate")
-        proposal = report.proposals.get(gate, {}) if gate is not None else {}
+        proposal = report.proposals.get(gate) if gate is not None else None
         who = d.get("who") or {}
         diff = d.get("diff") or []
         diff_html = (
@@ -239,7 +240,7 @@ def _decisions(report: CampaignReport) -> str:
         rows.append(
             [
                 str(d.get("gate")),
-                escape(f"{proposal.get('after', '?')} -> {proposal.get('next', '?')}"),
+                escape(f"{proposal.after} -> {proposal.next}" if proposal else "? -> ?"),
                 escape(str(d.get("action"))),
                 escape(f"{who.get('user', '?')}@{who.get('host', '?')}"),
                 escape(str(d.get("when", ""))),
@@ -306,11 +307,11 @@ def _thresholds(report: CampaignReport) -> str:
                 str(row.get("val_positives", "")),
                 *(f"{row['val_cv'][s]:.3f}" for s in STRATEGIES),
             ]
-            for row in result.get("table", [])
+            for row in result.table
         ]
         caption = (
-            f"{key}: {result.get('metric')}, optimizer {result.get('optimizer')}, {result.get('folds')}-fold CV, "
-            f"recommended {result.get('recommended')}"
+            f"{key}: {result.metric}, optimizer {result.optimizer}, {result.folds}-fold CV, "
+            f"recommended {result.recommended}"
         )
         parts.append(
             f"<h3>{escape(caption)}</h3>"

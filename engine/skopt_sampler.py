@@ -47,7 +47,7 @@ class SkoptGPSampler(BaseSampler):
         done = [t for t in trials if t.state == TrialState.COMPLETE and _inside(t.params, search_space)]
         if len(done) < self._n_startup:
             return {}  # independent (random) sampling until the GP has something to fit
-        import skopt
+        import skopt  # ~3 s on import (sklearn): engine.samplers loads this module for every campaign
 
         names = list(search_space)
         dims = [_dimension(search_space[n]) for n in names]
@@ -85,7 +85,7 @@ def _inside(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool:
 
 
 def _dimension(dist: BaseDistribution):
-    from skopt.space import Categorical, Integer, Real
+    from skopt.space import Categorical, Integer, Real  # lazy: see `import skopt` above
 
     if isinstance(dist, FloatDistribution):
         return Real(dist.low, dist.high, prior="log-uniform" if dist.log else "uniform")

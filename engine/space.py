@@ -9,6 +9,7 @@ A parameter frozen at a gate becomes "fixed".
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from optuna.distributions import (
@@ -137,7 +138,7 @@ def parse_bound_edit(name: str, text: str, original: dict[str, Any]) -> dict[str
     kind = original["type"]
     text = text.strip()
     if text.startswith("="):
-        return {"type": "fixed", "value": _parse_scalar(text[1:], original, name)}
+        return {"type": "fixed", "value": parse_scalar(text[1:], original, name)}
     if kind in ("float", "int"):
         low_text, sep, high_text = text.partition(":")
         if not sep:
@@ -155,14 +156,14 @@ def parse_bound_edit(name: str, text: str, original: dict[str, Any]) -> dict[str
         check_range(name, record, original)
         return record
     if kind == "categorical":
-        choices = [_parse_scalar(part, original, name) for part in text.split(",") if part.strip()]
+        choices = [parse_scalar(part, original, name) for part in text.split(",") if part.strip()]
         record = {"type": "categorical", "choices": choices}
         check_range(name, record, original)
         return record
     raise SpaceEditError(f"{name}: is fixed by the campaign file and cannot be edited")
 
 
-def _parse_scalar(text: str, original: dict[str, Any], name: str | None = None) -> Any:
+def parse_scalar(text: str, original: dict[str, Any], name: str | None = None) -> Any:
     text = text.strip()
     who = f"{name}: " if name else ""
     if original["type"] == "categorical":
@@ -181,7 +182,7 @@ def _parse_scalar(text: str, original: dict[str, Any], name: str | None = None) 
     return value
 
 
-def describe(record: dict[str, Any]) -> str:
+def describe(record: Mapping[str, Any]) -> str:
     kind = record["type"]
     if kind in ("float", "int"):
         suffix = " log" if record.get("log") else ""
@@ -189,11 +190,3 @@ def describe(record: dict[str, Any]) -> str:
     if kind == "categorical":
         return "{" + ", ".join(map(str, record["choices"])) + "}"
     return f"= {record['value']!r}"
-
-
-def diff(before: Space, after: Space) -> list[str]:
-    lines = []
-    for name in before:
-        if before[name] != after.get(name):
-            lines.append(f"{name}: {describe(before[name])} -> {describe(after[name])}")
-    return lines

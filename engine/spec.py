@@ -1,5 +1,7 @@
 """Campaign files: TOML validated with pydantic into a CampaignSpec.
 
+Size (~430 lines): one pydantic model per campaign-file table, their cross-checks, and errors with file and key.
+
 Every problem is reported with the file, the key path and the reason; never a traceback.
 """
 
@@ -13,7 +15,9 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import MissingExtra, UsageError
+from engine.objective import load_objective
 from engine.toml_compat import tomllib
+from engine.units import parse_size
 
 SamplerName = Literal["tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu", "eeipu-gp"]
 PrunerName = Literal["hyperband", "successive-halving", "median", "curve", "none"]
@@ -282,8 +286,6 @@ class CacheSpec(_Strict):
     @field_validator("max_bytes", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        from engine.stages import parse_size
-
         try:
             return parse_size(value)
         except ValueError:
@@ -428,8 +430,6 @@ def _toml_problem(err: tomllib.TOMLDecodeError, text: str) -> tuple[str, str]:
 
 def check_objective_imports(spec: CampaignSpec, path: str | Path = "<campaign>") -> None:
     """Import the objective now, so a typo fails at validation rather than in every trial."""
-    from engine.objective import load_objective
-
     try:
         load_objective(spec.objective.path)
     except MissingExtra:

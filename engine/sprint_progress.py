@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from optuna.trial import FrozenTrial, TrialState
 
+from engine.records import SprintRecord
 from engine.schema import COST_ATTR, RETRY_OF_ATTR
 from engine.sprint import seconds_spent
 
@@ -55,7 +56,7 @@ class SprintProgress:
 
 
 def sprint_progress(
-    record: dict[str, Any], trials: list[FrozenTrial], *, maximize: bool, now: float | None = None
+    record: SprintRecord, trials: list[FrozenTrial], *, maximize: bool, now: float | None = None
 ) -> SprintProgress:
     now = time.time() if now is None else now
     rerun = {t.system_attrs.get(RETRY_OF_ATTR) for t in trials} - {None}
@@ -64,15 +65,13 @@ def sprint_progress(
     complete = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
     # cast: `complete` holds only trials whose value is not None
     best = (max if maximize else min)(complete, key=lambda t: cast(float, t.value)) if complete else None
-    started = record.get("started_ts") or min(
-        (t.datetime_start.timestamp() for t in trials if t.datetime_start), default=now
-    )
+    started = record.started_ts or min((t.datetime_start.timestamp() for t in trials if t.datetime_start), default=now)
     elapsed = max(0.0, now - started)
     cost_spent = sum(float(t.user_attrs[COST_ATTR]) for t in trials if COST_ATTR in t.user_attrs)
     return SprintProgress(
-        sprint=record["name"],
+        sprint=record.name,
         done=done,
-        planned=record.get("n_trials"),
+        planned=record.n_trials,
         running=sum(1 for t in trials if t.state == TrialState.RUNNING),
         complete=len(complete),
         pruned=sum(1 for t in finished if t.state == TrialState.PRUNED),
@@ -82,25 +81,25 @@ def sprint_progress(
         elapsed_s=elapsed,
         eta_s=_eta(record, trials, done, cost_spent, elapsed, now),
         cost_spent=cost_spent,
-        budget_cost=record.get("budget_cost"),
+        budget_cost=record.budget_cost,
     )
 
 
 def _eta(
-    record: dict[str, Any], trials: list[FrozenTrial], done: int, cost_spent: float, elapsed: float, now: float
+    record: SprintRecord, trials: list[FrozenTrial], done: int, cost_spent: float, elapsed: float, now: float
 ) -> float | None:
     estimates = []
-    if record.get("timeout_s") is not None:
-        estimates.append(record["timeout_s"] - elapsed)
+    if record.timeout_s is not None:
+        estimates.append(record.timeout_s - elapsed)
     if elapsed > 0:
-        if record.get("n_trials") is not None and done > 0:
-            estimates.append((record["n_trials"] - done) * elapsed / done)
-        if record.get("budget_cost") is not None and cost_spent > 0:
-            estimates.append((record["budget_cost"] - cost_spent) * elapsed / cost_spent)
-        if record.get("budget_seconds") is not None:
+        if record.n_trials is not None and done > 0:
+            estimates.append((record.n_trials - done) * elapsed / done)
+        if record.budget_cost is not None and cost_spent > 0:
+            estimates.append((record.budget_cost - cost_spent) * elapsed / cost_spent)
+        if record.budget_seconds is not None:
             spent = seconds_spent(trials, now)
             if spent > 0:
-                estimates.append((record["budget_seconds"] - spent) * elapsed / spent)
+                estimates.append((record.budget_seconds - spent) * elapsed / spent)
     estimates = [e for e in estimates if math.isfinite(e)]
     return max(0.0, min(estimates)) if estimates else None
 

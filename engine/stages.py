@@ -33,25 +33,21 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import pickle
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.schema import DURATION_ATTR, INHERITED_ATTR, STAGES_ATTR
+import optuna
+from optuna.trial import TrialState
 
-if sys.platform != "win32":  # POSIX: advisory locks between worker processes of one host
-    import fcntl
-else:  # pragma: no cover - Windows: no cross-process lock, writes stay atomic
-    fcntl = None
+from engine.optuna_internals import study_storage
+from engine.schema import INHERITED_ATTR, STAGES_ATTR
+from engine.stage_cache import FORMAT, StageCache
 
-FORMAT = 1
 NONDETERMINISTIC_FLAG = "__hpo_nondeterministic__"
 
 
@@ -124,217 +120,6 @@ def code_salt(fn: Callable) -> str:
         return getattr(target, "__qualname__", type(target).__qualname__)
     consts = [c for c in code.co_consts if isinstance(c, (str, int, float, bytes, type(None)))]
     return hashlib.sha256(code.co_code + repr((code.co_name, consts, sys.version_info[:2])).encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------- cache
-
-
-@dataclass
-class Entry:
-    key: str
-    stage: str
-    size: int
-    sha256: str
-    compute_s: float
-    last_used: float
-    created: float
-    producer: dict[str, Any]
-
-
-class StageCache:
-    """Content-addressed entries on local disk, safe for several processes of one host."""
-
-    def __init__(self, root: str | Path, max_bytes: int | None = None):
-        self.root = Path(root)
-        self.max_bytes = max_bytes
-        (self.root / "entries").mkdir(parents=True, exist_ok=True)
-        (self.root / "locks").mkdir(parents=True, exist_ok=True)
-
-    # paths -------------------------------------------------------------------------------
-    def _dir(self, key: str) -> Path:
-        return self.root / "entries" / key[:2]
-
-    def payload_path(self, key: str) -> Path:
-        return self._dir(key) / f"{key}.bin"
-
-    def meta_path(self, key: str) -> Path:
-        return self._dir(key) / f"{key}.json"
-
-    # locks -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _flock(self, path: Path):
-        if fcntl is None:
-            yield
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def key_lock(self, key: str):
-        """Held while one process computes `key`: another process asking for it waits, then hits."""
-        return self._flock(self.root / "locks" / f"{key}.lock")
-
-    def global_lock(self):
-        return self._flock(self.root / "cache.lock")
-
-    # reads and writes --------------------------------------------------------------------
-    def has(self, key: str) -> bool:
-        return self.meta_path(key).is_file() and self.payload_path(key).is_file()
-
-    def meta(self, key: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.meta_path(key).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def get(self, key: str) -> tuple[str, Any, dict[str, Any] | None]:
-        """('hit', value, meta), ('miss', None, None) or ('corrupt', None, meta): corrupt entries are deleted."""
-        meta = self.meta(key)
-        if meta is None:
-            return "miss", None, None
-        try:
-            data = self.payload_path(key).read_bytes()
-        except OSError:
-            return "miss", None, None
-        if len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-            self.delete(key)
-            return "corrupt", None, meta
-        try:
-            value = pickle.loads(data)
-        except Exception:
-            self.delete(key)
-            return "corrupt", None, meta
-        self.touch(key)
-        return "hit", value, meta
-
-    def touch(self, key: str) -> None:
-        now = time.time()
-        with contextlib.suppress(OSError):
-            os.utime(self.meta_path(key), (now, now))
-
-    def put(self, key: str, value: Any, *, stage: str, compute_s: float, producer: dict[str, Any] | None = None) -> int:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        meta = {
-            "format": FORMAT,
-            "key": key,
-            "stage": stage,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "compute_s": round(float(compute_s), 6),
-            "created": time.time(),
-            "producer": producer or {},
-        }
-        directory = self._dir(key)
-        directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.payload_path(key), data)
-        _atomic_write(self.meta_path(key), json.dumps(meta).encode())  # the meta last: it publishes the entry
-        return len(data)
-
-    def delete(self, key: str) -> None:
-        for path in (self.meta_path(key), self.payload_path(key)):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    # listing, size and eviction ----------------------------------------------------------
-    def entries(self) -> list[Entry]:
-        found = []
-        base = self.root / "entries"
-        for shard in sorted(base.iterdir()) if base.is_dir() else []:
-            for item in shard.glob("*.json"):
-                try:
-                    meta = json.loads(item.read_text())
-                    used = item.stat().st_mtime
-                except (OSError, ValueError):
-                    continue
-                found.append(
-                    Entry(
-                        meta["key"],
-                        meta.get("stage", "?"),
-                        int(meta.get("size", 0)),
-                        meta.get("sha256", ""),
-                        float(meta.get("compute_s", 0.0)),
-                        used,
-                        float(meta.get("created", used)),
-                        meta.get("producer", {}),
-                    )
-                )
-        return found
-
-    def total_bytes(self) -> int:
-        return sum(e.size for e in self.entries())
-
-    def evict(
-        self, pinned: AbstractSet[str] | Callable[[], AbstractSet[str]] = frozenset(), max_bytes: int | None = None
-    ) -> list[str]:
-        """Delete least-recently-used unpinned entries until the cache fits; returns the keys evicted.
-
-        `pinned` may be a function, called only when something has to go (it can be costly).
-        """
-        limit = self.max_bytes if max_bytes is None else max_bytes
-        if limit is None:
-            return []
-        with self.global_lock():
-            entries = self.entries()
-            total = sum(e.size for e in entries)
-            if total <= limit:
-                return []
-            keep = set(pinned() if callable(pinned) else pinned)
-            evicted = []
-            for entry in sorted(entries, key=lambda e: e.last_used):
-                if total <= limit:
-                    break
-                if entry.key in keep:
-                    continue
-                self.delete(entry.key)
-                total -= entry.size
-                evicted.append(entry.key)
-            return evicted
-
-    def clear(self) -> int:
-        with self.global_lock():
-            entries = self.entries()
-            for entry in entries:
-                self.delete(entry.key)
-            return len(entries)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # No fsync: os.replace already makes the entry appear whole to other processes, and an entry torn
-    # by a crash fails its hash check on the next read and is recomputed.
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
-def parse_size(value: int | str | None) -> int | None:
-    """'500MB', '2 GiB', 1e9 -> bytes."""
-    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
-        return None if value is None else int(value)
-    text = str(value).strip().upper().replace(" ", "")
-    units = {
-        "TIB": 2**40,
-        "GIB": 2**30,
-        "MIB": 2**20,
-        "KIB": 2**10,
-        "TB": 10**12,
-        "GB": 10**9,
-        "MB": 10**6,
-        "KB": 10**3,
-        "T": 10**12,
-        "G": 10**9,
-        "M": 10**6,
-        "K": 10**3,
-        "B": 1,
-    }
-    for unit, factor in units.items():
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * factor)
-    return int(float(text))
 
 
 # --------------------------------------------------------------------------------------- runner
@@ -521,10 +306,7 @@ class StageRunner:
 
 def pinned_keys_of_campaign(study, top: int) -> set[str]:
     """Keys of the top-`top` completed trials of every sprint study of the campaign `study` belongs to."""
-    import optuna
-    from optuna.trial import TrialState
-
-    storage = study._storage
+    storage = study_storage(study)
     campaign = study.study_name.split("/")[0]
     names = [study.study_name]
     with contextlib.suppress(Exception):
@@ -596,136 +378,3 @@ def runner_for_spec(spec, run_dir: str | Path, log: Callable[[str], None] | None
 def default_stage_runner_factory(worker) -> StageRunner:
     """Worker hook: `stage_runner_factory(worker) -> runner`."""
     return runner_for_spec(worker.spec, worker.run_dir, log=worker.log)
-
-
-# --------------------------------------------------------------------------------------- stats
-
-
-def stage_stats(trials_by_sprint: dict[str, list], cache: StageCache | None = None) -> dict[str, Any]:
-    """Hits, misses, compute time, time saved, per stage and per sprint, plus the cache's size."""
-    per_stage: dict[str, dict[str, float]] = {}
-    per_sprint: dict[str, dict[str, float]] = {}
-    total = {
-        "hits": 0,
-        "misses": 0,
-        "uncached": 0,
-        "corrupt": 0,
-        "compute_s": 0.0,
-        "saved_s": 0.0,
-        "trial_s": 0.0,
-        "inherited": 0,
-        "inherited_saved_s": 0.0,
-    }
-    for sprint, trials in trials_by_sprint.items():
-        row = per_sprint.setdefault(sprint, {"trials": 0, "hits": 0, "misses": 0, "trial_s": 0.0, "saved_s": 0.0})
-        for t in trials:
-            attrs = t.user_attrs
-            if DURATION_ATTR in attrs:
-                row["trials"] += 1
-                row["trial_s"] += float(attrs[DURATION_ATTR])
-                total["trial_s"] += float(attrs[DURATION_ATTR])
-            for name, rec in (attrs.get(STAGES_ATTR) or {}).items():
-                if not isinstance(rec, dict):
-                    continue
-                s = per_stage.setdefault(
-                    name, {"hits": 0, "misses": 0, "uncached": 0, "compute_s": 0.0, "saved_s": 0.0}
-                )
-                if rec.get("hit"):
-                    kind = "hits"
-                    saved = float(rec.get("saved_s", 0.0))
-                    s["saved_s"] += saved
-                    row["saved_s"] += saved
-                    total["saved_s"] += saved
-                elif rec.get("cached"):
-                    kind = "misses"
-                    s["compute_s"] += float(rec.get("seconds", 0.0))
-                    total["compute_s"] += float(rec.get("seconds", 0.0))
-                else:
-                    kind = "uncached"
-                    s["compute_s"] += float(rec.get("seconds", 0.0))
-                    total["compute_s"] += float(rec.get("seconds", 0.0))
-                s[kind] += 1
-                total[kind] += 1
-                if kind in ("hits", "misses"):
-                    row[kind] += 1
-                if rec.get("corrupt"):
-                    total["corrupt"] += 1
-            inherited = attrs.get(INHERITED_ATTR)
-            if isinstance(inherited, dict):
-                total["inherited"] += 1
-                total["inherited_saved_s"] += float(inherited.get("saved_s", 0.0))
-    entries = cache.entries() if cache is not None else []
-    return {
-        "total": total,
-        "stages": per_stage,
-        "sprints": per_sprint,
-        "cache": {
-            "dir": str(cache.root) if cache is not None else None,
-            "entries": len(entries),
-            "bytes": sum(e.size for e in entries),
-            "max_bytes": cache.max_bytes if cache is not None else None,
-            "by_stage": _by_stage(entries),
-        },
-    }
-
-
-def _by_stage(entries: list[Entry]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for e in entries:
-        row = out.setdefault(e.stage, {"entries": 0, "bytes": 0})
-        row["entries"] += 1
-        row["bytes"] += e.size
-    return out
-
-
-def format_stats(name: str, stats: dict[str, Any]) -> str:
-    t, c = stats["total"], stats["cache"]
-    lookups = t["hits"] + t["misses"]
-    rate = f"{100 * t['hits'] / lookups:.0f}%" if lookups else "-"
-    saved_total = t["saved_s"] + t["inherited_saved_s"]
-    lines = [
-        f"stage cache of {name}: {c['entries']} entries, {_human(c['bytes'])}"
-        + (f" of {_human(c['max_bytes'])}" if c.get("max_bytes") else "")
-        + (f" in {c['dir']}" if c["dir"] else " (caching off)"),
-        f"hits {t['hits']}, misses {t['misses']} (hit rate {rate}), uncached runs {t['uncached']}, "
-        f"corrupt entries recomputed {t['corrupt']}",
-        f"trial time spent {_secs(t['trial_s'])}, stage compute {_secs(t['compute_s'])}, "
-        f"saved by hits {_secs(t['saved_s'])}, by inherited checkpoints {_secs(t['inherited_saved_s'])} "
-        f"({t['inherited']} trials); saved in all {_secs(saved_total)}",
-    ]
-    if stats["stages"]:
-        lines.append(
-            f"{'stage':<20}{'hits':>6}{'misses':>8}{'uncached':>10}{'compute':>10}{'saved':>10}{'entries':>9}{'size':>10}"
-        )
-        for stage, s in stats["stages"].items():
-            e = c["by_stage"].get(stage, {"entries": 0, "bytes": 0})
-            lines.append(
-                f"{stage[:19]:<20}{s['hits']:>6}{s['misses']:>8}{s['uncached']:>10}{_secs(s['compute_s']):>10}"
-                f"{_secs(s['saved_s']):>10}{e['entries']:>9}{_human(e['bytes']):>10}"
-            )
-    if stats["sprints"]:
-        lines.append(f"{'sprint':<20}{'trials':>7}{'hits':>6}{'misses':>8}{'spent':>10}{'saved':>10}")
-        for sprint, s in stats["sprints"].items():
-            lines.append(
-                f"{sprint[:19]:<20}{s['trials']:>7}{s['hits']:>6}{s['misses']:>8}"
-                f"{_secs(s['trial_s']):>10}{_secs(s['saved_s']):>10}"
-            )
-    return "\n".join(lines)
-
-
-def _human(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _secs(s: float) -> str:
-    if s < 120:
-        return f"{s:.1f}s"
-    if s < 7200:
-        return f"{s / 60:.1f}m"
-    return f"{s / 3600:.1f}h"

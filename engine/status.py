@@ -7,6 +7,7 @@ from typing import Any
 from engine.ledger import Ledger
 from engine.proposal import summary_lines
 from engine.queries import best_trial, fail_kind_counts, retried_count, sprint_trials, state_counts
+from engine.records import Proposal, ThresholdsResult
 from engine.thresholds import format_report
 
 
@@ -66,7 +67,7 @@ def campaign_status(storage, campaign: str) -> dict[str, Any]:
         "pending_gate": pending,
         "pending_proposal": proposal.to_json() if proposal else None,
         "decisions": [d.to_json() for d in view.decisions],
-        "thresholds": {k: dict(v) for k, v in view.thresholds.items()},
+        "thresholds": {k: v.to_json() for k, v in view.thresholds.items()},
         "error": view.state.error,
     }
 
@@ -106,7 +107,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"PENDING gate {status['pending_gate']} after {p['after']} -> {p['next']} "
             f"(fidelity {p['fidelity']['level']}): approve with `hpo-tui approve {status['campaign']}`"
         )
-        lines += [f"    {line}" for line in summary_lines(p)] or ["    (no range changes proposed)"]
+        lines += [f"    {line}" for line in summary_lines(Proposal.from_json(p))] or ["    (no range changes proposed)"]
     if status["decisions"]:
         lines.append("decisions:")
         for d in status["decisions"]:
@@ -117,7 +118,7 @@ def format_status(status: dict[str, Any]) -> str:
             lines += [f"      {line}" for line in d.get("diff", [])]
     for key, result in status["thresholds"].items():
         lines.append(f"thresholds for {key}:")
-        lines += ["  " + line for line in format_report(result).splitlines()]
+        lines += ["  " + line for line in format_report(ThresholdsResult.from_json(result)).splitlines()]
     return "\n".join(lines)
 
 

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.schema import ARTIFACTS_ATTR
+from engine.ledger import Ledger
+from engine.records import Stamp, ThresholdsResult
+from engine.schema import ARTIFACTS_ATTR, now_iso, who
 
 METRICS = ("micro_f1", "macro_f1")
 OPTIMIZERS = ("grid", "skopt-gp")
@@ -215,11 +217,11 @@ def learn_thresholds(
     shrinkage: float = DEFAULT_SHRINKAGE,
     tolerance: float = DEFAULT_TOLERANCE,
     n_calls: int = 20,
-) -> dict[str, Any]:
+) -> ThresholdsResult:
     """Learn per-class thresholds on validation data and report F1 at 0.5, global and per class.
 
-    Returns plain JSON types: classes, thresholds {class: t}, global_threshold, table (one row per
-    class), overall, and `recommended`: the strategy with the best cross-validated score.
+    The result holds classes, thresholds {class: t}, global_threshold, table (one row per class),
+    overall, and `recommended`: the strategy with the best cross-validated score.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -276,23 +278,23 @@ def learn_thresholds(
         "global": np.full(len(classes), global_t),
         "per_class": per_class,
     }
-    return {
-        "metric": metric,
-        "optimizer": optimizer,
-        "folds": folds,
-        "shrinkage": shrinkage,
-        "tolerance": tolerance,
-        "seed": seed,
-        "classes": classes,
-        "thresholds": {name: round(float(per_class[c]), 4) for c, name in enumerate(classes)},
-        "global_threshold": round(float(global_t), 4),
-        "table": table,
-        "overall": {"val_cv": val_overall, "test": test_overall},
-        "recommended": recommended,
-        "recommended_thresholds": {name: round(float(decide_at[recommended][c]), 4) for c, name in enumerate(classes)},
-        "n_val": int(len(val_probs)),
-        "n_test": None if test_overall is None or test_probs is None else int(len(test_probs)),
-    }
+    return ThresholdsResult(
+        metric=metric,
+        optimizer=optimizer,
+        folds=folds,
+        shrinkage=shrinkage,
+        tolerance=tolerance,
+        seed=seed,
+        classes=tuple(classes),
+        thresholds={name: round(float(per_class[c]), 4) for c, name in enumerate(classes)},
+        global_threshold=round(float(global_t), 4),
+        table=tuple(table),
+        overall={"val_cv": val_overall, "test": test_overall},
+        recommended=recommended,
+        recommended_thresholds={name: round(float(decide_at[recommended][c]), 4) for c, name in enumerate(classes)},
+        n_val=int(len(val_probs)),
+        n_test=None if test_overall is None or test_probs is None else int(len(test_probs)),
+    )
 
 
 def thresholds_for_trial(
@@ -305,7 +307,7 @@ def thresholds_for_trial(
     seed: int = 0,
     artifact: str = "val_probs",
     test_artifact: str = "test_probs",
-) -> dict[str, Any]:
+) -> ThresholdsResult:
     """Learn thresholds from a finished trial's saved probabilities (artifacts probs/labels/classes)."""
     from engine.objective import load_trial_arrays
 
@@ -315,7 +317,7 @@ def thresholds_for_trial(
     val = load_trial_arrays(artifact_store, index[artifact])
     test = load_trial_arrays(artifact_store, index[test_artifact]) if test_artifact in index else None
     classes = [str(c) for c in val["classes"]] if "classes" in val else [str(i) for i in range(val["probs"].shape[1])]
-    result = learn_thresholds(
+    return learn_thresholds(
         val["probs"],
         val["labels"],
         classes,
@@ -325,40 +327,45 @@ def thresholds_for_trial(
         seed=seed,
         test_probs=None if test is None else test["probs"],
         test_labels=None if test is None else test["labels"],
-    )
-    result["trial"] = trial.number
-    return result
+    ).replace(trial=trial.number)
 
 
-def format_report(result: dict[str, Any]) -> str:
+def store_result(ledger: Ledger, result: ThresholdsResult, *, study: str, trial: int, source: str) -> ThresholdsResult:
+    """Stamp a result with its trial and who stored it from where (cli, tui, policy), and store it."""
+    stamped = result.replace(study=study, trial=trial, source=source, who=Stamp.from_json(who()), when=now_iso())
+    ledger.put_thresholds(stamped)
+    return stamped
+
+
+def format_report(result: ThresholdsResult) -> str:
     """A plain-text table: per class and overall F1 at 0.5, global and per-class thresholds."""
-    has_test = result["overall"]["test"] is not None
+    has_test = result.overall["test"] is not None
     header = f"{'class':<16}{'thr':>6}{'n_val':>7}   val_cv: @0.5  global  per-cls"
     header += "   test: @0.5  global  per-cls" if has_test else ""
     lines = [
-        f"thresholds ({result['metric']}, optimizer {result['optimizer']}, {result['folds']}-fold CV, "
-        f"global {result['global_threshold']:.2f})",
+        f"thresholds ({result.metric}, optimizer {result.optimizer}, {result.folds}-fold CV, "
+        f"global {result.global_threshold:.2f})",
         header,
     ]
 
     def cells(values: dict | None) -> str:
         return "" if values is None else "".join(f"{values[s]:>8.3f}" for s in STRATEGIES)
 
-    for row in result["table"]:
+    for row in result.table:
         lines.append(
             f"{row['class'][:15]:<16}{row['threshold']:>6.2f}{row['val_positives']:>7}        {cells(row['val_cv'])}"
             + (f"         {cells(row['test'])}" if has_test else "")
         )
     for metric in METRICS:
-        test = result["overall"]["test"][metric] if has_test else None
+        test = result.overall["test"][metric] if has_test else None
         lines.append(
-            f"{'overall ' + metric:<29}        {cells(result['overall']['val_cv'][metric])}"
+            f"{'overall ' + metric:<29}        {cells(result.overall['val_cv'][metric])}"
             + (f"         {cells(test)}" if has_test else "")
         )
-    recommended = result["recommended"]
+    recommended = result.recommended
+    scores = result.overall["val_cv"][result.metric]
     lines.append(
-        f"recommended: {recommended} (cross-validated {result['metric']} "
-        f"{result['overall']['val_cv'][result['metric']][recommended]:.3f} vs "
-        f"{result['overall']['val_cv'][result['metric']]['at_0.5']:.3f} at 0.5)"
+        f"recommended: {recommended} (cross-validated {result.metric} "
+        f"{scores[recommended]:.3f} vs {scores['at_0.5']:.3f} at 0.5)"
     )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.objective import BadObjectiveValue, TrialContext, check_value
+from engine.records import SprintRecord
 from engine.schema import (
     COST_ATTR,
     DURATION_ATTR,
@@ -181,7 +182,7 @@ def run_trial(
     study: optuna.Study,
     *,
     objective: Callable[[TrialContext], Any],
-    sprint: dict[str, Any],
+    sprint: SprintRecord,
     settings: dict[str, Any],
     full_fidelity: dict[str, Any],
     cost_knobs: list[str],
@@ -215,15 +216,17 @@ def run_trial(
     objective_started = None
     try:
         params = with_retries(
-            lambda: suggest(trial, sprint["space"], sprint["tuned"]), what=f"suggest trial {trial.number}", log=log
+            lambda: suggest(trial, dict(sprint.space), list(sprint.tuned)),
+            what=f"suggest trial {trial.number}",
+            log=log,
         )
         sampled = time.perf_counter()
         ctx = TrialContext(
-            params={**sprint["fixed"], **params},
-            fidelity=dict(sprint["fidelity"]),
+            params={**sprint.fixed, **params},
+            fidelity=dict(sprint.fidelity),
             settings=dict(settings),
             trial_number=trial.number,
-            sprint=sprint["name"],
+            sprint=sprint.name,
             run_dir=run_dir,
             device=device,
             trial=trial,
@@ -258,7 +261,7 @@ def run_trial(
     duration = time.perf_counter() - (sampled or started)
     sample_s = sampled - started if sampled is not None else None
     steps = ctx.last_step + 1 if ctx is not None and ctx.last_step is not None else None
-    cost = trial_cost(sprint["fidelity"], full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None)
+    cost = trial_cost(dict(sprint.fidelity), full_fidelity, cost_knobs, steps if state == TrialState.PRUNED else None)
 
     def finish() -> FrozenTrial:
         trial.set_user_attr(DURATION_ATTR, round(duration, 4))

@@ -31,6 +31,7 @@ from engine.errors import EXIT_LEASE_HELD, EXIT_STORAGE_UNREACHABLE, EXIT_USAGE,
 from engine.lease import superseded
 from engine.ledger import CampaignNotFound, Ledger
 from engine.objective import load_objective
+from engine.records import SprintRecord
 from engine.schema import ENGINE_ENDED, ENV_STORAGE_URL, ENV_THREADS, ENV_WORKER_LOG_BYTES, FAIL_REASON_ATTR
 from engine.spec import CampaignSpec
 from engine.sprint import budget_left, open_study
@@ -121,15 +122,15 @@ class Worker:
         self.trial_file = trial_file
         self._lease_checked = 0.0
 
-    def _study(self, record: dict) -> optuna.Study:
-        study = self._studies.get(record["study"])
+    def _study(self, record: SprintRecord) -> optuna.Study:
+        study = self._studies.get(record.study)
         if study is None:
             # A restarted worker (same index) or a resumed campaign must not replay its predecessor's
             # sampler seed: that would propose the same parameters again. Fresh sprints keep the index's seed.
-            done = self._trials_started(record["study"])
+            done = self._trials_started(record.study)
             key = str(self.index) if done == 0 else f"{self.index}:{done}"
             study = open_study(self.spec, self.storage, record, worker_index=zlib.crc32(key.encode()) % 10_000)
-            self._studies = {record["study"]: study}  # only the current sprint's study is needed
+            self._studies = {record.study: study}  # only the current sprint's study is needed
         return study
 
     def _trials_started(self, study_name: str) -> int:
@@ -168,14 +169,14 @@ class Worker:
         """Run at most one trial. Returns 'ran', 'idle', 'ended' or 'lease_lost'."""
         if self.lease_lost():
             return "lease_lost"
-        state = self.ledger.state()
-        if state["status"] in ENDED:
-            mine = self.lease_generation is None or state.get("lease") in (None, self.lease_generation)
+        state = self.ledger.campaign_state()
+        if state.status in ENDED:
+            mine = self.lease_generation is None or state.lease in (None, self.lease_generation)
             return "ended" if mine else "idle"  # another coordinator's end is not this worker's
-        if state.get("paused"):
+        if state.paused:
             return "idle"
-        record = self.ledger.sprint(state["sprint"])
-        if record is None or record["status"] != "running":
+        record = self.ledger.sprint_record(state.sprint)
+        if record is None or not record.running:
             return "idle"
         study = self._study(record)
         if not budget_left(record, study.get_trials(deepcopy=False)):
@@ -202,7 +203,7 @@ class Worker:
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
         value = f"{trial.value:.6g}" if trial.value is not None else "-"
         self.log(
-            f"[worker {self.index}] {record['name']} trial {trial.number}: {trial.state.name} {value}"
+            f"[worker {self.index}] {record.name} trial {trial.number}: {trial.state.name} {value}"
             + (f" ({reason})" if reason else "")
         )
         return "ran"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.records import ParamRow, Proposal, ProposalEvidence, ProposalFidelity, ThresholdsResult
 from engine.snapshot import (
     LOST_KINDS,
     BestTrial,
@@ -234,26 +235,26 @@ def with_stages(row: TrialRow) -> TrialRow:
     )
 
 
-def demo_proposal(rows: tuple[TrialRow, ...], gate: int = 0) -> dict[str, Any]:
+def demo_proposal(rows: tuple[TrialRow, ...], gate: int = 0) -> Proposal:
     done = sorted((r for r in rows if r.state == "COMPLETE"), key=lambda r: r.value)
     top = done[:10]
     best = top[0] if top else None
 
-    def row(name: str, proposed: dict, note: str = "", edge: str | None = None, importance: float = 0.1) -> dict:
+    def row(name: str, proposed: dict, note: str = "", edge: str | None = None, importance: float = 0.1) -> ParamRow:
         values = [r.param(name) for r in top]
-        return {
-            "kind": ORIGINAL_SPACE[name]["type"],
-            "original": ORIGINAL_SPACE[name],
-            "current": ORIGINAL_SPACE[name],
-            "proposed": proposed,
-            "importance": importance,
-            "edge": edge,
-            "freeze": proposed["type"] == "fixed",
-            "note": note,
-            "top_min": min(values),
-            "top_max": max(values),
-            "best": best.param(name) if best else None,
-        }
+        return ParamRow(
+            kind=ORIGINAL_SPACE[name]["type"],
+            original=ORIGINAL_SPACE[name],
+            current=ORIGINAL_SPACE[name],
+            proposed=proposed,
+            importance=importance,
+            edge=edge,
+            freeze=proposed["type"] == "fixed",
+            note=note,
+            top_min=min(values),
+            top_max=max(values),
+            best=best.param(name) if best else None,
+        )
 
     params = {
         "lr": row("lr", {"type": "float", "low": 1e-4, "high": 2e-3, "log": True}, importance=0.62),
@@ -272,26 +273,26 @@ def demo_proposal(rows: tuple[TrialRow, ...], gate: int = 0) -> dict[str, Any]:
             importance=0.02,
         ),
     }
-    return {
-        "gate": gate,
-        "sprint": 0,
-        "after": SPRINT_NAMES[0],
-        "next": SPRINT_NAMES[1],
-        "created": "2027-01-15T08:00:00+00:00",
-        "params": params,
-        "space": {name: r["proposed"] for name, r in params.items()},
-        "fidelity": {"level": "warmup", "values": dict(LEVELS["warmup"])},
-        "sampler": "gp",
-        "pruner": "none",
-        "n_trials": 60,
-        "evidence": {
-            "completed": len(done),
-            "top_k": len(top),
-            "best_value": best.value if best else None,
-            "best_params": dict(best.params) if best else {},
-            "best_trial": best.number if best else None,
-        },
-    }
+    return Proposal(
+        gate=gate,
+        sprint=0,
+        after=SPRINT_NAMES[0],
+        next=SPRINT_NAMES[1],
+        created="2027-01-15T08:00:00+00:00",
+        params=params,
+        space={name: r.proposed for name, r in params.items()},
+        fidelity=ProposalFidelity(level="warmup", values=dict(LEVELS["warmup"])),
+        sampler="gp",
+        pruner="none",
+        n_trials=60,
+        evidence=ProposalEvidence(
+            completed=len(done),
+            top_k=len(top),
+            best_value=best.value if best else None,
+            best_params=dict(best.params) if best else {},
+            best_trial=best.number if best else None,
+        ),
+    )
 
 
 def demo_snapshot(
@@ -400,8 +401,8 @@ def demo_detail(snapshot: CampaignSnapshot, number: int) -> TrialDetail:
     )
 
 
-def demo_thresholds(trial: int = 0) -> dict[str, Any]:
-    """A result shaped like engine.thresholds.learn_thresholds' (fixed numbers)."""
+def demo_thresholds(trial: int = 0) -> ThresholdsResult:
+    """A result as engine.thresholds.learn_thresholds gives one (fixed numbers)."""
     classes = ["per:employee_of", "org:founded_by", "per:city_of_birth", "org:member_of", "no_relation"]
     table = []
     for c, name in enumerate(classes):
@@ -428,25 +429,25 @@ def demo_thresholds(trial: int = 0) -> dict[str, Any]:
         "micro_f1": {"at_0.5": 0.661, "global": 0.694, "per_class": 0.712},
         "macro_f1": {"at_0.5": 0.642, "global": 0.671, "per_class": 0.698},
     }
-    return {
-        "metric": "micro_f1",
-        "optimizer": "grid",
-        "folds": 5,
-        "shrinkage": 10.0,
-        "seed": 0,
-        "classes": classes,
-        "thresholds": {r["class"]: r["threshold"] for r in table},
-        "global_threshold": 0.42,
-        "table": table,
-        "overall": {
+    return ThresholdsResult(
+        metric="micro_f1",
+        optimizer="grid",
+        folds=5,
+        shrinkage=10.0,
+        seed=0,
+        classes=tuple(classes),
+        thresholds={r["class"]: r["threshold"] for r in table},
+        global_threshold=0.42,
+        table=tuple(table),
+        overall={
             "val_cv": overall,
             "test": {k: {s: round(v - 0.01, 3) for s, v in d.items()} for k, d in overall.items()},
         },
-        "recommended": "per_class",
-        "n_val": 200,
-        "n_test": 100,
-        "trial": trial,
-    }
+        recommended="per_class",
+        n_val=200,
+        n_test=100,
+        trial=trial,
+    )
 
 
 def probs_objective(ctx) -> float:

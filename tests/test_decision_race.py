@@ -121,7 +121,9 @@ def check_round(ledger: Ledger, gate: int, results: list[subprocess.CompletedPro
 
 def next_round(ledger: Ledger, gate: int) -> None:
     """Gate `gate` waits with gate 0's proposal (the coordinator would write a new one after a decision)."""
-    ledger.put_proposal(gate, ledger.proposal(0))
+    proposal = ledger.proposal_record(0)
+    assert proposal is not None
+    ledger.put_proposal(gate, proposal)
     ledger.set_state(gate=gate, pending_gate=gate)
 
 
@@ -162,12 +164,14 @@ def test_a_policy_that_loses_the_race_takes_the_winners_decision(tmp_path):
     ledger = gate_waiting(tmp_path, url)
     human = ledger.record_decision(0, {"action": "reject", "space": {}, "fidelity": {}, "diff": []}, source="cli")
     ledger_of_policy = Ledger(open_storage(url), "race")
-    proposal = ledger.proposal(0)
+    proposal = ledger.proposal_record(0)
     with pytest.raises(Exception) as raised:
         ledger_of_policy.record_decision(0, {"action": "approve"}, source="policy:auto")
     assert raised.value.exit_code == EXIT_CONFLICT and raised.value.winner == human
-    assert ledger_of_policy.decide(0, {"action": "approve"}, source="policy:auto") == human
-    assert AutoPolicy().decide(ledger_of_policy, 0, proposal, {}, {}, {}, lambda: False) == human
+    winner = ledger.decision_record(0)
+    assert winner is not None and winner.action == "reject" and winner.source == "cli"
+    assert ledger_of_policy.decide(0, {"action": "approve"}, source="policy:auto") == winner
+    assert AutoPolicy().decide(ledger_of_policy, 0, proposal, {}, {}, {}, lambda: False) == winner
     assert ledger.decisions() == [human]
 
 

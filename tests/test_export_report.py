@@ -31,7 +31,7 @@ def finished(tmp_path_factory):
     labels = (rng.random((60, 3)) < 0.3).astype(int)
     probs = np.clip(labels * 0.5 + rng.random((60, 3)) * 0.6, 0, 1)
     result = learn_thresholds(probs, labels, ["Kill", "Live_In", "Work_For"], folds=3)
-    Ledger(open_storage(url, heartbeat=False), "share").put_thresholds("share/02-full", 0, result)
+    Ledger(open_storage(url, heartbeat=False), "share").put_thresholds(result.replace(study="share/02-full", trial=0))
     return root, url
 
 

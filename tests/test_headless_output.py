@@ -10,6 +10,7 @@ from enginekit import branin_campaign, hpo_tui, write_toml
 from optuna.trial import TrialState
 
 from engine.progress_log import EVENTS, EventLog, emit
+from engine.records import SprintRecord
 from engine.sprint_progress import describe_fidelity, format_duration, sprint_progress
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}  ")
@@ -81,6 +82,22 @@ def test_json_output_one_parsable_event_per_line(tmp_path):
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", e["time"]) for e in events)
 
 
+def _sprint(**budget) -> SprintRecord:
+    return SprintRecord(
+        index=0,
+        name="s",
+        study="c/00-s",
+        sampler="random",
+        pruner="none",
+        space={},
+        tuned=(),
+        fixed={},
+        level="low",
+        fidelity={},
+        **budget,
+    )
+
+
 def test_eta_comes_from_the_sprints_budget():
     now = time.time()
     trials = [
@@ -90,17 +107,15 @@ def test_eta_comes_from_the_sprints_budget():
     trials = [t for t in trials]
     for number, trial in enumerate(trials):
         trial.number = number
-    record = {"name": "s", "n_trials": 12, "started_ts": now - 30.0}
+    record = _sprint(n_trials=12, started_ts=now - 30.0)
     by_count = sprint_progress(record, trials, maximize=False, now=now)
     assert (by_count.done, by_count.best_value, by_count.best_trial) == (3, 1.0, 1)
     assert by_count.eta_s == pytest.approx(90.0)  # 9 trials to go at 10 s each
     # The first budget to run out ends the sprint: a timeout sooner than the trial count wins.
-    assert sprint_progress({**record, "timeout_s": 40.0}, trials, maximize=False, now=now).eta_s == pytest.approx(10.0)
-    by_cost = sprint_progress(
-        {"name": "s", "budget_cost": 0.6, "started_ts": now - 30.0}, trials, maximize=True, now=now
-    )
+    assert sprint_progress(record.replace(timeout_s=40.0), trials, maximize=False, now=now).eta_s == pytest.approx(10.0)
+    by_cost = sprint_progress(_sprint(budget_cost=0.6, started_ts=now - 30.0), trials, maximize=True, now=now)
     assert by_cost.eta_s == pytest.approx(30.0) and by_cost.best_value == 3.0
-    assert sprint_progress({"name": "s", "n_trials": 5}, [], maximize=False, now=now).eta_s is None
+    assert sprint_progress(_sprint(n_trials=5), [], maximize=False, now=now).eta_s is None
     assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05" and format_duration(None) == "?"
     assert describe_fidelity({"train_fraction": 0.17, "epochs": 1}) == "train_fraction=0.17 epochs=1"
 

@@ -15,6 +15,7 @@ from transformers import DataCollatorWithPadding, Trainer
 
 from engine.hf_trainer import HpoTrainerCallback, train_and_evaluate, train_subset, training_args_from_fidelity
 from engine.objective import TrialContext
+from engine.records import SprintRecord
 from engine.toml_compat import tomllib
 from engine.trials import run_trial
 from engine.workloads import trainer_classifier as workload
@@ -63,8 +64,19 @@ def test_pruning_stops_trainer_its_own_way_and_the_trial_ends_pruned(tmp_path):
     assert study.trials[0].state == TrialState.PRUNED and study.trials[0].user_attrs["pruned_at"]["step"] == 0
 
 
-def sprint(fidelity: dict) -> dict:
-    return {"name": "s", "space": SPACE, "tuned": ["learning_rate"], "fixed": {}, "fidelity": fidelity}
+def sprint(fidelity: dict) -> SprintRecord:
+    return SprintRecord(
+        index=0,
+        name="s",
+        study="s",
+        sampler="random",
+        pruner="none",
+        space=SPACE,
+        tuned=("learning_rate",),
+        fixed={},
+        level="full",
+        fidelity=fidelity,
+    )
 
 
 def run_one(study: optuna.Study, run_dir: Path, fidelity: dict):

@@ -91,9 +91,9 @@ def test_artifacts_round_trip_and_feed_threshold_learning(tmp_path):
     assert trial.value == pytest.approx(2 * tp / (predicted.sum() + val["labels"].sum()))
 
     result = thresholds_for_trial(store, study.trials[-1], metric="micro_f1", folds=3, optimizer="grid")
-    assert result["trial"] == trial.number and result["classes"] == list(RELATION_TYPES)
-    assert result["overall"]["val_cv"]["micro_f1"]["at_0.5"] == pytest.approx(trial.value)
-    assert result["n_test"] == len(test["probs"])
+    assert result.trial == trial.number and list(result.classes) == list(RELATION_TYPES)
+    assert result.overall["val_cv"]["micro_f1"]["at_0.5"] == pytest.approx(trial.value)
+    assert result.n_test == len(test["probs"])
 
 
 def test_warmup_only_trains_through_the_warmup_epochs(tmp_path):

@@ -68,7 +68,20 @@ def test_records_written_in_the_old_layout_still_read(tmp_path):
         "state": {"status": "finished", "sprint": 1, "paused": False},
         "sprint:0": big_record(),
         "decision:0": {"gate": 0, "action": "approve", "who": {"user": "a"}, "source": "cli", "when": "t"},
-        "thresholds:old/01-full:7": {"thresholds": [0.5] * 3, "study": "old/01-full", "trial": 7},
+        "thresholds:old/01-full:7": {
+            "metric": "micro_f1",
+            "optimizer": "grid",
+            "folds": 5,
+            "classes": ["a", "b", "c"],
+            "thresholds": {"a": 0.5, "b": 0.5, "c": 0.5},
+            "global_threshold": 0.5,
+            "table": [],
+            "overall": {"val_cv": {}, "test": None},
+            "recommended": "at_0.5",
+            "n_val": 10,
+            "study": "old/01-full",
+            "trial": 7,
+        },
     }
     for key, value in old.items():
         storage.set_study_user_attr(study_id, key, value)
@@ -76,7 +89,8 @@ def test_records_written_in_the_old_layout_still_read(tmp_path):
     assert ledger.records() == old
     assert ledger.sprint(0) == big_record()
     assert ledger.decisions() == [old["decision:0"]]
-    assert ledger.thresholds() == {"old/01-full:7": old["thresholds:old/01-full:7"]}
+    assert list(ledger.thresholds()) == ["old/01-full:7"]
+    assert keeps(ledger.thresholds()["old/01-full:7"].to_json(), old["thresholds:old/01-full:7"])
     assert ledger.get("thresholds:old/01-full:7") == old["thresholds:old/01-full:7"]
 
 

@@ -97,12 +97,12 @@ def test_proposal_drops_categories_absent_from_the_top_and_freezes_unimportant()
     study = _study_with(rows)
     space = initial_space(spec)
     proposal = make_proposal(spec, 0, study, space, space, importances={"x1": 0.9, "x2": 0.08, "act": 0.02})
-    act = proposal["params"]["act"]
-    assert act["freeze"] and proposal["space"]["act"] == {"type": "fixed", "value": "relu"}
-    x1 = proposal["space"]["x1"]
+    act = proposal.params["act"]
+    assert act.freeze and proposal.space["act"] == {"type": "fixed", "value": "relu"}
+    x1 = proposal.space["x1"]
     assert x1["low"] == pytest.approx(1.0 - 0.2 * 0.2) and x1["high"] == pytest.approx(1.2 + 0.2 * 0.2)
-    assert proposal["evidence"]["best_trial"] == 0
-    assert proposal["next"] == "refine" and proposal["fidelity"]["level"] == "low"
+    assert proposal.evidence.best_trial == 0
+    assert proposal.next == "refine" and proposal.fidelity.level == "low"
 
 
 def test_categorical_choice_absent_from_topk_is_dropped_with_enough_evidence():
@@ -115,8 +115,8 @@ def test_categorical_choice_absent_from_topk_is_dropped_with_enough_evidence():
     ]
     space = initial_space(spec)
     proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
-    assert proposal["space"]["act"] == {"type": "categorical", "choices": ["relu"]}
-    assert "dropped" in proposal["params"]["act"]["note"]
+    assert proposal.space["act"] == {"type": "categorical", "choices": ["relu"]}
+    assert "dropped" in proposal.params["act"].note
 
 
 def test_maximize_takes_the_largest_values_as_top():
@@ -127,8 +127,8 @@ def test_maximize_takes_the_largest_values_as_top():
     rows = [(float(i), {"x1": float(i), "x2": 7.0, "act": "relu"}) for i in range(6)]
     space = initial_space(spec)
     proposal = make_proposal(spec, 0, _study_with(rows, "maximize"), space, space, importances={})
-    assert proposal["space"]["x1"]["low"] == pytest.approx(4.0)
-    assert proposal["evidence"]["best_value"] == 5.0
+    assert proposal.space["x1"]["low"] == pytest.approx(4.0)
+    assert proposal.evidence.best_value == 5.0
 
 
 # Fidelity agreement: a lower fidelity that misranks the configurations re-evaluated at the next
@@ -157,23 +157,23 @@ def test_low_agreement_widens_the_margin_and_negative_agreement_holds_the_range(
     trusted = make_proposal(
         spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.9, "from": ["low"], "to": "mid"}
     )
-    x1 = trusted["space"]["x1"]
+    x1 = trusted.space["x1"]
     assert (x1["low"], x1["high"]) == pytest.approx((1.0 - 0.04, 1.2 + 0.04))  # the plain rule
     widened = make_proposal(
         spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": 0.25, "from": ["low"], "to": "mid"}
     )
-    x1 = widened["space"]["x1"]
+    x1 = widened.space["x1"]
     assert (x1["low"], x1["high"]) == pytest.approx((1.0 - 0.08, 1.2 + 0.08))  # margin x 0.5 / 0.25
-    assert "margin widened x2.0" in widened["params"]["x1"]["note"]
+    assert "margin widened x2.0" in widened.params["x1"].note
     held = make_proposal(
         spec, 0, study, space, space, {}, agreement={"pairs": 6, "rho": -0.3, "from": ["low"], "to": "mid"}
     )
-    assert held["space"]["x1"] == space["x1"] and "not narrowed" in held["params"]["x1"]["note"]
-    assert held["evidence"]["agreement"]["rho"] == -0.3
+    assert held.space["x1"] == space["x1"] and "not narrowed" in held.params["x1"].note
+    assert held.evidence.agreement["rho"] == -0.3
     too_few = make_proposal(
         spec, 0, study, space, space, {}, agreement={"pairs": 3, "rho": -1.0, "from": ["low"], "to": "mid"}
     )
-    assert too_few["space"]["x1"] == trusted["space"]["x1"]
+    assert too_few.space["x1"] == trusted.space["x1"]
 
 
 def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_path):
@@ -191,19 +191,21 @@ def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_pat
     coordinator = Coordinator(spec, url, workers=0, log=lambda line: None, runs_root=tmp_path)
     coordinator.run()
     ledger = Ledger(coordinator.storage, spec.name)
-    record = ledger.sprint(1)
-    study = optuna.load_study(study_name=record["study"], storage=coordinator.storage)
+    record = ledger.sprint_record(1)
+    assert record is not None
+    study = optuna.load_study(study_name=record.study, storage=coordinator.storage)
     agreement = fidelity_agreement(coordinator.storage, ledger, record, study)
     assert agreement["pairs"] == 5 and agreement["from"] == ["low"] and agreement["to"] == "high"
     assert -1 <= agreement["rho"] <= 1
     # the first sprint re-evaluated nothing
-    first = ledger.sprint(0)
+    first = ledger.sprint_record(0)
+    assert first is not None
     assert (
         fidelity_agreement(
             coordinator.storage,
             ledger,
             first,
-            optuna.load_study(study_name=first["study"], storage=coordinator.storage),
+            optuna.load_study(study_name=first.study, storage=coordinator.storage),
         )
         is None
     )
@@ -214,12 +216,12 @@ def test_too_few_completed_trials_keep_every_range_with_the_reason():
     space = initial_space(spec)
     study = _study_with([(float(i), {"x1": 1.0 + 0.1 * i, "x2": 5.0 + i, "act": "relu"}) for i in range(4)])
     proposal = make_proposal(spec, 0, study, space, space, importances={})
-    assert proposal["space"] == space and not proposal["evidence"]["narrowed"]
-    note = proposal["params"]["x1"]["note"]
+    assert proposal.space == space and not proposal.evidence.narrowed
+    note = proposal.params["x1"].note
     assert note.startswith("range kept: 4 completed trials") and "at least 5" in note
     from engine.proposal import summary_lines
 
-    assert summary_lines(proposal) == [f"no narrowing: {proposal['evidence']['narrowing_rule']}"]
+    assert summary_lines(proposal) == [f"no narrowing: {proposal.evidence.narrowing_rule}"]
     # enough trials for top_k, but not more than the parameters narrowed (3 with `act`): still kept
     data = branin_campaign(gate={"top_k": 2, "margin": 0.2, "min_width": 0.0})
     data["space"]["act"] = {"type": "categorical", "choices": ["relu", "tanh", "gelu"]}
@@ -227,7 +229,7 @@ def test_too_few_completed_trials_keep_every_range_with_the_reason():
     space = initial_space(spec)
     rows = [(float(i), {"x1": 1.0 + 0.1 * i, "x2": 5.0 + i, "act": "relu"}) for i in range(3)]
     proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
-    assert proposal["space"] == space and "more than the 3 parameters" in proposal["params"]["x2"]["note"]
+    assert proposal.space == space and "more than the 3 parameters" in proposal.params["x2"].note
     rows.append((3.0, {"x1": 1.3, "x2": 8.0, "act": "relu"}))
     proposal = make_proposal(spec, 0, _study_with(rows), space, space, importances={})
-    assert proposal["space"]["x1"] != space["x1"] and proposal["evidence"]["narrowed"]
+    assert proposal.space["x1"] != space["x1"] and proposal.evidence.narrowed

@@ -64,7 +64,7 @@ def _run(tmp_path, explore_share):
 
 def test_a_later_gate_reopens_what_the_first_cut_off_and_the_campaign_finds_the_optimum(tmp_path):
     ledger, storage, best = _run(tmp_path / "probes", 0.3)
-    first = ledger.proposal(0)["space"]["x"]
+    first = ledger.proposal_record(0).space["x"]
     assert first["high"] < 0.5  # the first gate narrowed around the low fidelity's basin: 0.85 is cut off
     refine = ledger.sprint(1)
     assert len(refine["probes"]) == 3 and {p["param"] for p in refine["probes"]} == {"x"}
@@ -74,11 +74,12 @@ def test_a_later_gate_reopens_what_the_first_cut_off_and_the_campaign_finds_the_
         if t.user_attrs.get("probe")
     ]
     assert len(probes) == 3 and all(not first["low"] <= t.params["x"] <= first["high"] for t in probes)
-    second = ledger.proposal(1)
-    assert second["space"]["x"]["high"] == 1.0  # re-opened to the campaign's bound, with the reason
-    assert second["params"]["x"]["reopen"] == ["high"]
-    assert "re-opened to the campaign's bound" in second["params"]["x"]["note"]
-    assert [r["param"] for r in second["evidence"]["reopened"]] == ["x"]
+    second = ledger.proposal_record(1)
+    assert second is not None
+    assert second.space["x"]["high"] == 1.0  # re-opened to the campaign's bound, with the reason
+    assert second.params["x"].reopen == ("high",)
+    assert "re-opened to the campaign's bound" in second.params["x"].note
+    assert [r["param"] for r in second.evidence.reopened] == ["x"]
     shown = summary_lines(second)  # what `hpo-tui approve --show` and `status` print
     assert shown[0].endswith("[re-opened: high]") and shown[1].startswith("    why: probe trial")
     assert ledger.sprint(2)["space"]["x"]["high"] == 1.0  # `auto` applied it
@@ -101,9 +102,8 @@ def test_probes_sit_outside_the_box_on_narrowed_parameters_only():
         "wd": {"type": "float", "low": 0.0, "high": 1.0},
     }
     assert narrowed_sides(current, original) == {"lr": ["low", "high"], "depth": ["low"]}
-    record = {"space": current, "tuned": ["lr", "depth", "wd"]}
     base = {"lr": 3e-3, "depth": 5, "wd": 0.5}
-    probes = plan_probes(record, original, base, 6, seed=1)
+    probes = plan_probes(current, ["lr", "depth", "wd"], original, base, 6, seed=1)
     assert [p["param"] for p in probes] == ["depth", "lr"] * 3
     for p in probes:
         value = p["params"][p["param"]]

@@ -262,10 +262,10 @@ def test_stage_costs_cache_hits_and_inherited_checkpoints(campaign):
 
 
 def test_stage_savings_of_a_real_campaign_match_the_cache_report(tmp_path, monkeypatch):
-    """The console's `saved` is the same figure as `hpo-tui cache`'s (engine.stages.stage_stats)."""
+    """The console's `saved` is the same figure as `hpo-tui cache`'s (engine.stage_stats.stage_stats)."""
     from engine.campaign import Coordinator
     from engine.spec import parse_campaign
-    from engine.stages import stage_stats
+    from engine.stage_stats import stage_stats
     from engine.workloads.pipeline import SPACE, STAGES
 
     monkeypatch.chdir(tmp_path)
@@ -313,7 +313,7 @@ def test_pending_gate_proposal_and_staged_fidelity(campaign):
     ledger.set_state(status="waiting", pending_gate=0)
     reader = SnapshotReader(storage, "c")
     snapshot = reader.read()
-    assert snapshot.pending_gate == 0 and snapshot.proposal["next"] == "refine"
+    assert snapshot.pending_gate == 0 and snapshot.proposal.next == "refine"
     assert snapshot.fidelity_request.edits == ("high",) and snapshot.fidelity_request.label == "high"
     assert snapshot.levels == {"low": {"epochs": 2}, "high": {"epochs": 9}}
     ledger.record_decision(0, {"action": "approve", "space": {}, "fidelity": {}, "diff": []}, source="test")

@@ -13,17 +13,17 @@ import optuna
 import pytest
 
 from engine.objective import TrialContext
+from engine.stage_stats import stage_stats
 from engine.stages import (
     StageCache,
     StageError,
     StageKeyError,
     StageRunner,
     nondeterministic,
-    parse_size,
     pinned_keys_of_campaign,
     stage_key,
-    stage_stats,
 )
+from engine.units import parse_size
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

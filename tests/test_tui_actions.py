@@ -196,7 +196,7 @@ async def test_freeze_then_approve(console):
     async with c.app.run_test(size=SIZE) as pilot:
         await c.start(pilot)
         await c.until_gate(pilot)
-        best = c.app.snapshot.proposal["evidence"]["best_params"]["x2"]
+        best = c.app.snapshot.proposal.evidence.best_params["x2"]
         await pilot.press("a", "down", "space")  # freeze x2 at its best value
         assert "=" in str(c.app.screen.query_one("#params").get_cell("x2", "proposed"))
         await pilot.press("y", "y")
@@ -350,7 +350,7 @@ async def test_thresholds_on_the_best_trial_are_accepted(console):
         await pilot.press("a")
         await wait_for(pilot, lambda: c.ledger.thresholds(), "the stored thresholds")
     stored = c.ledger.thresholds()[f"tui/00-explore:{trial}"]
-    assert stored["source"] == "tui" and stored["global_threshold"] == 0.42 and stored["who"]["user"]
+    assert stored.source == "tui" and stored.global_threshold == 0.42 and stored.who is not None and stored.who.user
 
 
 async def test_thresholds_with_the_real_learner(console, monkeypatch):
@@ -364,7 +364,7 @@ async def test_thresholds_with_the_real_learner(console, monkeypatch):
         await pilot.press("t")
         await wait_for(pilot, lambda: c.app.screen.result is not None or c.app.screen.error, "threshold learning")
         assert c.app.screen.error is None, c.app.screen.error
-        assert [row["class"] for row in c.app.screen.result["table"]] == ["a", "b", "c"]
+        assert [row["class"] for row in c.app.screen.result.table] == ["a", "b", "c"]
 
 
 async def test_help_and_command_palette(console):

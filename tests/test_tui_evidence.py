@@ -17,6 +17,7 @@ import pytest
 from console_demo import LEVELS, ORIGINAL_SPACE, demo_importances, demo_rows, demo_snapshot
 
 from engine.evidence import GateEvidence, GateInputs, gate_evidence, sprint_trials
+from engine.records import ProposalFidelity
 from tui.app import HpoConsole
 from tui.approval import ApprovalScreen
 from tui.source import FixedSource
@@ -35,8 +36,13 @@ def low_fidelity_value(params: dict, noise: float) -> float:
 def gate_one() -> tuple[object, GateEvidence]:
     """(snapshot, evidence) at gate 1, after the warm-up sprint."""
     base = demo_snapshot(120, pending_gate=True)
-    proposal = {**base.proposal, "gate": 1, "sprint": 1, "after": "warmup", "next": "full"}
-    proposal["fidelity"] = {"level": "full", "values": dict(LEVELS["full"])}
+    proposal = base.proposal.replace(
+        gate=1,
+        sprint=1,
+        after="warmup",
+        next="full",
+        fidelity=ProposalFidelity(level="full", values=dict(LEVELS["full"])),
+    )
     snapshot = replace(
         base,
         sprint=replace(base.sprint, index=1, name="warmup", study="demo/01-warmup", level="warmup"),
@@ -61,7 +67,7 @@ def gate_one() -> tuple[object, GateEvidence]:
         level_order=tuple(LEVELS),
         original=ORIGINAL_SPACE,
         current=ORIGINAL_SPACE,
-        proposed=proposal["space"],
+        proposed=proposal.space,
         direction="minimize",
         metric=snapshot.metric,
         top_k=10,

@@ -1,5 +1,7 @@
 """The console app: polls campaign snapshots off the UI thread and routes the operator's actions.
 
+Size (~600 lines): one `App` whose message handlers route each operator action to a thread worker.
+
 Data flow: a thread worker reads a `CampaignSnapshot` from the source at `--fps` and posts it;
 the handler applies the newest one to the visible screen inside `batch_update()`. Importance,
 plots, trial details, threshold learning and every ledger write also run in thread workers and
@@ -14,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,6 +28,7 @@ from textual.worker import get_current_worker
 
 from engine.errors import GateAlreadyDecided
 from engine.ledger import CampaignNotFound
+from engine.records import ThresholdsResult
 from engine.schema import now_iso, who
 from engine.snapshot import (
     CampaignSnapshot,
@@ -34,6 +36,8 @@ from engine.snapshot import (
     best_with_artifact,
 )
 from engine.space import SpaceEditError
+from engine.storage import artifact_store
+from engine.thresholds import store_result, thresholds_for_trial
 from tui.approval import ApprovalScreen
 from tui.commands import OperatorCommands
 from tui.dashboard import DashboardScreen
@@ -76,14 +80,11 @@ IMPORTANCE_MIN_EVERY_S = 2.0
 IMPORTANCE_SHARE = 0.1
 UI_SWITCH_INTERVAL_S = 0.001
 
-ThresholdLearner = Callable[..., dict]
+ThresholdLearner = Callable[..., ThresholdsResult]
 
 
 def default_threshold_learner(campaign: str) -> ThresholdLearner:
-    def learn(trial, *, metric: str, folds: int, optimizer: str, seed: int, artifact: str) -> dict:
-        from engine.storage import artifact_store
-        from engine.thresholds import thresholds_for_trial
-
+    def learn(trial, *, metric: str, folds: int, optimizer: str, seed: int, artifact: str) -> ThresholdsResult:
         return thresholds_for_trial(
             artifact_store(campaign),
             trial,
@@ -391,7 +392,7 @@ class HpoConsole(App[int]):
 
     def open_approval(self) -> None:
         snapshot = self.snapshot
-        if snapshot is None or snapshot.pending_gate is None or not snapshot.proposal:
+        if snapshot is None or snapshot.pending_gate is None or snapshot.proposal is None:
             state = snapshot.status if snapshot else "loading"
             self.notify(f"no gate is waiting for a decision (campaign {state})", severity="warning")
             return
@@ -416,10 +417,10 @@ class HpoConsole(App[int]):
         snapshot = self.snapshot
         if snapshot is None:
             return
-        if snapshot.pending_gate is not None and snapshot.proposal:
+        if snapshot.pending_gate is not None and snapshot.proposal is not None:
             draft = self.draft_for(snapshot)
             proposal = snapshot.proposal
-            title = f"Fidelity of {proposal.get('next')} (gate {draft.gate}, pending)"
+            title = f"Fidelity of {proposal.next} (gate {draft.gate}, pending)"
 
             def chosen(edits: list[str] | None) -> None:
                 if edits is None:
@@ -435,7 +436,7 @@ class HpoConsole(App[int]):
                     self.open_approval()  # a fidelity change is part of the gate's decision: confirm it there
 
             self.push_screen(
-                FidelityScreen(title, snapshot.levels, proposal.get("fidelity", {}).get("level"), draft.fidelity_edits),
+                FidelityScreen(title, snapshot.levels, proposal.fidelity.level, draft.fidelity_edits),
                 chosen,
             )
             return
@@ -524,16 +525,16 @@ class HpoConsole(App[int]):
         else:
             self.notify(f"thresholds for trial {message.trial} are ready (t to view)")
 
-    def store_thresholds(self, study: str, trial: int, result: dict) -> None:
-        record = {**result, "study": study, "trial": trial, "source": "tui", "who": who(), "when": now_iso()}
-
+    def store_thresholds(self, study: str, trial: int, result: ThresholdsResult) -> None:
         def stored(_: Any) -> None:
             if isinstance(self.screen, ThresholdScreen):
                 self.screen.stored = True
                 self.screen.dismiss()
 
         self.write_ledger(
-            f"thresholds for trial {trial} stored", lambda ledger: ledger.put_thresholds(study, trial, record), stored
+            f"thresholds for trial {trial} stored",
+            lambda ledger: store_result(ledger, result, study=study, trial=trial, source="tui"),
+            stored,
         )
 
     # Pause -----------------------------------------------------------------------------------
@@ -624,89 +625,3 @@ class HpoConsole(App[int]):
             self.notify(message.error, title="the engine stopped", severity="error", timeout=60)
         elif not (self.engine and self.engine.stopping):
             self.notify(f"the engine ended: campaign {message.status}", timeout=10)
-
-
-def run_console(args) -> int:
-    """`hpo-tui run` (on a terminal) and `hpo-tui attach`: open the console; returns the exit code."""
-    import os
-
-    from engine.cli import log_line, make_coordinator, resolve_campaign
-    from engine.extras import require_for_campaign, require_for_storage
-    from engine.storage import redact, run_dir
-    from tui.engine_thread import headless_command, spawn_headless
-    from tui.hangup import Hangup, wait_headless
-    from tui.keys import load_keymap
-    from tui.source import StorageSource
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    name, url, spec = resolve_campaign(args.campaign, args.storage)
-    require_for_storage(url)  # a missing extra: one line and exit 8, before the screen is taken
-    if args.command == "run" and spec is not None:
-        require_for_campaign(spec)
-    if args.command == "attach" and url.startswith("journal://") and not Path(url.removeprefix("journal://")).exists():
-        print(
-            f"hpo-tui attach: no storage at {redact(url)} (give --storage URL, or run from the campaign's directory)",
-            file=sys.stderr,
-        )
-        return 2
-    keymap, problems = load_keymap()
-    engine = None
-    headless = None
-    headless_log = Path("runs") / name / "headless.log"
-    if args.command == "run":
-        headless_log = run_dir(name) / "headless.log"
-        engine = EngineThread(lambda log: make_coordinator(args, log=log), run_dir(name) / "console.log")
-        policy = args.policy or (spec.policy if spec else None)
-
-        def headless() -> str:
-            command = headless_command(args.campaign, url, policy, args.workers, args.gpus)
-            pid = spawn_headless(command, headless_log)
-            return (
-                f"campaign {name} continues headless (pid {pid}); output in {headless_log}; "
-                f"`hpo-tui attach {args.campaign}` opens the console again"
-            )
-
-    app = HpoConsole(
-        StorageSource(url, name),
-        engine=engine,
-        fps=args.fps,
-        keymap=keymap,
-        keymap_problems=problems,
-        headless=headless,
-        run_log=str(headless_log),
-    )
-    # The engine runs in this process: a vanished terminal (SIGHUP) must not end it (tui/hangup.py).
-    hangup: Hangup | None = None
-    if engine is not None:
-        hangup = Hangup(headless_log, app.hang_up, engine.done)
-        hangup.install()
-        engine.start()
-    try:
-        app.run()
-    except BaseException:
-        if hangup is None or not hangup.terminal_lost():
-            _stop_engine(engine, log_line)
-            raise
-        hangup.redirect()
-        import traceback
-
-        traceback.print_exc()  # into headless.log: the console died of the lost terminal, the engine goes on
-    if hangup is not None:
-        hangup.console_returned.set()
-        if hangup.terminal_lost():
-            hangup.redirect()
-            return wait_headless(engine, name, log_line)
-        hangup.uninstall()
-    _stop_engine(engine, log_line)  # only an explicit quit (or a console that failed) stops it
-    if app.exit_message:
-        log_line(app.exit_message)
-    if engine is not None and engine.error:
-        log_line(f"the engine failed: {engine.error}")
-        return 1
-    return app.return_code or 0
-
-
-def _stop_engine(engine: EngineThread | None, log_line: Callable[[str], None]) -> None:
-    if engine is not None and engine.alive:
-        log_line("stopping the engine: running trials finish or are handed back…")
-        engine.stop()

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 from engine.evidence import GateEvidence, Range, recut
+from engine.records import Proposal
 from engine.snapshot import CampaignSnapshot
 from engine.space import SpaceEditError
 from tui import format as fmt
@@ -63,11 +64,13 @@ class ApprovalScreen(Screen):
         super().__init__(id="approval")
         self.read_evidence = read_evidence  # may block (storage): called from a worker thread only
         self.snapshot = snapshot
-        self.proposal: Mapping[str, Any] = snapshot.proposal or {}
+        if snapshot.proposal is None:
+            raise ValueError("the approval screen opens on a snapshot with a pending proposal")
+        self.proposal: Proposal = snapshot.proposal
         self.original: Mapping[str, Any] = snapshot.original_space
         self.levels: Mapping[str, Any] = snapshot.levels
         self.draft = draft
-        self.names = list(self.proposal.get("params", {}))
+        self.names = list(self.proposal.params)
         self.editing: str | None = None
         self.closed_reason: str | None = None  # set when the gate was decided elsewhere
         self.evidence: GateEvidence | None = None  # as read; `shown_evidence` follows the edits
@@ -79,12 +82,11 @@ class ApprovalScreen(Screen):
 
     # Layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        p = self.proposal
-        evidence = p.get("evidence", {})
+        evidence = self.proposal.evidence
         yield Static(self._title(), id="approval-title")
         yield Label(
-            f"evidence: {evidence.get('completed', 0)} completed, top {evidence.get('top_k', 0)}, "
-            f"best {fmt.number(evidence.get('best_value'))} (#{evidence.get('best_trial', '-')})",
+            f"evidence: {evidence.completed} completed, top {evidence.top_k}, "
+            f"best {fmt.number(evidence.best_value)} (#{evidence.best_trial})",
             id="approval-evidence",
         )
         yield DataTable(id="params", cursor_type="row", zebra_stripes=False)
@@ -103,9 +105,9 @@ class ApprovalScreen(Screen):
         p = self.proposal
         return Text.assemble(
             (f"Gate {self.draft.gate}", "bold"),
-            f": {p.get('after')} → {p.get('next')}   next sprint: ",
-            (f"{p.get('sampler')}/{p.get('pruner')}", "italic"),
-            f", {p.get('n_trials') or '-'} trials",
+            f": {p.after} → {p.next}   next sprint: ",
+            (f"{p.sampler}/{p.pruner}", "italic"),
+            f", {p.n_trials or '-'} trials",
         )
 
     def on_mount(self) -> None:
@@ -129,29 +131,29 @@ class ApprovalScreen(Screen):
 
     # Rows ------------------------------------------------------------------------------------
     def _cells(self, name: str) -> list[Any]:
-        row = self.proposal["params"][name]
+        row = self.proposal.params[name]
         try:
             proposed = fmt.span(self.draft.record(name, self.proposal, self.original))
         except SpaceEditError:
             proposed = self.draft.edits.get(name, "?")
         edited = self.draft.edited(name)
         top = "-"
-        if "top_min" in row:
-            top = f"{fmt.param(row['top_min'])}:{fmt.param(row['top_max'])}"
-        elif "top_counts" in row:
-            top = " ".join(f"{k}:{v}" for k, v in row["top_counts"].items())
-        importance = row.get("importance")
+        if row.top_min is not None:
+            top = f"{fmt.param(row.top_min)}:{fmt.param(row.top_max)}"
+        elif row.top_counts is not None:
+            top = " ".join(f"{k}:{v}" for k, v in row.top_counts.items())
+        importance = row.importance
         label = Text(name, style="bold")
-        if row.get("edge"):
+        if row.edge:
             label.append(" !", style="bold red")  # best values at an edge: read the note before narrowing
         return [
             label,
             Text(proposed + ("*" if edited else ""), style="bold reverse" if edited else "bold"),
             top,
-            fmt.param(row.get("best")),
+            fmt.param(row.best),
             "-" if importance is None else f"{importance:.2f}",
-            fmt.span(row["current"]),
-            fmt.span(row["original"]),
+            fmt.span(dict(row.current)),
+            fmt.span(dict(row.original)),
         ]
 
     def _update_row(self, name: str) -> None:
@@ -178,10 +180,10 @@ class ApprovalScreen(Screen):
         name = self.current_name
         note = Text()
         if name is not None:
-            row = self.proposal["params"][name]
-            note.append(f"{name} ({row.get('kind')}{', log' if row['original'].get('log') else ''}): ", "bold")
-            if row.get("note"):
-                note.append(row["note"], "bold red" if row.get("edge") else "")
+            row = self.proposal.params[name]
+            note.append(f"{name} ({row.kind}{', log' if row.original.get('log') else ''}): ", "bold")
+            if row.note:
+                note.append(row.note, "bold red" if row.edge else "")
             else:
                 note.append("no warning", "dim")
         self.query_one("#param-note", Static).update(note)
@@ -190,13 +192,13 @@ class ApprovalScreen(Screen):
         self._show_evidence()
 
     def _fidelity_text(self) -> Text:
-        proposal_fidelity = self.proposal.get("fidelity", {})
+        proposal_fidelity = self.proposal.fidelity
         try:
-            values = fidelity_values(self.draft.fidelity_edits, self.levels, proposal_fidelity.get("values", {}))
+            values = fidelity_values(self.draft.fidelity_edits, self.levels, proposal_fidelity.values)
         except SpaceEditError as err:
             return Text(f"fidelity: {err}", style="bold red")
         text = Text("next fidelity: ")
-        text.append(f"{proposal_fidelity.get('level')} ({fmt.fidelity(values)})", "bold")
+        text.append(f"{proposal_fidelity.level} ({fmt.fidelity(values)})", "bold")
         if self.draft.fidelity_edits:
             text.append(f"  changed: {' '.join(self.draft.fidelity_edits)}", "reverse")
         return text
@@ -303,7 +305,7 @@ class ApprovalScreen(Screen):
         lines = [f"gate {self.draft.gate}: {decision['action']} (recorded as yours, source tui)"]
         lines += [f"  {line}" for line in decision["diff"]] or ["  (the space stays as it is)"]
         if decision["action"] != "extend":
-            lines.append(f"next sprint {self.proposal.get('next')}: fidelity {fmt.fidelity(decision['fidelity'])}")
+            lines.append(f"next sprint {self.proposal.next}: fidelity {fmt.fidelity(decision['fidelity'])}")
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -329,11 +331,9 @@ class ApprovalScreen(Screen):
             if text is not None:
                 self._decide("extend", int(text))
 
-        default = str(max(1, (self.proposal.get("evidence", {}).get("completed") or 10) // 2))
+        default = str(max(1, (self.proposal.evidence.completed or 10) // 2))
         self.app.push_screen(
-            PromptScreen(
-                f"Extra trials for {self.proposal.get('after')}:", default, check, "then the gate opens again"
-            ),
+            PromptScreen(f"Extra trials for {self.proposal.after}:", default, check, "then the gate opens again"),
             chosen,
         )
 

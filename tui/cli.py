@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from engine.cli import add_storage, build_parser, dispatch, refresh_rate, resolve_campaign, run_cli
 from engine.cli_help import add_completion, completion_script, finish
 from engine.errors import UsageError
+from engine.lease import check_free_at
+from engine.storage import redact, storage_missing
 
 
 def interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def parser():
-    p = build_parser()
-    sub = next(a for a in p._actions if a.dest == "command")
+def add_console_commands(sub) -> None:
     attach = sub.add_parser("attach", help="open the console on a campaign run elsewhere (shared storage)")
     attach.add_argument("campaign", help="campaign file or campaign name")
     add_storage(attach)
     attach.add_argument("--fps", type=refresh_rate, default=4.0, help="console refresh rate (lower it on slow links)")
     add_completion(sub)
-    return finish(p)
+
+
+def parser():
+    return finish(build_parser(add_console_commands))
 
 
 def console_dispatch(args) -> int:
@@ -29,22 +33,16 @@ def console_dispatch(args) -> int:
         print(completion_script(parser(), args.shell), end="")
         return 0
     if args.command == "attach":  # read-only: refuse a bad name or a storage file that is not there, create nothing
-        from engine.storage import redact, storage_missing  # optuna: imported only when a command needs it
-
         name, url, _ = resolve_campaign(args.campaign, args.storage)
         if storage_missing(url):
             raise UsageError(f"no campaign {name!r} in {redact(url)} (that storage does not exist)")
     if args.command == "run" and not args.headless and interactive():
-        from engine.lease import check_free_at  # optuna: imported only when a command needs it
-
         name, url, _ = resolve_campaign(args.campaign, args.storage)
         check_free_at(url, name, takeover=args.takeover)  # LeaseHeld: one line, before the screen is taken
     if args.command == "attach" or (args.command == "run" and not args.headless and interactive()):
-        import os
-
         # Cap Textual's own screen updates with the refresh rate: fewer bytes on a slow link.
         os.environ.setdefault("TEXTUAL_FPS", str(int(min(60, max(5, args.fps * 5)))))
-        from tui.app import run_console  # textual is imported only for the console
+        from tui.console_main import run_console  # textual and the screens (~1 s): only for the console
 
         return run_console(args)
     return dispatch(args)

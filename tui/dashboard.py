@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 from rich.text import Text
@@ -32,6 +33,10 @@ NARROW_BELOW = 110  # columns: below this the side panels go under the table
 SHORT_BELOW = 34  # rows: below this the history plot is hidden (side panels beside the table)
 SHORT_BELOW_NARROW = 44  # rows: the same, when the side panels sit under the table
 PLOT_EVERY_S = 1.0  # plots refresh at most once a second (plotext is not free)
+# The storage's trials and the snapshot's rows live as long as the console: once this many more rows
+# arrived, move every object alive into the collector's permanent generation. At 100,000 trials a full
+# collection walks a million objects (0.66 s of a blocked event loop, several times a minute) for nothing.
+FREEZE_GC_EVERY_ROWS = 10_000
 
 
 class DashboardScreen(Screen):
@@ -45,6 +50,7 @@ class DashboardScreen(Screen):
         self._plot_asked = 0.0
         self._table_status = ""
         self._mounted = False
+        self._rows_at_gc_freeze = 0
         # Kept by reference: snapshots arrive many times a second, and may arrive while closing.
         self.header = CampaignHeader(id="header")
         self.table = TrialTable(id="trials")
@@ -101,6 +107,9 @@ class DashboardScreen(Screen):
         self.events.show(snapshot.events)
         self._show_table_status()
         self.ask_plot()
+        if len(snapshot.trials) - self._rows_at_gc_freeze >= FREEZE_GC_EVERY_ROWS:
+            self._rows_at_gc_freeze = len(snapshot.trials)
+            gc.freeze()  # cheap: it moves the generations' lists, it does not walk them
 
     def show_importances(self, importances: dict[str, float], note: str) -> None:
         self.importance.show(importances, note)

@@ -159,7 +159,7 @@ def extras_text(detail: TrialDetail) -> Text:
     text.append("\nthresholds: ", "bold")
     if detail.thresholds:
         stored = detail.thresholds
-        text.append(f"stored by {stored.get('source', '?')} at {stored.get('when', '?')}")
+        text.append(f"stored by {stored.source or '?'} at {stored.when or '?'}")
     else:
         text.append("none (t learns them on a trial that saved probabilities)", "dim")
     return text

@@ -6,6 +6,8 @@ import math
 import time
 from typing import Any
 
+from engine.units import duration as duration  # re-exported: every screen formats with fmt.duration
+
 STATE_LABELS = {
     "COMPLETE": "done",
     "PRUNED": "pruned",
@@ -50,20 +52,6 @@ def number(value: Any, digits: int = 6) -> str:
 
 def param(value: Any) -> str:
     return number(value, 4)
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def clock(epoch: float | None) -> str:

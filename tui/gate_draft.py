@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.decisions import build_decision, parse_fidelity_edit
+from engine.records import Proposal
 from engine.space import SpaceEditError, parse_bound_edit
 
 
@@ -25,21 +26,21 @@ class GateDraft:
 
     # Reading a proposal ------------------------------------------------------------------------
     @staticmethod
-    def current_space(proposal: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: copy.deepcopy(row["current"]) for name, row in proposal["params"].items()}
+    def current_space(proposal: Proposal) -> dict[str, Any]:
+        return {name: copy.deepcopy(dict(row.current)) for name, row in proposal.params.items()}
 
-    def record(self, name: str, proposal: Mapping[str, Any], original: Mapping[str, Any]) -> dict[str, Any]:
+    def record(self, name: str, proposal: Proposal, original: Mapping[str, Any]) -> dict[str, Any]:
         """The range this draft would give `name` in the next sprint."""
-        row = proposal["params"][name]
+        row = proposal.params[name]
         if name in self.edits:
             return parse_bound_edit(name, self.edits[name], original[name])
         if name in self.freeze:
             value = self.freeze[name]
-            return {"type": "fixed", "value": row.get("best") if value is None else value}
+            return {"type": "fixed", "value": row.best if value is None else value}
         if name in self.unfreeze:
-            current = row["current"]
+            current = row.current
             return dict(current) if current["type"] != "fixed" else dict(original[name])
-        return dict(proposal["space"][name])
+        return dict(proposal.space[name])
 
     def edited(self, name: str) -> bool:
         return name in self.edits or name in self.freeze or name in self.unfreeze
@@ -61,7 +62,7 @@ class GateDraft:
             return str(err)
         return None
 
-    def toggle_freeze(self, name: str, proposal: Mapping[str, Any], original: Mapping[str, Any]) -> None:
+    def toggle_freeze(self, name: str, proposal: Proposal, original: Mapping[str, Any]) -> None:
         """Freeze at the best value, or unfreeze; raises SpaceEditError when impossible."""
         if original[name]["type"] == "fixed":
             raise SpaceEditError(f"{name}: is fixed by the campaign file and cannot be edited")
@@ -69,35 +70,34 @@ class GateDraft:
         self.edits.pop(name, None)
         if frozen_now:
             self.freeze.pop(name, None)
-            if proposal["space"][name]["type"] == "fixed":
+            if proposal.space[name]["type"] == "fixed":
                 self.unfreeze.add(name)
         else:
             self.unfreeze.discard(name)
-            if proposal["space"][name]["type"] != "fixed":
-                if proposal["params"][name].get("best") is None:
+            if proposal.space[name]["type"] != "fixed":
+                if proposal.params[name].best is None:
                     raise SpaceEditError(f"{name}: no best value to freeze at yet")
                 self.freeze[name] = None
 
-    def set_fidelity(self, edits: list[str], levels: Mapping[str, Any], proposal: Mapping[str, Any]) -> dict[str, Any]:
-        values = fidelity_values(edits, levels, proposal["fidelity"]["values"])
+    def set_fidelity(self, edits: list[str], levels: Mapping[str, Any], proposal: Proposal) -> dict[str, Any]:
+        values = fidelity_values(edits, levels, proposal.fidelity.values)
         self.fidelity_edits = list(edits)
         return values
 
     # The decision ----------------------------------------------------------------------------
     def decision(
         self,
-        proposal: Mapping[str, Any],
+        proposal: Proposal,
         original: Mapping[str, Any],
         levels: Mapping[str, Any],
         action: str = "approve",
         extend_trials: int | None = None,
     ) -> dict[str, Any]:
         """The validated decision record (raises SpaceEditError with the reason)."""
-        record = copy.deepcopy(dict(proposal))
         return build_decision(
-            record,
+            proposal,
             copy.deepcopy(dict(original)),
-            self.current_space(record),
+            self.current_space(proposal),
             action=action,
             edits=dict(self.edits) if action == "approve" else None,
             freeze=dict(self.freeze) if action == "approve" else None,

@@ -59,7 +59,7 @@ def header_text(snapshot: CampaignSnapshot | None, engine_line: str | None = Non
         label = (
             f" GATE {s.pending_gate} (a) "
             if compact
-            else f" GATE {s.pending_gate} PENDING: {s.proposal.get('after')}→{s.proposal.get('next')}, press a "
+            else f" GATE {s.pending_gate} PENDING: {s.proposal.after}→{s.proposal.next}, press a "
         )
         rest.append(label, "bold reverse")
     elif s.fidelity_request:

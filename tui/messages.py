@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
+from engine.records import ThresholdsResult
 from engine.snapshot import CampaignSnapshot, TrialDetail, TrialRow
 
 
@@ -64,7 +65,7 @@ class DetailReady(Message):
 
 
 class ThresholdsLearned(Message):
-    def __init__(self, study: str, trial: int, result: dict[str, Any] | None, error: str | None = None) -> None:
+    def __init__(self, study: str, trial: int, result: ThresholdsResult | None, error: str | None = None) -> None:
         super().__init__()
         self.study = study
         self.trial = trial
@@ -144,7 +145,7 @@ class StoreThresholdsRequested(Message):
 
     study: str
     trial: int
-    result: dict[str, Any]
+    result: ThresholdsResult
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Threshold meta-learning results: per-class thresholds and F1 before/after, then accept or drop.
 
-Results are engine.thresholds' JSON: per class a threshold and cross-validated validation F1 (and
+Results are engine.records.ThresholdsResult: per class a threshold and cross-validated validation F1 (and
 test F1 when test probabilities were saved) at 0.5, at the global threshold and at the class's own.
 """
 
@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from engine.records import ThresholdsResult
 from tui.key_bar import KeyBar
 from tui.keys import bindings
 from tui.messages import StoreThresholdsRequested
@@ -31,37 +32,32 @@ def _scores(values: Mapping[str, Any] | None) -> list[str]:
     return [_num((values or {}).get(s)) for s in STRATEGIES]
 
 
-def threshold_rows(result: Mapping[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+def threshold_rows(result: ThresholdsResult) -> tuple[list[list[str]], list[list[str]]]:
     """(per-class rows, overall rows) as cells under HEADERS."""
     rows = [
         [str(r.get("class")), _num(r.get("threshold"), 2), str(r.get("val_positives", "-"))]
         + _scores(r.get("val_cv"))
         + _scores(r.get("test"))
-        for r in result.get("table", [])
+        for r in result.table
     ]
-    overall = result.get("overall") or {}
     totals = []
     for metric in ("micro_f1", "macro_f1"):
-        val = (overall.get("val_cv") or {}).get(metric)
-        test = (overall.get("test") or {}).get(metric)
+        val = (result.overall.get("val_cv") or {}).get(metric)
+        test = (result.overall.get("test") or {}).get(metric)
         if val or test:
-            totals.append(
-                [metric, _num(result.get("global_threshold"), 2), str(result.get("n_val", "-"))]
-                + _scores(val)
-                + _scores(test)
-            )
+            totals.append([metric, _num(result.global_threshold, 2), str(result.n_val)] + _scores(val) + _scores(test))
     return rows, totals
 
 
-def summary_line(result: Mapping[str, Any]) -> str:
+def summary_line(result: ThresholdsResult) -> str:
     return (
-        f"metric {result.get('metric', '?')}, optimizer {result.get('optimizer', '?')}, "
-        f"{result.get('folds', '?')}-fold CV, global threshold {_num(result.get('global_threshold'), 2)}, "
-        f"recommended: {result.get('recommended', '?')}"
+        f"metric {result.metric}, optimizer {result.optimizer}, "
+        f"{result.folds}-fold CV, global threshold {_num(result.global_threshold, 2)}, "
+        f"recommended: {result.recommended}"
     )
 
 
-def thresholds_table(result: Mapping[str, Any]) -> Table:
+def thresholds_table(result: ThresholdsResult) -> Table:
     """The same table as a Rich renderable (trial detail)."""
     table = Table(box=None, pad_edge=False, header_style="bold")
     for index, header in enumerate(HEADERS):
@@ -78,11 +74,11 @@ class ThresholdScreen(Screen):
     SCOPE = "thresholds"
     BINDINGS = bindings("thresholds")
 
-    def __init__(self, study: str, trial: int, stored: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, study: str, trial: int, stored: ThresholdsResult | None = None) -> None:
         super().__init__(id="thresholds")
         self.study = study
         self.trial = trial
-        self.result: dict[str, Any] | None = dict(stored) if stored else None
+        self.result: ThresholdsResult | None = stored
         self.stored = stored is not None
         self.error: str | None = None
 
@@ -100,7 +96,7 @@ class ThresholdScreen(Screen):
             table.add_column(header, key=header)
         self._show()
 
-    def show_result(self, result: dict[str, Any] | None, error: str | None = None) -> None:
+    def show_result(self, result: ThresholdsResult | None, error: str | None = None) -> None:
         self.result, self.error, self.stored = result, error, False
         self._show()
 

@@ -8,9 +8,10 @@ when Textual asks for it, so a frame costs the same at 10 rows and at 10,000.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, indexOf, is_not
 from typing import Any
 
 from rich.segment import Segment
@@ -29,6 +30,9 @@ from tui import format as fmt
 STATE_ORDER = {"RUNNING": 0, "WAITING": 1, "COMPLETE": 2, "PRUNED": 3, "FAIL": 4}
 FILTERS = ("all", "RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
 GAP = 1
+# A snapshot changing at most this many rows moves them in the sorted view (a binary search each)
+# instead of sorting every row again: at 100,000 rows a full sort costs tens of milliseconds per snapshot.
+INCREMENTAL_AT_MOST = 2000
 
 
 @dataclass(frozen=True)
@@ -107,13 +111,22 @@ def sort_rows(rows: Sequence[TrialRow], column: Column, reverse: bool) -> list[T
     """Rows sorted by a column; rows without a value (sort key None) stay last in both directions."""
     if column.key == "number":
         return list(reversed(rows)) if reverse else list(rows)  # snapshots come in trial order
+    if column.key == "state":  # a bucket per state, in trial order: 6 ms at 100,000 rows, a sort 25-90 ms
+        buckets: dict[str, list[TrialRow]] = {state: [] for state in STATE_ORDER}
+        unknown: list[TrialRow] = []  # ranked last (sort_key 9)
+        for row in rows:
+            buckets.get(row.state, unknown).append(row)
+        parts = [*buckets.values(), unknown]
+        if reverse:
+            parts.reverse()
+        return [row for part in parts for row in part]
     if column.attr is not None:
         get = attrgetter(column.attr)
         present = [row for row in rows if get(row) is not None]
         present.sort(key=get, reverse=reverse)
         return present + [row for row in rows if get(row) is None]
     if column.value is not None:
-        values = [column.value(row) for row in rows]
+        values = list(map(column.value, rows))
         present_at = [i for i, v in enumerate(values) if v is not None]
         key: Callable[[int], Any]
         if all(isinstance(values[i], (int, float)) for i in present_at):
@@ -126,6 +139,72 @@ def sort_rows(rows: Sequence[TrialRow], column: Column, reverse: bool) -> list[T
     with_key = [pair for pair in keyed if pair[0] is not None]
     with_key.sort(key=lambda pair: pair[0], reverse=reverse)
     return [row for _, row in with_key] + [row for sort_key, row in keyed if sort_key is None]
+
+
+def _order_key(column: Column, row: TrialRow) -> Any:
+    """The row's key in `sort_rows`' order for this column (None: no value, sorted last)."""
+    if column.key == "number":
+        return row.number
+    if column.attr is not None:
+        return getattr(row, column.attr)
+    if column.value is not None:
+        value = column.value(row)
+        if value is None:
+            return None
+        # sort_rows' mixed-choices key; for numbers alone it orders exactly as the bare value does
+        return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+    return column.sort_key(row)
+
+
+def _goes_before(key: Any, number: int, other: TrialRow, column: Column, reverse: bool) -> bool:
+    """Whether a row (key, number) comes before `other` in sort_rows' order: by key (reversed or not),
+    ties in trial order (sort_rows is stable and its input is in trial order), rows without a key last."""
+    other_key = _order_key(column, other)
+    if key is None or other_key is None:
+        return other_key is None and (key is not None or number < other.number)
+    if key < other_key:
+        return not reverse
+    if other_key < key:
+        return reverse
+    return number < other.number
+
+
+def _position(view: list[TrialRow], row: TrialRow, column: Column, reverse: bool) -> int:
+    """Where `row` goes (or is) in a view sorted by `sort_rows`: a binary search."""
+    key = _order_key(column, row)
+    low, high = 0, len(view)
+    while low < high:
+        middle = (low + high) // 2
+        if _goes_before(key, row.number, view[middle], column, reverse):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def resort_rows(
+    view: list[TrialRow],
+    old_rows: Sequence[TrialRow],
+    rows: Sequence[TrialRow],
+    changed: Iterable[int],
+    column: Column,
+    reverse: bool,
+    keep: Callable[[TrialRow], bool],
+) -> list[TrialRow] | None:
+    """The sorted view of `rows`, from the view of `old_rows` and the positions that changed; None when
+    the old view does not hold what it should (the caller sorts from scratch)."""
+    view = list(view)
+    for index in changed:
+        old = old_rows[index] if index < len(old_rows) else None
+        if old is not None and keep(old):
+            at = _position(view, old, column, reverse) - 1  # the old row sorts just before its own slot
+            if not (0 <= at < len(view) and view[at] is old):
+                return None
+            del view[at]
+        new = rows[index]
+        if keep(new):
+            view.insert(_position(view, new, column, reverse), new)
+    return view
 
 
 class TrialTable(ScrollView, can_focus=True):
@@ -161,6 +240,7 @@ class TrialTable(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.rows: tuple[TrialRow, ...] = ()
         self.view: list[TrialRow] = []
+        self._view_order: tuple[str, bool, str] | None = None  # (column, reverse, filter) the view is in
         self.param_names: tuple[str, ...] = ()
         self.staged = False
         self.columns: list[Column] = list(BASE_COLUMNS) + [NOTE_COLUMN]
@@ -187,7 +267,9 @@ class TrialTable(ScrollView, can_focus=True):
         if rows is self.rows and param_names == self.param_names and best == self.best_number and staged == self.staged:
             return
         layout_changed = param_names != self.param_names or best != self.best_number or staged != self.staged
+        old_rows = self.rows
         if param_names != self.param_names or staged != self.staged:
+            self._view_order = None
             self.param_names = param_names
             self.staged = staged
             sort_key = self.columns[self.sort_index].key
@@ -201,19 +283,36 @@ class TrialTable(ScrollView, can_focus=True):
             self.sort_index = keys.index(sort_key) if sort_key in keys else 0
         self.rows = rows
         self.best_number = best
-        self._rebuild(layout_changed)
+        self._rebuild(layout_changed, old_rows)
 
-    def _rebuild(self, layout_changed: bool = True) -> None:
-        """Filter and sort the rows; repaint everything, or (new data only) just the lines that changed."""
-        rows = self.rows if self.state_filter == "all" else [r for r in self.rows if r.state == self.state_filter]
+    def _sorted_view(self, old_rows: Sequence[TrialRow] | None) -> list[TrialRow]:
+        column, reverse, state_filter = self.columns[self.sort_index], self.sort_reverse, self.state_filter
+        order = (column.key, reverse, state_filter)
+        if old_rows is not None and order == self._view_order and len(self.rows) >= len(old_rows):
+            # Rows are immutable and shared between snapshots: the ones that changed are new objects.
+            changed = list(compress(range(len(old_rows)), map(is_not, old_rows, self.rows)))
+            changed += range(len(old_rows), len(self.rows))
+            if len(changed) <= INCREMENTAL_AT_MOST:
+                keep = (lambda row: True) if state_filter == "all" else (lambda row: row.state == state_filter)
+                view = resort_rows(self.view, old_rows, self.rows, changed, column, reverse, keep)
+                if view is not None:
+                    return view
+        self._view_order = order
+        rows = self.rows if state_filter == "all" else [r for r in self.rows if r.state == state_filter]
+        return sort_rows(rows, column, reverse)
+
+    def _rebuild(self, layout_changed: bool = True, old_rows: Sequence[TrialRow] | None = None) -> None:
+        """Filter and sort the rows; repaint everything, or (new data only) just the lines that changed.
+
+        `old_rows`: the rows the view was built from, when only the data changed (moved incrementally)."""
         old_view, old_cursor, old_top = self.view, self.cursor, round(self.scroll_y)
-        view = sort_rows(rows, self.columns[self.sort_index], self.sort_reverse)
+        view = self._sorted_view(old_rows)
         self.view = view
         if self._fit_note_column():
             layout_changed = True
         if self.follow and view:
-            newest = max(view, key=lambda r: r.number)
-            self._selected_number = newest.number
+            # Rows come in trial order: the newest shown is the last one that passes the filter.
+            self._selected_number = next(r.number for r in reversed(self.rows) if self.state_filter in ("all", r.state))
         self.cursor = self._index_of(self._selected_number)
         size = Size(self._total_width(), len(view) + 1)
         if size != self.virtual_size:
@@ -254,9 +353,10 @@ class TrialTable(ScrollView, can_focus=True):
         if number is not None:
             if 0 <= self.cursor < len(self.view) and self.view[self.cursor].number == number:
                 return self.cursor  # the usual case: nothing moved
-            for index, row in enumerate(self.view):
-                if row.number == number:
-                    return index
+            try:  # a scan at C speed (100,000 rows after a sort moved the selected one)
+                return indexOf(map(attrgetter("number"), self.view), number)
+            except ValueError:
+                pass  # filtered out
         return min(self.cursor, len(self.view) - 1)
 
     @property
@@ -284,7 +384,7 @@ class TrialTable(ScrollView, can_focus=True):
 
     def set_follow(self, follow: bool) -> None:
         self.follow = follow
-        self._rebuild()
+        self._rebuild(old_rows=self.rows)  # the same rows in the same order: the view stays as it is
 
     # Cursor ----------------------------------------------------------------------------------
     def move_cursor(self, index: int) -> None:

@@ -34,6 +34,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
 
 DEFAULTS: dict[str, Any] = {
     "learning_rate_init": 1e-3,
@@ -57,9 +61,6 @@ CLASSES = np.arange(10)
 @lru_cache(maxsize=4)
 def load_split(split_seed: int = 0) -> dict[str, np.ndarray]:
     """The fixed train / validation / test split (read-only arrays)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     data = load_digits()
     X = (data.data / 16.0).astype(np.float64)
     y = data.target.astype(np.int64)
@@ -94,9 +95,6 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def objective(ctx: Any) -> float:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
     settings = dict(ctx.settings or {})
     params = {**DEFAULTS, **dict(ctx.params)}
     fid = dict(ctx.fidelity or {})

@@ -1,5 +1,7 @@
 """Cheap multi-fidelity test functions, in the style of the multi-fidelity benchmark literature.
 
+Size (~600 lines): eight problems with their published constants and fidelity forms; mostly data.
+
 Every problem is a *minimisation* over a box, with a continuous fidelity ``z`` in [0, 1]:
 ``z = 1`` is the high fidelity (the truth, noise free), lower ``z`` is biased (the literature's
 low-fidelity form) and noisy (Gaussian noise whose standard deviation grows as ``1 - z``).

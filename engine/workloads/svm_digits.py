@@ -17,13 +17,13 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.svm import SVC
 
 
 @lru_cache(maxsize=4)
 def _split(split_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     digits = load_digits()
     x, y = digits.data / 16.0, digits.target
     return tuple(train_test_split(x, y, test_size=0.5, stratify=y, random_state=split_seed))
@@ -32,15 +32,11 @@ def _split(split_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def _subset(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if fraction >= 1.0:
         return x, y
-    from sklearn.model_selection import train_test_split
-
     x_sub, _, y_sub, _ = train_test_split(x, y, train_size=fraction, stratify=y, random_state=seed)
     return x_sub, y_sub
 
 
 def objective(ctx: Any) -> float:
-    from sklearn.svm import SVC
-
     settings = dict(ctx.settings or {})
     split_seed = int(settings.get("split_seed", 0))
     x_train, x_val, y_train, y_val = _split(split_seed)

@@ -1,5 +1,7 @@
 """A CoNLL04-like corpus: the JSON-lines format, and a deterministic generator that writes it.
 
+Size (~450 lines): the format plus the generator's vocabularies, written one word per line.
+
 One sentence per line, UTF-8:
 
     {"tokens": ["Zoë", "García", "works", "for", "Helios", "Labs", "."],

@@ -22,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id typed by mistake must fail, not download
 
 import transformers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
 transformers.logging.set_verbosity_error()
@@ -109,8 +110,6 @@ def tiny_vocabulary(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB
 
 def build_tiny_tokenizer(texts: Iterable[Sequence[str]], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """A WordPiece tokenizer over a deterministic vocabulary (`tiny_vocabulary`) of pre-split words."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
     vocab = tiny_vocabulary(texts, vocab_size)
     tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.NFC()
