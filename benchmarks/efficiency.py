@@ -8,7 +8,7 @@
 **Budget.** Every method gets the same budget B in fidelity-weighted cost units: a trial at the
 highest fidelity level costs 1; a trial at a lower level costs the product of the cost knobs
 (train_fraction x epochs, ...) relative to the highest level; a pruned trial costs the epochs it
-ran (engine.trials.trial_cost, the same rule the engine records). A method stops once it has spent
+ran (engine.execution.trials.trial_cost, the same rule the engine records). A method stops once it has spent
 B; a result that would land past B is not counted.
 
 **Methods.**
@@ -19,12 +19,12 @@ B; a result that would land past B is not counted.
   engine's settings: min_resource 1, max_resource = epochs, reduction factor 3) at the highest
   fidelity, one report per epoch.
 * ``tpe-curve``: the same TPE with the engine's learning-curve extrapolation pruner
-  (engine.curve_pruner, ``pruner = "curve"``) instead of Hyperband.
+  (engine.search.curve_pruner, ``pruner = "curve"``) instead of Hyperband.
 * ``gp``: Optuna GPSampler with its defaults, every trial at the highest fidelity.
 * ``phased``: this product's campaign run through the real engine (engine.campaign.Coordinator,
   trials in process, ``workers=0``) on a journal-file storage with the ``auto`` policy: one plan for every problem, built by
   ``phased_sprints`` (Optuna GP at the lowest level -> gate -> GP at the middle level, seeded, 30%
-  of it probing outside its box -> gate, which may re-open what the first narrowed (engine.reopen)
+  of it probing outside its box -> gate, which may re-open what the first narrowed (engine.gates.reopen)
   -> GP at the highest level, seeded; the last sprint gets what is left of B).
 * ``quickstart``: the shipped ``campaigns/quickstart.toml``'s plan read from the file and scaled to B
   (``quickstart_sprints``), so the shipped recipe and the benchmark plan cannot drift apart. Where
@@ -88,10 +88,10 @@ from typing import Any
 import numpy as np
 import optuna
 
+from engine.execution.trials import trial_cost
 from engine.objective import TrialContext, check_value, load_objective
 from engine.spec import CampaignSpec, GateRules, SprintSpec, parse_campaign
 from engine.toml_compat import tomllib
-from engine.trials import trial_cost
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAT_METHODS = ("random", "skopt-gp", "tpe-hyperband", "tpe-curve", "gp")
@@ -291,10 +291,10 @@ def _loss(problem: BenchProblem, value: float) -> float:
 
 
 def _flat_optuna(problem: BenchProblem, seed: int, budget: float, sampler_name: str, pruner_name: str) -> list[Event]:
-    from engine.pruners import make_pruner
-    from engine.samplers import make_sampler
-    from engine.space import distributions, initial_space
-    from engine.trials import suggest
+    from engine.execution.trials import suggest
+    from engine.search.pruners import make_pruner
+    from engine.search.samplers import make_sampler
+    from engine.search.space import distributions, initial_space
 
     spec = problem.spec([{"name": "flat", "fidelity": problem.top_level, "n_trials": 1}], seed=seed)
     space = initial_space(spec)
@@ -357,7 +357,7 @@ def run_skopt(problem, seed, budget, workdir):
     import skopt
     from skopt.space import Categorical, Integer, Real
 
-    from engine.space import initial_space
+    from engine.search.space import initial_space
 
     spec = problem.spec([{"name": "flat", "fidelity": problem.top_level, "n_trials": 1}], seed=seed)
     space = initial_space(spec)
@@ -396,7 +396,7 @@ def run_skopt(problem, seed, budget, workdir):
 
 EXPLORE_TRIALS, EXPLORE_SHARE = 100, 0.10
 REFINE_TRIALS, REFINE_SHARE, REFINE_SEEDS = 15, 0.20, 8
-REFINE_PROBES = 0.3  # share of the refine sprint's trials probing outside its box (engine.reopen)
+REFINE_PROBES = 0.3  # share of the refine sprint's trials probing outside its box (engine.gates.reopen)
 FULL_SEEDS = 5
 
 
@@ -455,7 +455,7 @@ def _run_campaign_in_process(spec: CampaignSpec, storage_url: str, workdir: Path
         raise PhasedUnavailable(f"engine.campaign is not available ({err})") from None
     quiet = lambda line: None  # noqa: E731
     if hasattr(campaign, "Coordinator"):
-        from engine.policy import AutoPolicy
+        from engine.gates.policy import AutoPolicy
 
         # runs_root keeps the run folders (artifacts, logs) under the benchmark's work folder
         campaign.Coordinator(spec, storage_url, policy=AutoPolicy(), workers=0, log=quiet, runs_root=workdir).run()
@@ -466,9 +466,9 @@ def _run_campaign_in_process(spec: CampaignSpec, storage_url: str, workdir: Path
 
 
 def _read_phased_events(problem: BenchProblem, spec: CampaignSpec, storage_url: str) -> list[Event]:
-    from engine.ledger import Ledger
-    from engine.sprint import study_name
-    from engine.storage import open_storage
+    from engine.execution.sprint import study_name
+    from engine.store.ledger import Ledger
+    from engine.store.storage import open_storage
 
     storage = open_storage(storage_url, heartbeat=False)
     ledger = Ledger(storage, spec.name)
@@ -596,8 +596,8 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
     found    the smallest true regret among the sprint's configurations
     picked   the true regret of the sprint's observed best
     """
-    from engine.ledger import Ledger
-    from engine.storage import open_storage
+    from engine.store.ledger import Ledger
+    from engine.store.storage import open_storage
 
     storage = open_storage(storage_url, heartbeat=False)
     ledger = Ledger(storage, spec.name)

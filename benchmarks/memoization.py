@@ -5,14 +5,14 @@
     python -m benchmarks.memoization --workloads jerex --seeds 3 --jerex-budget 60 --json runs/bench/memo.json
     python -m benchmarks.memoization --workloads synthetic --seeds 3 --methods "eeipu-gp+cache@cooling=linear"
 
-**Methods** (every one runs through the engine's real trial path, engine.trials.run_trial, with a
-stage runner; the budget is the sprint rule engine.sprint.budget_left with `budget_seconds`):
+**Methods** (every one runs through the engine's real trial path, engine.execution.trials.run_trial, with a
+stage runner; the budget is the sprint rule engine.execution.sprint.budget_left with `budget_seconds`):
 
 * ``tpe``: Optuna TPE (the engine's settings), stages timed but not cached;
-* ``tpe+cache``: the same with the stage cache (engine.stages) on;
+* ``tpe+cache``: the same with the stage cache (engine.cache.stages) on;
 * ``gp+cache``: Optuna GPSampler with the stage cache;
-* ``eeipu+cache``: engine.eeipu (EI x E[1/cost]^eta, eta cooling over the budget) with the stage cache.
-* ``eeipu-gp+cache``: engine.cost_aware_gp (log-EI per expected cost on Optuna's GP, cached prefixes
+* ``eeipu+cache``: engine.search.eeipu (EI x E[1/cost]^eta, eta cooling over the budget) with the stage cache.
+* ``eeipu-gp+cache``: engine.search.cost_aware_gp (log-EI per expected cost on Optuna's GP, cached prefixes
   kept) with the stage cache. ``eeipu-gp+cache@cooling=linear;min_ei_ratio=0`` runs a variant with those
   sampler options (for traces; reported under its own name).
 
@@ -36,7 +36,7 @@ attribute). The synthetic workload sleeps, so it uses wall time.
 * ``jerex``: the tiny entity-relation model (engine.workloads.jerex, CPU, 1 thread). Tuned: encoder_lr,
   head_lr (they shape the warm-up) and hold_pct, decay, final_lr_ratio (they shape only what follows
   the warm-up); pct_start 0.5 of a 4-epoch schedule, so epochs 1-2 are the cacheable warm-up prefix
-  (a checkpoint, engine.checkpoints) and 3-4 the rest. Metric: validation relation micro-F1 (higher
+  (a checkpoint, engine.cache.checkpoints) and 3-4 the rest. Metric: validation relation micro-F1 (higher
   is better).
 
 **Output**, per workload and method over the seeds: median (and min-max) candidates evaluated within B,
@@ -69,13 +69,13 @@ from typing import Any
 
 import optuna
 
+from engine.cache.stages import StageCache, StageRunner
+from engine.execution.sprint import budget_left
+from engine.execution.trials import run_trial
 from engine.objective import load_objective
-from engine.records import SprintRecord
-from engine.samplers import make_sampler
-from engine.space import distributions
-from engine.sprint import budget_left
-from engine.stages import StageCache, StageRunner
-from engine.trials import run_trial
+from engine.search.samplers import make_sampler
+from engine.search.space import distributions
+from engine.store.records import SprintRecord
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

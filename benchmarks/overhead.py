@@ -14,7 +14,7 @@ constant liar, seeded) and the same storage backend (a fresh journal file for ea
 * ``engine``: a one-sprint campaign through ``engine.campaign.Coordinator`` with the trials in
   process (``workers=0``): ledger reads, budget checks, the trial's user attributes (worker,
   duration, sampling time, cost), the heartbeat hook, progress events;
-* ``engine+worker``: the same campaign with one ``python -m engine.worker`` process, the
+* ``engine+worker``: the same campaign with one ``python -m engine.execution.worker`` process, the
   production path, while the coordinator polls the storage every 0.25 s (with ``--workers``).
 
 Two objectives, labelled: ``sleep 0.1 s`` (``time.sleep``, as an emulated training step) and
@@ -37,7 +37,7 @@ fsync'ed append) and their time, journal reads (syncs with the file), and the le
 The sampler's time includes the parameter writes of its suggest calls, for both runners.
 
 **Ask time.** Studies of 50, 100 and 200 completed trials (random points of the same space with
-a smooth objective) are asked for one more point by engine.skopt_sampler.SkoptGPSampler and by
+a smooth objective) are asked for one more point by engine.search.skopt_sampler.SkoptGPSampler and by
 Optuna's GPSampler (median of ``--ask-repeats`` asks; one BLAS / torch thread).
 
 Timings depend on the machine and its load: run it on a quiet machine, and compare rows of the
@@ -64,7 +64,7 @@ from typing import Any
 
 import optuna
 
-from engine.trials import suggest_distributions
+from engine.execution.trials import suggest_distributions
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
@@ -102,7 +102,7 @@ def objective(ctx) -> float:
 # ---------------------------------------------------------------------------------------------
 # Where the time goes: every journal write (one fsync'ed append each) and every read (a sync with
 # the file) is timed by wrapping JournalStorage at class level during in-process runs; the ledger's
-# reads (engine.ledger.Ledger._attrs) are counted apart. Writes and reads made by the sampler are
+# reads (engine.store.ledger.Ledger._attrs) are counted apart. Writes and reads made by the sampler are
 # counted here too (their time is also inside "sampler").
 
 
@@ -132,7 +132,7 @@ class instrumented:
     def __enter__(self) -> _Meter:
         from optuna.storages import JournalStorage
 
-        from engine.ledger import Ledger
+        from engine.store.ledger import Ledger
 
         self.meter = _Meter()
         self.saved = [
@@ -164,9 +164,9 @@ def _window(trials) -> float:
 
 
 def run_bare(n: int, sleep_s: float, url: str, seed: int) -> dict[str, float]:
-    from engine.samplers import make_sampler
-    from engine.space import distributions
-    from engine.storage import open_storage
+    from engine.search.samplers import make_sampler
+    from engine.search.space import distributions
+    from engine.store.storage import open_storage
 
     t_open = time.perf_counter()
     storage = open_storage(url, heartbeat=False)
@@ -218,7 +218,7 @@ def _campaign(n: int, sleep_s: float, seed: int):
 
 def run_engine(n: int, sleep_s: float, url: str, seed: int, workers: int, runs_root: Path) -> dict[str, float]:
     from engine.campaign import Coordinator
-    from engine.ledger import Ledger
+    from engine.store.ledger import Ledger
 
     spec = _campaign(n, sleep_s, seed)
     t0 = time.perf_counter()
@@ -393,9 +393,9 @@ def ask_times(counts: list[int], repeats: int, seed: int, log) -> list[dict]:
 
     import torch
 
-    from engine.samplers import make_sampler
-    from engine.space import distributions
-    from engine.trials import suggest
+    from engine.execution.trials import suggest
+    from engine.search.samplers import make_sampler
+    from engine.search.space import distributions
 
     torch.set_num_threads(1)
     dists = distributions(SPACE, list(SPACE))
@@ -428,7 +428,7 @@ def ask_times(counts: list[int], repeats: int, seed: int, log) -> list[dict]:
 
 def print_asks(rows: list[dict], out=sys.stdout) -> None:
     print(
-        "\n## time per ask (s): the skopt-gp adapter (engine.skopt_sampler) vs Optuna's GPSampler, 6-D mixed space",
+        "\n## time per ask (s): the skopt-gp adapter (engine.search.skopt_sampler) vs Optuna's GPSampler, 6-D mixed space",
         file=out,
     )
     print(f"{'trials':>7}{'skopt-gp':>11}{'gp':>9}{'skopt / gp':>12}", file=out)

@@ -7,7 +7,7 @@ storage's, not the CPU's), and the engine's overhead per trial.
     python -m benchmarks.scaleout --storages journal --objective-s 0.1 --json runs/bench/scaleout.json
 
 Each run is a real campaign (one random-sampler sprint of `trials-per-worker` x workers trials)
-driven by the real coordinator and its pool of `python -m engine.worker` processes, on a fresh
+driven by the real coordinator and its pool of `python -m engine.execution.worker` processes, on a fresh
 storage. The throwaway PostgreSQL is tests/pgserver.py (initdb + pg_ctl on 127.0.0.1, removed
 afterwards; fsync off, as a test database).
 
@@ -63,7 +63,7 @@ def run_one(storage: str, url: str, workers: int, per_worker: int, objective_s: 
     import optuna
 
     from engine.campaign import Coordinator
-    from engine.storage import open_storage
+    from engine.store.storage import open_storage
 
     spec = campaign(f"scale-{storage}-{workers}-{uuid.uuid4().hex[:6]}", workers * per_worker, objective_s)
     started = time.perf_counter()

@@ -52,8 +52,8 @@ def build_storage(url: str, trials: int, seed: int = 0) -> None:
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from engine.ledger import Ledger
-    from engine.storage import open_storage
+    from engine.store.ledger import Ledger
+    from engine.store.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
@@ -129,8 +129,8 @@ def open_gate(url: str, trials: int, seed: int = 1) -> None:
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from engine.ledger import Ledger
-    from engine.storage import open_storage
+    from engine.store.ledger import Ledger
+    from engine.store.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
@@ -216,7 +216,7 @@ def feed(url: str, workers: int, hz: float, stop_file: str) -> None:
     """Worker threads that each run trials reporting at `hz` (runs in a subprocess)."""
     import optuna
 
-    from engine.storage import open_storage
+    from engine.store.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)

@@ -3,7 +3,7 @@
 It alone creates sprints and takes gate decisions; workers (local processes, or `hpo-tui worker`
 on other hosts) only run trials. All state goes through the storage, so killing the coordinator
 and running it again continues where it stopped. One coordinator per campaign: it holds the
-campaign's lease (engine.lease) before it writes anything, renews it while it runs, and stops
+campaign's lease (engine.store.lease) before it writes anything, renews it while it runs, and stops
 without touching the ledger if another coordinator took the campaign over.
 """
 
@@ -20,16 +20,20 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from engine.importance import param_importances
-from engine.lease import Lease, LeaseLost
-from engine.ledger import Ledger, now_iso, who
-from engine.policy import AutoPolicy, Policy
-from engine.pool import WorkerPool, fail_stale_trials, recover_orphans
-from engine.progress_log import emit
-from engine.proposal import fidelity_agreement, make_proposal
-from engine.queries import latest_best_with_artifact, range_change
-from engine.records import CampaignState, Decision, SprintRecord
-from engine.schema import (
+from engine.execution.pool import WorkerPool, fail_stale_trials, recover_orphans
+from engine.execution.sprint import make_record, open_study, seed_study, sprint_done
+from engine.execution.worker import Worker
+from engine.gates.diff import range_change
+from engine.gates.policy import AutoPolicy, Policy
+from engine.gates.proposal import fidelity_agreement, make_proposal
+from engine.search.importance import param_importances
+from engine.search.space import initial_space
+from engine.spec import CampaignSpec
+from engine.store.lease import Lease, LeaseLost
+from engine.store.ledger import Ledger, now_iso, who
+from engine.store.queries import latest_best_with_artifact
+from engine.store.records import CampaignState, Decision, SprintRecord
+from engine.store.schema import (
     DURATION_ATTR,
     FAIL_KIND_ATTR,
     FAIL_REASON_ATTR,
@@ -39,19 +43,7 @@ from engine.schema import (
     CampaignStatus,
     SprintStatus,
 )
-from engine.space import initial_space
-from engine.spec import CampaignSpec
-from engine.sprint import make_record, open_study, seed_study, sprint_done
-from engine.sprint_progress import (
-    describe_best,
-    describe_counts,
-    describe_fidelity,
-    describe_progress,
-    done_of_planned,
-    format_duration,
-    sprint_progress,
-)
-from engine.storage import (
+from engine.store.storage import (
     artifact_store,
     default_storage_url,
     is_storage_outage,
@@ -61,7 +53,16 @@ from engine.storage import (
     run_dir,
     with_retries,
 )
-from engine.worker import Worker
+from engine.views.progress_log import emit
+from engine.views.sprint_progress import (
+    describe_best,
+    describe_counts,
+    describe_fidelity,
+    describe_progress,
+    done_of_planned,
+    format_duration,
+    sprint_progress,
+)
 
 POLL_S = 0.25
 LEASE_CHECK_S = 1.0  # the main loop also checks the lease this often (the renewal thread every lease_s/3)
@@ -108,7 +109,7 @@ class Coordinator:
         takeover: bool = False,
     ):
         """`workers=0` runs trials in this process (tests, benchmarks); otherwise worker processes.
-        `takeover`: take the campaign's lease once it has expired, whoever held it (engine.lease)."""
+        `takeover`: take the campaign's lease once it has expired, whoever held it (engine.store.lease)."""
         self.spec = spec
         self.runs_root = runs_root
         self.storage_url = storage_url or spec.storage or default_storage_url(spec.name, runs_root)
@@ -620,6 +621,6 @@ class Coordinator:
         return latest_best_with_artifact(self.storage, self.ledger.sprint_records(), artifact, maximize)
 
     def summary(self) -> dict[str, Any]:
-        from engine.status import campaign_status
+        from engine.views.status import campaign_status
 
         return campaign_status(self.storage, self.spec.name)

@@ -19,8 +19,10 @@ from typing import Any
 
 import optuna
 
+from engine.cache.stage_cache import StageCache
+from engine.cache.stage_stats import format_stats, stage_stats
+from engine.cache.stages import cache_dir_for
 from engine.campaign import CampaignMismatch, Coordinator
-from engine.decisions import build_decision
 from engine.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -32,18 +34,14 @@ from engine.errors import (
     StorageUnreachable,
     UsageError,
 )
-from engine.export import campaign_trials, to_csv, to_json
+from engine.execution.pool import WorkerPool
+from engine.execution.trials import note_user_interrupt
+from engine.execution.worker import wait_for_campaign
 from engine.extras import require_for_campaign
-from engine.journal_repair import repair_journal
-from engine.ledger import CampaignNotFound, Ledger
-from engine.optuna_internals import storage_trial_id, study_id
-from engine.policy import make_policy
-from engine.pool import WorkerPool
-from engine.progress_log import EventLog, emit
-from engine.proposal import summary_lines
-from engine.report import collect_report, render_html
-from engine.schema import ARTIFACTS_ATTR, ENGINE_ENDED, ENV_STORAGE_URL
-from engine.space import SpaceEditError, parse_scalar
+from engine.gates.decisions import build_decision
+from engine.gates.policy import make_policy
+from engine.gates.proposal import summary_lines
+from engine.search.space import SpaceEditError, parse_scalar
 from engine.spec import (
     CampaignFileError,
     CampaignSpec,
@@ -52,11 +50,11 @@ from engine.spec import (
     check_objective_imports,
     load_campaign,
 )
-from engine.stage_cache import StageCache
-from engine.stage_stats import format_stats, stage_stats
-from engine.stages import cache_dir_for
-from engine.status import campaign_status, format_status
-from engine.storage import (
+from engine.store.journal_repair import repair_journal
+from engine.store.ledger import CampaignNotFound, Ledger
+from engine.store.optuna_internals import storage_trial_id, study_id
+from engine.store.schema import ARTIFACTS_ATTR, ENGINE_ENDED, ENV_STORAGE_URL
+from engine.store.storage import (
     artifact_store,
     default_storage_url,
     first_line,
@@ -69,8 +67,10 @@ from engine.storage import (
     with_retries,
 )
 from engine.thresholds import format_report, store_result, thresholds_for_trial
-from engine.trials import note_user_interrupt
-from engine.worker import wait_for_campaign
+from engine.views.export import campaign_trials, to_csv, to_json
+from engine.views.progress_log import EventLog, emit
+from engine.views.report import collect_report, render_html
+from engine.views.status import campaign_status, format_status
 
 EXIT_BAD_INPUT = EXIT_USAGE
 
@@ -337,7 +337,7 @@ def install_stop_signals(request_stop: Callable[[], None], log: Callable[[str], 
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
-            note_user_interrupt()  # the user's Ctrl-C: not an objective's KeyboardInterrupt (engine.trials)
+            note_user_interrupt()  # the user's Ctrl-C: not an objective's KeyboardInterrupt (engine.execution.trials)
             raise KeyboardInterrupt
         log(f"received {signal.Signals(signum).name}: stopping after the running trials are handed back")
         request_stop()
@@ -392,7 +392,7 @@ def cmd_approve(args) -> int:
         print(f"{name}: gate {gate} has no proposal yet", file=sys.stderr)
         return 1
     if args.show:
-        from engine.evidence import gate_evidence_lines  # scipy: +0.8 s, only for --show
+        from engine.views.evidence import gate_evidence_lines  # scipy: +0.8 s, only for --show
 
         print(f"gate {gate} after {proposal.after} -> {proposal.next}")
         print("\n".join(summary_lines(proposal)) or "(no range changes proposed)")

@@ -25,7 +25,7 @@ import numpy as np
 import optuna
 
 from engine.extras import require_for_objective
-from engine.schema import ARTIFACTS_ATTR, PRUNED_AT_ATTR
+from engine.store.schema import ARTIFACTS_ATTR, PRUNED_AT_ATTR
 
 TrialPruned = optuna.TrialPruned
 
@@ -78,7 +78,7 @@ class TrialContext:
     trial: optuna.trial.Trial | None = None
     artifact_store: Any = None
     last_step: int | None = field(default=None, init=False)
-    stage_runner: Any = None  # engine.stages.StageRunner when the campaign memoizes stages
+    stage_runner: Any = None  # engine.cache.stages.StageRunner when the campaign memoizes stages
 
     def report(self, value: float, step: int) -> None:
         """Record an intermediate value; raises TrialPruned when the pruner stops the trial."""
@@ -88,7 +88,7 @@ class TrialContext:
             return
         if not math.isfinite(value):
             raise BadObjectiveValue(f"intermediate value at step {step} is {value}")
-        from engine.storage import with_retries  # a database outage waits here, not fails the trial
+        from engine.store.storage import with_retries  # a database outage waits here, not fails the trial
 
         with_retries(lambda: self.trial.report(value, step), what=f"report trial {self.trial_number}")
         if with_retries(self.trial.should_prune, what=f"pruning check of trial {self.trial_number}"):

@@ -201,7 +201,7 @@ class GateRules(_Strict):
         ge=0,
         le=5,
         description="where the top-k moved away from the re-evaluated lower-fidelity best, extend the range that "
-        "way by this multiple of the move (engine.reopen; 0: off)",
+        "way by this multiple of the move (engine.gates.reopen; 0: off)",
     )
     trust_rank: float = Field(
         default=0.5,
@@ -232,7 +232,7 @@ class SprintSpec(_Strict):
         default=0.1,
         ge=0,
         le=0.5,
-        description="share of a narrowed sprint's trials probing outside the approved box (engine.reopen; 0: none)",
+        description="share of a narrowed sprint's trials probing outside the approved box (engine.gates.reopen; 0: none)",
     )
     seed: int | None = None
     sampler_options: dict[str, Any] = Field(default_factory=dict)
@@ -265,7 +265,7 @@ class ThresholdSpec(_Strict):
 
 
 class CacheSpec(_Strict):
-    """Memoized pipeline stages (engine.stages): `[cache] enabled = true`."""
+    """Memoized pipeline stages (engine.cache.stages): `[cache] enabled = true`."""
 
     enabled: bool = True
     max_bytes: int | None = Field(

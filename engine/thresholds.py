@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.ledger import Ledger
-from engine.records import Stamp, ThresholdsResult
-from engine.schema import ARTIFACTS_ATTR, now_iso, who
+from engine.store.ledger import Ledger
+from engine.store.records import Stamp, ThresholdsResult
+from engine.store.schema import ARTIFACTS_ATTR, now_iso, who
 
 METRICS = ("micro_f1", "macro_f1")
 OPTIMIZERS = ("grid", "skopt-gp")

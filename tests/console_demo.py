@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.records import ParamRow, Proposal, ProposalEvidence, ProposalFidelity, ThresholdsResult
-from engine.snapshot import (
+from engine.spec import ThresholdSpec
+from engine.store.records import ParamRow, Proposal, ProposalEvidence, ProposalFidelity, ThresholdsResult
+from engine.views.snapshot import (
     LOST_KINDS,
     BestTrial,
     CampaignSnapshot,
@@ -28,7 +29,6 @@ from engine.snapshot import (
     seconds_saved,
     stage_records,
 )
-from engine.spec import ThresholdSpec
 
 EPOCH = 1_800_000_000.0  # a fixed start time: screenshots never show today's clock
 DEMO_FAILURES = (  # (fail_kind, fail_reason), by trial number
@@ -166,7 +166,7 @@ def demo_rows(n_trials: int, running: int = 2, seed: int = 0, epochs: int = 10) 
 
 
 def demo_stage_attrs(row: TrialRow) -> dict[str, Any]:
-    """User attributes `stages` and `inherited` shaped like engine.stages / engine.checkpoints record them:
+    """User attributes `stages` and `inherited` shaped like engine.cache.stages / engine.cache.checkpoints record them:
     the data stage mostly comes from the cache, a few trials inherit an earlier trial's warm-up checkpoint."""
     n = row.number
     inherited = n % 16 == 6

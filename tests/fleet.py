@@ -20,8 +20,8 @@ import optuna
 import tomli_w
 from optuna.trial import TrialState
 
-from engine.ledger import Ledger
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -35,7 +35,7 @@ def campaign_data(name: str, *, n_trials=(9, 9), sleep=0.1, epochs=3, policy="au
     sprints = []
     for i, n in enumerate(n_trials):
         sprints.append(
-            # no out-of-box probes (engine.reopen): these tests check every trial is inside the approved space
+            # no out-of-box probes (engine.gates.reopen): these tests check every trial is inside the approved space
             {
                 "name": f"s{i}",
                 "sampler": "random" if i == 0 else "tpe",

@@ -8,10 +8,10 @@ from fleet import wait_for
 
 from engine.campaign import Coordinator
 from engine.cli import EXIT_BAD_INPUT
-from engine.ledger import Ledger
-from engine.policy import WaitPolicy
+from engine.gates.policy import WaitPolicy
 from engine.spec import parse_campaign
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 from tui.cli import main
 
 REFUSED = [

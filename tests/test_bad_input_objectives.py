@@ -8,8 +8,8 @@ from optuna.trial import TrialState
 
 from engine.campaign import Coordinator
 from engine.spec import parse_campaign
-from engine.status import format_status
-from engine.storage import open_storage
+from engine.store.storage import open_storage
+from engine.views.status import format_status
 
 RAISE_LINE = next(
     i

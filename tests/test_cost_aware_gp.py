@@ -1,4 +1,4 @@
-"""The eeipu-gp sampler (engine.cost_aware_gp): log-EI per expected cost on Optuna's GP, cached prefixes kept."""
+"""The eeipu-gp sampler (engine.search.cost_aware_gp): log-EI per expected cost on Optuna's GP, cached prefixes kept."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from benchmarks.memoization import run_one, synthetic
-from engine.cost_aware_gp import CostAwareGPSampler, Group, eta_schedule
-from engine.samplers import make_sampler
+from engine.search.cost_aware_gp import CostAwareGPSampler, Group, eta_schedule
+from engine.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -92,7 +92,7 @@ def _acquisition(sampler, study, group):
     """Rebuild the sampler's acquisition for one group from the study (what `choose` does inside)."""
     from optuna._gp.search_space import SearchSpace
 
-    from engine.eeipu import pipeline_stages
+    from engine.search.eeipu import pipeline_stages
 
     done = sorted(study.trials, key=lambda t: t.number)
     names = list(SPACE)
@@ -128,7 +128,7 @@ def test_cooling_schedules():
 
 
 def test_on_the_synthetic_pipeline_it_reuses_cached_prefixes(tmp_path):
-    # The real trial path (engine.trials.run_trial, the stage cache) on the three-stage pipeline, 1.5 s of trial cost.
+    # The real trial path (engine.execution.trials.run_trial, the stage cache) on the three-stage pipeline, 1.5 s of trial cost.
     workload = synthetic(budget_s=1.5, time_scale=0.02)
     result = run_one(workload, "eeipu-gp+cache", seed=0, workdir=tmp_path)
     shutil.rmtree(tmp_path, ignore_errors=True)

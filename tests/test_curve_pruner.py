@@ -6,8 +6,8 @@ import math
 import optuna
 import pytest
 
-from engine.curve_pruner import CurvePruner, extrapolate
-from engine.pruners import make_pruner
+from engine.search.curve_pruner import CurvePruner, extrapolate
+from engine.search.pruners import make_pruner
 
 EPOCHS = 27
 

@@ -13,9 +13,9 @@ from wsgiref.util import setup_testing_defaults
 import optuna_dashboard
 from enginekit import ROOT, branin_campaign, hpo_tui, write_toml
 
-from engine.ledger import Ledger
-from engine.schema import ATTR_VALUE_LIMIT, SPRINT_STUDY_ATTRS, campaign_study_name, decode_records
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.schema import ATTR_VALUE_LIMIT, SPRINT_STUDY_ATTRS, campaign_study_name, decode_records
+from engine.store.storage import open_storage
 from engine.toml_compat import tomllib
 from engine.workloads.functions import PROBLEMS
 

@@ -19,11 +19,11 @@ from fleet import wait_for
 
 from engine.campaign import Coordinator
 from engine.errors import EXIT_CONFLICT, GateAlreadyDecided
-from engine.ledger import Ledger
-from engine.policy import WaitPolicy
-from engine.schema import decision_claim_study_name, now_iso
+from engine.gates.policy import WaitPolicy
 from engine.spec import parse_campaign
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.schema import decision_claim_study_name, now_iso
+from engine.store.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ON_GO = (
     "import sys\n"
     "from tui.cli import main\n"
-    "import engine.campaign, engine.decisions, engine.ledger, engine.proposal, engine.storage\n"  # loaded lazily
+    "import engine.campaign, engine.gates.decisions, engine.store.ledger, engine.gates.proposal, engine.store.storage\n"  # loaded lazily
     "print('ready', flush=True)\n"
     "sys.stdin.readline()\n"
     "sys.exit(main(sys.argv[1:]))\n"
@@ -158,7 +158,7 @@ def test_racing_approvals_have_one_winner_on_postgresql(tmp_path, pg_url):
 @pytest.mark.xdist_group("decision_race")
 def test_a_policy_that_loses_the_race_takes_the_winners_decision(tmp_path):
     """The coordinator's own policy racing a human: the gate keeps the first decision, the policy uses it."""
-    from engine.policy import AutoPolicy
+    from engine.gates.policy import AutoPolicy
 
     url = f"journal://{tmp_path / 'journal.log'}"
     ledger = gate_waiting(tmp_path, url)
@@ -178,7 +178,7 @@ def test_a_policy_that_loses_the_race_takes_the_winners_decision(tmp_path):
 def test_a_claim_left_by_a_crashed_writer_lapses(tmp_path, monkeypatch):
     """A writer killed between its claim and its record: the gate is refused while the claim is
     fresh (naming the claimant), and can be decided once the claim is stale."""
-    import engine.ledger as ledger_module
+    import engine.store.ledger as ledger_module
 
     monkeypatch.setattr(ledger_module, "WINNER_WAIT_S", 0.2)
     storage = open_storage(f"journal://{tmp_path / 'journal.log'}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from engine.ledger import Ledger
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 from engine.toml_compat import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The eeipu sampler (engine.eeipu): cost cooling, preference for cached prefixes, cost ignored at eta 0."""
+"""The eeipu sampler (engine.search.eeipu): cost cooling, preference for cached prefixes, cost ignored at eta 0."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from engine.eeipu import EEIPUSampler, _Space, cost_cooling, eeipu_acquisition, expected_improvement
-from engine.samplers import make_sampler
+from engine.search.eeipu import EEIPUSampler, _Space, cost_cooling, eeipu_acquisition, expected_improvement
+from engine.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,4 +1,4 @@
-"""engine.evidence: rank agreement between fidelities, top-k spans and what a proposal would cut,
+"""engine.views.evidence: rank agreement between fidelities, top-k spans and what a proposal would cut,
 on constructed trials with known answers; then on a real campaign's storage and `approve --show`."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import pytest
 from enginekit import branin_campaign, write_toml
 
 from engine.cli import run_cli
-from engine.evidence import (
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
+from engine.views.evidence import (
     NEAREST,
     RE_EVALUATED,
     GateInputs,
@@ -23,8 +25,6 @@ from engine.evidence import (
     recut,
     sprint_trials,
 )
-from engine.ledger import Ledger
-from engine.storage import open_storage
 
 ORIGINAL = {
     "x": {"type": "float", "low": 0.0, "high": 1.0, "log": False},

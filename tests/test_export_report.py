@@ -12,10 +12,10 @@ from enginekit import branin_campaign, spec_of
 
 from engine.campaign import Coordinator
 from engine.cli import run_cli
-from engine.ledger import Ledger
-from engine.report import SECTIONS
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 from engine.thresholds import learn_thresholds
+from engine.views.report import SECTIONS
 
 N_TRIALS = 8 + 6 + 8  # branin_campaign's three sprints
 

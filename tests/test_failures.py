@@ -5,8 +5,8 @@ from enginekit import ROOT, branin_campaign, spec_of
 from optuna.trial import TrialState
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 
 
 def test_raising_and_nan_trials_fail_with_reasons_and_the_campaign_goes_on(tmp_path):

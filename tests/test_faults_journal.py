@@ -13,8 +13,8 @@ from optuna.storages import JournalStorage
 from optuna.trial import TrialState
 
 from engine.errors import EXIT_CORRUPT_STORAGE, CorruptStorage
-from engine.journal_repair import GuardedJournalBackend, repair_journal, scan
-from engine.storage import open_storage
+from engine.store.journal_repair import GuardedJournalBackend, repair_journal, scan
+from engine.store.storage import open_storage
 
 pytestmark = pytest.mark.xdist_group("journal-faults")
 

@@ -19,8 +19,8 @@ from fleet import Fleet, Truth, alive, campaign_data, check_sprint_integrity, ch
 from optuna.trial import TrialState
 
 from engine.errors import EXIT_LEASE_HELD, EXIT_USAGE, LeaseHeld
-from engine.lease import Lease, read_lease
-from engine.storage import open_storage
+from engine.store.lease import Lease, read_lease
+from engine.store.storage import open_storage
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,7 +15,7 @@ from enginekit import hpo_tui, write_toml
 from fleet import Fleet, Truth, alive, child_env, wait_for
 
 from engine.errors import EXIT_INTERRUPTED, EXIT_WORKERS_FAILING, WorkersFailing
-from engine.pool import WorkerPool
+from engine.execution.pool import WorkerPool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -112,7 +112,7 @@ def test_a_worker_that_keeps_dying_ends_in_one_line_with_its_exit_code(tmp_path)
 
 def test_sigterm_is_deferred_while_a_storage_call_runs():
     """A Stop thrown into Optuna's journal lock code would release another process's lock."""
-    from engine.worker import _inside_storage
+    from engine.execution.worker import _inside_storage
 
     assert not _inside_storage(sys._getframe())
     namespace = {"__name__": "optuna.storages.journal._file"}

@@ -4,10 +4,10 @@ import pytest
 from enginekit import branin_campaign, spec_of
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
-from engine.policy import AutoPolicy, PlanPolicy, Policy
-from engine.records import Decision
-from engine.storage import open_storage
+from engine.gates.policy import AutoPolicy, PlanPolicy, Policy
+from engine.store.ledger import Ledger
+from engine.store.records import Decision
+from engine.store.storage import open_storage
 
 
 class DecideThenStop(Policy):

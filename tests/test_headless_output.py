@@ -9,9 +9,9 @@ import pytest
 from enginekit import branin_campaign, hpo_tui, write_toml
 from optuna.trial import TrialState
 
-from engine.progress_log import EVENTS, EventLog, emit
-from engine.records import SprintRecord
-from engine.sprint_progress import describe_fidelity, format_duration, sprint_progress
+from engine.store.records import SprintRecord
+from engine.views.progress_log import EVENTS, EventLog, emit
+from engine.views.sprint_progress import describe_fidelity, format_duration, sprint_progress
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}  ")
 TRIAL_LINE = re.compile(

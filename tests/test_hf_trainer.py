@@ -1,4 +1,4 @@
-"""Hugging Face Trainer through engine.hf_trainer: steps reported to the trial, pruning stops training.
+"""Hugging Face Trainer through engine.execution.hf_trainer: steps reported to the trial, pruning stops training.
 
 A tiny BERT (hidden 32, 2 layers, built from a config) on 64 generated sentences: each Trainer run
 takes about a second on CPU.
@@ -13,11 +13,16 @@ from enginekit import ROOT, hpo_tui, write_toml
 from optuna.trial import TrialState
 from transformers import DataCollatorWithPadding, Trainer
 
-from engine.hf_trainer import HpoTrainerCallback, train_and_evaluate, train_subset, training_args_from_fidelity
+from engine.execution.hf_trainer import (
+    HpoTrainerCallback,
+    train_and_evaluate,
+    train_subset,
+    training_args_from_fidelity,
+)
+from engine.execution.trials import run_trial
 from engine.objective import TrialContext
-from engine.records import SprintRecord
+from engine.store.records import SprintRecord
 from engine.toml_compat import tomllib
-from engine.trials import run_trial
 from engine.workloads import trainer_classifier as workload
 
 TINY = {"seed": 0, "corpus_seed": 0, "n_train": 64, "n_val": 32, "hidden_size": 32, "layers": 2}

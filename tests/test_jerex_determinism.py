@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 import torch
 
+from engine.cache.stages import StageCache, StageRunner
 from engine.objective import TrialContext
-from engine.stages import StageCache, StageRunner
 from engine.workloads.jerex.encoder import tiny_vocabulary
 from engine.workloads.jerex.objective import objective
 

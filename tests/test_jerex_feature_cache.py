@@ -6,8 +6,8 @@ import optuna
 import pytest
 import torch
 
+from engine.cache.stages import StageCache, StageRunner
 from engine.objective import TrialContext
-from engine.stages import StageCache, StageRunner
 from engine.workloads.jerex.corpus import prepare_generated_corpus
 from engine.workloads.jerex.objective import objective
 

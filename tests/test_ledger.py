@@ -12,16 +12,16 @@ import tomllib
 from enginekit import ROOT
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
-from engine.schema import (
+from engine.spec import parse_campaign
+from engine.store.ledger import Ledger
+from engine.store.schema import (
     ATTR_VALUE_LIMIT,
     SPRINT_STUDY_ATTRS,
     campaign_study_name,
     decode_records,
     encode_record,
 )
-from engine.spec import parse_campaign
-from engine.storage import open_storage
+from engine.store.storage import open_storage
 
 DASHBOARD_LIMIT = 1024  # optuna-dashboard cuts a study attribute's value here
 

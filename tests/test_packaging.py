@@ -13,8 +13,8 @@ from pathlib import Path
 from enginekit import ROOT, branin_campaign, hpo_tui, write_toml
 
 from engine.errors import EXIT_MISSING_EXTRA
-from engine.ledger import Ledger
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 
 EXTRAS = "torch,transformers,accelerate,psycopg,psycopg2,greenlet"  # every module the optional extras bring
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.stages import StageRunner
+from engine.cache.stages import StageRunner
 from engine.workloads.functions import PROBLEMS
 from engine.workloads.pipeline import SEPARABLE, objective, pipeline_regret
 from tests.enginekit import RecordingContext

@@ -11,10 +11,10 @@ from fleet import wait_for
 
 from engine.campaign import Coordinator
 from engine.errors import EXIT_USAGE
-from engine.ledger import Ledger
-from engine.policy import WaitPolicy, load_plan
+from engine.gates.policy import WaitPolicy, load_plan
 from engine.spec import CampaignFileError
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 from tui.cli import main
 
 pytestmark = pytest.mark.xdist_group("plan-resume")

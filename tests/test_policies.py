@@ -9,10 +9,10 @@ import pytest
 from enginekit import branin_campaign, hpo_tui, spec_of, write_toml
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
-from engine.policy import PlanPolicy
+from engine.gates.policy import PlanPolicy
 from engine.spec import CampaignFileError
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 
 
 def test_auto_policy_decides_every_gate(tmp_path):

@@ -78,7 +78,7 @@ def test_password_never_shown_and_nothing_listens_on_postgres(tmp_path, postgres
     assert run.returncode == 0 and remote.returncode == 0, fleet.log_of(run)[-2000:]
 
     assert watch.listening == []
-    workers = [c for c in watch.cmdlines.values() if "engine.worker" in c]
+    workers = [c for c in watch.cmdlines.values() if "engine.execution.worker" in c]
     assert len(workers) >= 2, watch.cmdlines  # the coordinator's two, and the remote one's if it was seen in time
     assert not [c for c in watch.cmdlines.values() if password in c]
 

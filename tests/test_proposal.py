@@ -6,8 +6,8 @@ import optuna
 import pytest
 from enginekit import branin_campaign, spec_of
 
-from engine.proposal import make_proposal, narrow_numeric
-from engine.space import initial_space
+from engine.gates.proposal import make_proposal, narrow_numeric
+from engine.search.space import initial_space
 from engine.spec import GateRules
 
 RULES = GateRules(top_k=3, margin=0.5, min_width=0.0, edge_fraction=0.05)
@@ -132,11 +132,11 @@ def test_maximize_takes_the_largest_values_as_top():
 
 
 # Fidelity agreement: a lower fidelity that misranks the configurations re-evaluated at the next
-# fidelity is not trusted to narrow (engine.proposal.trusted_rules).
+# fidelity is not trusted to narrow (engine.gates.proposal.trusted_rules).
 
 
 def test_spearman_ranks_with_ties():
-    from engine.proposal import spearman
+    from engine.gates.proposal import spearman
 
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
@@ -178,8 +178,8 @@ def test_low_agreement_widens_the_margin_and_negative_agreement_holds_the_range(
 
 def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_path):
     from engine.campaign import Coordinator
-    from engine.ledger import Ledger
-    from engine.proposal import fidelity_agreement
+    from engine.gates.proposal import fidelity_agreement
+    from engine.store.ledger import Ledger
 
     data = branin_campaign("agree", gate={"top_k": 3, "margin": 0.2})
     data["sprints"] = [
@@ -219,7 +219,7 @@ def test_too_few_completed_trials_keep_every_range_with_the_reason():
     assert proposal.space == space and not proposal.evidence.narrowed
     note = proposal.params["x1"].note
     assert note.startswith("range kept: 4 completed trials") and "at least 5" in note
-    from engine.proposal import summary_lines
+    from engine.gates.proposal import summary_lines
 
     assert summary_lines(proposal) == [f"no narrowing: {proposal.evidence.narrowing_rule}"]
     # enough trials for top_k, but not more than the parameters narrowed (3 with `act`): still kept

@@ -11,7 +11,7 @@ import pytest
 from enginekit import hpo_tui
 from fleet import Fleet, alive, campaign_data, child_env, wait_for, write_campaign
 
-from engine.storage import open_storage, redact
+from engine.store.storage import open_storage, redact
 
 pytestmark = pytest.mark.xdist_group("redaction")
 
@@ -153,7 +153,7 @@ def test_the_stored_campaign_keeps_the_redacted_url(tmp_path, role_db):
     campaign = write_campaign(tmp_path, campaign_data("stored", n_trials=(2,), sleep=0.0, epochs=1, storage=url))
     run = hpo_tui("run", str(campaign), "--workers", "0", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    from engine.ledger import Ledger
+    from engine.store.ledger import Ledger
 
     stored = Ledger(open_storage(url, heartbeat=False), "stored").spec()["storage"]
     assert stored == f"postgresql://{ROLE}:***@{role_db}"

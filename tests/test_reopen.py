@@ -1,4 +1,4 @@
-"""Narrowing that higher-fidelity evidence can undo (engine.reopen), on a constructed case: the low
+"""Narrowing that higher-fidelity evidence can undo (engine.gates.reopen), on a constructed case: the low
 fidelity hides the optimum, the first gate cuts it off, a probe at the next fidelity finds it, the
 next gate re-opens the range under `auto`, and the campaign then finds the optimum."""
 
@@ -8,11 +8,11 @@ from enginekit import spec_of
 from objectives_biased import true_value
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
-from engine.proposal import summary_lines
-from engine.reopen import narrowed_sides, plan_probes, probe_count
+from engine.gates.proposal import summary_lines
+from engine.gates.reopen import narrowed_sides, plan_probes, probe_count
+from engine.store.ledger import Ledger
 
-# a probe is a configuration outside the sprint's box by design (engine.reopen silences this outside pytest)
+# a probe is a configuration outside the sprint's box by design (engine.gates.reopen silences this outside pytest)
 pytestmark = pytest.mark.filterwarnings("ignore:Fixed parameter .* is out of range")
 
 
@@ -119,8 +119,8 @@ def test_probes_sit_outside_the_box_on_narrowed_parameters_only():
 
 
 def test_drift_extends_the_range_the_way_the_top_k_moved_from_the_lower_fidelity_seeds():
-    from engine.proposal import top_trials
-    from engine.reopen import fidelity_drift
+    from engine.gates.proposal import top_trials
+    from engine.gates.reopen import fidelity_drift
 
     dist = {"x": optuna.distributions.FloatDistribution(0.4, 0.8)}
     study = optuna.create_study()

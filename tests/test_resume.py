@@ -11,7 +11,7 @@ from enginekit import branin_campaign, write_toml
 from optuna.trial import TrialState
 from test_policies import status_json, wait_for
 
-from engine.storage import open_storage
+from engine.store.storage import open_storage
 
 
 def slow_campaign(name):

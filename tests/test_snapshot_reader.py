@@ -1,4 +1,4 @@
-"""engine.snapshot: immutable campaign snapshots read incrementally from a real journal storage."""
+"""engine.views.snapshot: immutable campaign snapshots read incrementally from a real journal storage."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from engine.ledger import Ledger
-from engine.snapshot import (
+from engine.execution.trials import RETRY_ATTR
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
+from engine.views.snapshot import (
     CampaignSnapshot,
     SnapshotReader,
     TrialRow,
@@ -18,8 +20,6 @@ from engine.snapshot import (
     downsample_history,
     fidelity_request_key,
 )
-from engine.storage import open_storage
-from engine.trials import RETRY_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 DISTS = {"x1": FloatDistribution(-5, 10), "x2": FloatDistribution(0, 15)}
@@ -262,10 +262,10 @@ def test_stage_costs_cache_hits_and_inherited_checkpoints(campaign):
 
 
 def test_stage_savings_of_a_real_campaign_match_the_cache_report(tmp_path, monkeypatch):
-    """The console's `saved` is the same figure as `hpo-tui cache`'s (engine.stage_stats.stage_stats)."""
+    """The console's `saved` is the same figure as `hpo-tui cache`'s (engine.cache.stage_stats.stage_stats)."""
+    from engine.cache.stage_stats import stage_stats
     from engine.campaign import Coordinator
     from engine.spec import parse_campaign
-    from engine.stage_stats import stage_stats
     from engine.workloads.pipeline import SPACE, STAGES
 
     monkeypatch.chdir(tmp_path)
@@ -366,7 +366,7 @@ def test_the_snapshot_module_needs_no_textual():
     import subprocess
     import sys
 
-    code = "import engine.snapshot, sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
+    code = "import engine.views.snapshot, sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

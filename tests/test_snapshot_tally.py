@@ -6,9 +6,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from engine.ledger import Ledger
-from engine.snapshot import SnapshotReader, summarise
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
+from engine.views.snapshot import SnapshotReader, summarise
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])

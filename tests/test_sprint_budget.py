@@ -6,8 +6,8 @@ import pytest
 from enginekit import branin_campaign, hpo_tui, spec_of, write_toml
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
 from engine.spec import CampaignFileError
+from engine.store.ledger import Ledger
 
 WORKERS = 2
 

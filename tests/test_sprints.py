@@ -6,9 +6,9 @@ from enginekit import branin_campaign, spec_of
 from optuna.trial import TrialState
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
 from engine.spec import PRUNERS, SAMPLERS
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
 
 
 def one_sprint(name, sampler="random", pruner="none", n_trials=6, options=None, epochs=2):

@@ -1,4 +1,4 @@
-"""Memoized stages (engine.stages): content-addressed hits and misses, integrity, eviction with pins,
+"""Memoized stages (engine.cache.stages): content-addressed hits and misses, integrity, eviction with pins,
 opt-out, several processes, and the records a trial keeps."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from engine.objective import TrialContext
-from engine.stage_stats import stage_stats
-from engine.stages import (
+from engine.cache.stage_stats import stage_stats
+from engine.cache.stages import (
     StageCache,
     StageError,
     StageKeyError,
@@ -23,6 +22,7 @@ from engine.stages import (
     pinned_keys_of_campaign,
     stage_key,
 )
+from engine.objective import TrialContext
 from engine.units import parse_size
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,7 +10,7 @@ import pytest
 from engine.campaign import Coordinator
 from engine.cli import run_cli
 from engine.spec import CampaignFileError, parse_campaign
-from engine.storage import open_storage
+from engine.store.storage import open_storage
 from engine.workloads.pipeline import SPACE, STAGES
 
 

@@ -8,11 +8,11 @@ import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore
 
-from engine.ledger import Ledger
 from engine.objective import TrialContext
-from engine.records import ThresholdsResult
-from engine.schema import thresholds_id
-from engine.storage import open_storage
+from engine.store.ledger import Ledger
+from engine.store.records import ThresholdsResult
+from engine.store.schema import thresholds_id
+from engine.store.storage import open_storage
 from engine.thresholds import format_report, learn_thresholds, store_result, thresholds_for_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

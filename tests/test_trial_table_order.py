@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from engine.snapshot import TrialRow
+from engine.views.snapshot import TrialRow
 from tui.trial_table import BASE_COLUMNS, NOTE_COLUMN, STAGE_COLUMNS, _param_column, resort_rows, sort_rows
 
 STATES = ("RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL")

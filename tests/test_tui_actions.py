@@ -17,11 +17,11 @@ from console_demo import demo_thresholds
 from enginekit import branin_campaign, spec_of, write_toml
 
 from engine.campaign import Coordinator
-from engine.ledger import Ledger
-from engine.policy import AutoPolicy, WaitPolicy
-from engine.snapshot import SnapshotReader, fidelity_request_key
-from engine.space import SpaceEditError, parse_bound_edit
-from engine.storage import open_storage
+from engine.gates.policy import AutoPolicy, WaitPolicy
+from engine.search.space import SpaceEditError, parse_bound_edit
+from engine.store.ledger import Ledger
+from engine.store.storage import open_storage
+from engine.views.snapshot import SnapshotReader, fidelity_request_key
 from tui.app import HpoConsole
 from tui.approval import ApprovalScreen
 from tui.dashboard import DashboardScreen

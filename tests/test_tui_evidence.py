@@ -16,8 +16,8 @@ from dataclasses import replace
 import pytest
 from console_demo import LEVELS, ORIGINAL_SPACE, demo_importances, demo_rows, demo_snapshot
 
-from engine.evidence import GateEvidence, GateInputs, gate_evidence, sprint_trials
-from engine.records import ProposalFidelity
+from engine.store.records import ProposalFidelity
+from engine.views.evidence import GateEvidence, GateInputs, gate_evidence, sprint_trials
 from tui.app import HpoConsole
 from tui.approval import ApprovalScreen
 from tui.source import FixedSource

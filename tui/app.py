@@ -27,17 +27,17 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from engine.errors import GateAlreadyDecided
-from engine.ledger import CampaignNotFound
-from engine.records import ThresholdsResult
-from engine.schema import now_iso, who
-from engine.snapshot import (
+from engine.search.space import SpaceEditError
+from engine.store.ledger import CampaignNotFound
+from engine.store.records import ThresholdsResult
+from engine.store.schema import now_iso, who
+from engine.store.storage import artifact_store
+from engine.thresholds import store_result, thresholds_for_trial
+from engine.views.snapshot import (
     CampaignSnapshot,
     TrialRow,
     best_with_artifact,
 )
-from engine.space import SpaceEditError
-from engine.storage import artifact_store
-from engine.thresholds import store_result, thresholds_for_trial
 from tui.approval import ApprovalScreen
 from tui.commands import OperatorCommands
 from tui.dashboard import DashboardScreen

@@ -1,6 +1,6 @@
 """Phase approval: read the evidence, edit the proposed ranges, approve, reject or extend.
 
-The evidence (engine.evidence: the points of every sprint so far, the rank agreement between
+The evidence (engine.views.evidence: the points of every sprint so far, the rank agreement between
 fidelities, what the proposal would cut) is read by a thread worker when the screen opens; the
 selected parameter's plot is drawn by another (tui.evidence_plot), again whenever the selection,
 the edited range or the plot's size changes. The UI thread only applies finished lines.
@@ -20,10 +20,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from engine.evidence import GateEvidence, Range, recut
-from engine.records import Proposal
-from engine.snapshot import CampaignSnapshot
-from engine.space import SpaceEditError
+from engine.search.space import SpaceEditError
+from engine.store.records import Proposal
+from engine.views.evidence import GateEvidence, Range, recut
+from engine.views.snapshot import CampaignSnapshot
 from tui import format as fmt
 from tui.confirm import ConfirmScreen
 from tui.evidence_plot import EvidencePlotView, evidence_plot, legend, summary

@@ -8,8 +8,8 @@ import sys
 from engine.cli import add_storage, build_parser, dispatch, refresh_rate, resolve_campaign, run_cli
 from engine.cli_help import add_completion, completion_script, finish
 from engine.errors import UsageError
-from engine.lease import check_free_at
-from engine.storage import redact, storage_missing
+from engine.store.lease import check_free_at
+from engine.store.storage import redact, storage_missing
 
 
 def interactive() -> bool:

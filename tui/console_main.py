@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.cli import log_line, make_coordinator, resolve_campaign
 from engine.extras import require_for_campaign, require_for_storage
-from engine.storage import redact, run_dir
+from engine.store.storage import redact, run_dir
 from tui.app import HpoConsole
 from tui.engine_thread import EngineThread, headless_command, spawn_headless
 from tui.hangup import Hangup, wait_headless

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Label
 
-from engine.snapshot import CampaignSnapshot
+from engine.views.snapshot import CampaignSnapshot
 from tui.events_feed import EventsFeed
 from tui.filter import FilterScreen
 from tui.header import CampaignHeader

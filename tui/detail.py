@@ -10,8 +10,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from engine.schema import ENGINE_TRIAL_ATTRS, SAMPLE_S_ATTR
-from engine.snapshot import TrialDetail, TrialRow
+from engine.store.schema import ENGINE_TRIAL_ATTRS, SAMPLE_S_ATTR
+from engine.views.snapshot import TrialDetail, TrialRow
 from tui import format as fmt
 from tui.key_bar import KeyBar
 from tui.keys import bindings

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from engine.schema import ENV_STORAGE_URL
+from engine.store.schema import ENV_STORAGE_URL
 
 if TYPE_CHECKING:  # the coordinator (and torch with it) loads in the engine thread, not at console import
     from engine.campaign import Coordinator

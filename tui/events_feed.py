@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from engine.snapshot import LOST_KINDS, TrialEvent
+from engine.views.snapshot import LOST_KINDS, TrialEvent
 from tui import format as fmt
 
 

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual import events
 from textual.message import Message
 
-from engine.evidence import GateEvidence, Range, RankAgreement, number
+from engine.views.evidence import GateEvidence, Range, RankAgreement, number
 from tui.plots import PlotLines, PlotView, build_plot, message
 
 # 256-colour codes, shared by the plot and its legend so they match on every terminal.

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.space import SpaceEditError
+from engine.search.space import SpaceEditError
 from tui import format as fmt
 from tui.gate_draft import fidelity_values, split_fidelity_text
 

@@ -1,6 +1,6 @@
 """An operator's unfinished decision for one gate: range edits, freezes and fidelity.
 
-Every check goes through engine.decisions.build_decision and engine.space.parse_bound_edit, so the
+Every check goes through engine.gates.decisions.build_decision and engine.search.space.parse_bound_edit, so the
 console refuses an edit with the very reason `hpo-tui approve` gives.
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.decisions import build_decision, parse_fidelity_edit
-from engine.records import Proposal
-from engine.space import SpaceEditError, parse_bound_edit
+from engine.gates.decisions import build_decision, parse_fidelity_edit
+from engine.search.space import SpaceEditError, parse_bound_edit
+from engine.store.records import Proposal
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.snapshot import CampaignSnapshot
+from engine.views.snapshot import CampaignSnapshot
 from tui import format as fmt
 
 COMPACT_BELOW = 110  # columns: shorter labels so the header keeps to two lines

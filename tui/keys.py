@@ -15,7 +15,7 @@ from pathlib import Path
 
 from textual.binding import Binding
 
-from engine.schema import ENV_KEYS
+from engine.store.schema import ENV_KEYS
 from engine.toml_compat import tomllib
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.records import ThresholdsResult
-from engine.snapshot import CampaignSnapshot, TrialDetail, TrialRow
+from engine.store.records import ThresholdsResult
+from engine.views.snapshot import CampaignSnapshot, TrialDetail, TrialRow
 
 
 class SnapshotReady(Message):

@@ -23,7 +23,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
-from engine.snapshot import HistoryPoint
+from engine.views.snapshot import HistoryPoint
 
 _PLOTEXT = threading.Lock()
 PlotLines = list[Strip]

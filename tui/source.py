@@ -16,9 +16,9 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from engine.evidence import GateEvidence, gate_evidence, read_gate_inputs, snapshot_inputs
-from engine.ledger import Ledger
-from engine.snapshot import CampaignSnapshot, SnapshotReader, TrialDetail, importances_of
+from engine.store.ledger import Ledger
+from engine.views.evidence import GateEvidence, gate_evidence, read_gate_inputs, snapshot_inputs
+from engine.views.snapshot import CampaignSnapshot, SnapshotReader, TrialDetail, importances_of
 
 
 class CampaignSource:
@@ -37,7 +37,7 @@ class CampaignSource:
         return None
 
     def gate_evidence(self, gate: int) -> GateEvidence | None:
-        """What the gate's proposal rests on (engine.evidence), for the approval screen's plots."""
+        """What the gate's proposal rests on (engine.views.evidence), for the approval screen's plots."""
         return None
 
     def write(self, change: Callable[[Ledger], Any]) -> Any:
@@ -50,7 +50,7 @@ class StorageSource(CampaignSource):
     importance computation holds the lock only to collect the completed trials."""
 
     def __init__(self, storage_url: str, campaign: str, open_storage: Callable[[str], Any] | None = None):
-        from engine.storage import open_storage as default_open
+        from engine.store.storage import open_storage as default_open
 
         self.storage_url = storage_url
         self.campaign = campaign

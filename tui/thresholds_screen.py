@@ -1,6 +1,6 @@
 """Threshold meta-learning results: per-class thresholds and F1 before/after, then accept or drop.
 
-Results are engine.records.ThresholdsResult: per class a threshold and cross-validated validation F1 (and
+Results are engine.store.records.ThresholdsResult: per class a threshold and cross-validated validation F1 (and
 test F1 when test probabilities were saved) at 0.5, at the global threshold and at the class's own.
 """
 
@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from engine.records import ThresholdsResult
+from engine.store.records import ThresholdsResult
 from tui.key_bar import KeyBar
 from tui.keys import bindings
 from tui.messages import StoreThresholdsRequested

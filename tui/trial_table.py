@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine.snapshot import TrialRow
+from engine.views.snapshot import TrialRow
 from tui import format as fmt
 
 STATE_ORDER = {"RUNNING": 0, "WAITING": 1, "COMPLETE": 2, "PRUNED": 3, "FAIL": 4}
@@ -90,7 +90,7 @@ BASE_COLUMNS = (
     Column("duration", "time", 7, lambda r: fmt.duration(r.duration_s), lambda r: r.duration_s, attr="duration_s"),
     Column("step", "step", 5, lambda r: fmt.number(r.last_step), lambda r: r.last_step, attr="last_step"),
 )
-# Shown when the sprint's trials record memoized stages (engine.stages): cache hits / stages run
+# Shown when the sprint's trials record memoized stages (engine.cache.stages): cache hits / stages run
 # (`+c`: started from an inherited checkpoint) and the stage time that saved.
 STAGE_COLUMNS = (
     Column("hits", "hits", 6, lambda r: fmt.hits(r.stage_hits, r.stage_runs, r.inherited), _hits_key),

@@ -1,4 +1,4 @@
-"""A sequence classifier trained through Hugging Face `Trainer`: the `engine.hf_trainer` example.
+"""A sequence classifier trained through Hugging Face `Trainer`: the `engine.execution.hf_trainer` example.
 
 The data are the jerex workload's generated CoNLL04-like sentences (deterministic, in memory, no
 download); a sentence's label is the type of its first relation, or `none` (6 classes). The
@@ -24,7 +24,12 @@ import numpy as np
 import transformers
 from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer
 
-from engine.hf_trainer import HpoTrainerCallback, train_and_evaluate, train_subset, training_args_from_fidelity
+from engine.execution.hf_trainer import (
+    HpoTrainerCallback,
+    train_and_evaluate,
+    train_subset,
+    training_args_from_fidelity,
+)
 from engine.objective import TrialContext
 from engine.workloads.jerex.corpus import RELATION_TYPES, generate_corpus
 from engine.workloads.jerex.encoder import TINY_MAX_POSITIONS, build_tiny_tokenizer

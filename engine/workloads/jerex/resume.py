@@ -1,4 +1,4 @@
-"""Checkpoint inheritance and pipeline stages for the jerex objective (engine.checkpoints, engine.stages).
+"""Checkpoint inheritance and pipeline stages for the jerex objective (engine.cache.checkpoints, engine.cache.stages).
 
 The objective calls three hooks around its epoch loop:
 
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from engine.checkpoints import Checkpoints, restore_training_state, training_state
+from engine.cache.checkpoints import Checkpoints, restore_training_state, training_state
 from engine.workloads.jerex.training import Hyperparameters, lr_factor, warmup_epochs
 
 SCHEDULE_PARAMS = ("pct_start", "hold_pct", "decay", "final_lr_ratio")

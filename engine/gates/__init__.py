@@ -1,0 +1,1 @@
+"""Gates between sprints: the proposal (narrowing and re-opening), decisions and the policies that make them."""

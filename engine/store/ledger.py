@@ -1,0 +1,382 @@
+"""The decision ledger: the campaign's own state, kept in its Optuna storage.
+
+A campaign-level study (`<name>/campaign`) holds the records as study user attributes, one key per
+record (`spec`, `state`, `sprint:<i>`, `proposal:<g>`, `decision:<g>`, ...; engine.store.schema names
+them all and documents how a large record is split so that optuna-dashboard shows it in full).
+One key per record means writers never read-modify-write each other's data, so the TUI, a
+headless engine, remote workers and `hpo-tui approve` can share it safely. A gate's decision is a
+compare-and-set: the writer that creates the gate's claim study first is the one whose decision
+counts; every other writer gets `GateAlreadyDecided`.
+
+JSON conversion happens here and nowhere else: the records come out as plain JSON values, whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from engine.errors import GateAlreadyDecided
+from engine.store.records import CampaignState, Decision, FidelityRequest, Proposal, SprintRecord, ThresholdsResult
+from engine.store.schema import (
+    DECISION_PREFIX,
+    FIDELITY_REQUEST_PREFIX,
+    ORIGINAL_SPACE_KEY,
+    PROPOSAL_PREFIX,
+    SPEC_KEY,
+    SPRINT_PREFIX,
+    STATE_KEY,
+    THRESHOLDS_PREFIX,
+    CampaignStatus,
+    campaign_of_study,
+    campaign_study_name,
+    decision_claim_study_name,
+    decision_key,
+    decode_record,
+    decode_records,
+    encode_record,
+    fidelity_request_key,
+    key_index,
+    keys_with_prefix,
+    now_iso,
+    proposal_key,
+    record_paths,
+    sprint_key,
+    thresholds_key,
+    who,
+)
+
+__all__ = [
+    "CampaignNotFound",
+    "DecisionConflict",
+    "GateAlreadyDecided",
+    "Ledger",
+    "LedgerView",
+    "fidelity_request_key",
+    "list_campaigns",
+    "now_iso",
+    "who",
+]
+
+WINNER_WAIT_S = 5.0  # a loser waits this long for the winner's decision record to appear
+STALE_CLAIM_S = 60.0  # a claim with no decision record after this long was left by a crashed writer
+POLL_S = 0.1
+NEW_STATE = {"status": CampaignStatus.NEW, "sprint": 0, "paused": False}
+
+
+class CampaignNotFound(LookupError):
+    pass
+
+
+DecisionConflict = GateAlreadyDecided  # the older name
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """Every record of a campaign's ledger, typed, from one read of the storage."""
+
+    spec: Mapping[str, Any] | None  # the campaign file as stored (engine.spec.CampaignSpec's JSON)
+    original_space: Mapping[str, Any]
+    state: CampaignState
+    sprints: tuple[SprintRecord, ...]  # by index
+    proposals: Mapping[int, Proposal]  # by gate
+    decisions: tuple[Decision, ...]  # by gate
+    fidelity_requests: Mapping[int, FidelityRequest]  # by gate
+    thresholds: Mapping[str, ThresholdsResult]  # by `STUDY:TRIAL` (engine.store.schema.thresholds_id)
+
+    @classmethod
+    def from_records(cls, records: Mapping[str, Any]) -> LedgerView:
+        return cls(
+            spec=records.get(SPEC_KEY),
+            original_space=records.get(ORIGINAL_SPACE_KEY) or {},
+            state=CampaignState.from_json(records.get(STATE_KEY) or {}),
+            sprints=tuple(SprintRecord.from_json(records[k]) for k in keys_with_prefix(records, SPRINT_PREFIX)),
+            proposals={
+                key_index(k): Proposal.from_json(records[k]) for k in keys_with_prefix(records, PROPOSAL_PREFIX)
+            },
+            decisions=tuple(Decision.from_json(records[k]) for k in keys_with_prefix(records, DECISION_PREFIX)),
+            fidelity_requests={
+                key_index(k): FidelityRequest.from_json(records[k])
+                for k in keys_with_prefix(records, FIDELITY_REQUEST_PREFIX)
+            },
+            thresholds=thresholds_of(records),
+        )
+
+    def sprint(self, index: int) -> SprintRecord | None:
+        return next((s for s in self.sprints if s.index == index), None)
+
+    def decision(self, gate: int) -> Decision | None:
+        return next((d for d in self.decisions if d.gate == gate), None)
+
+    @property
+    def pending_gate(self) -> int | None:
+        """The gate waiting for a decision, if any."""
+        gate = self.state.pending_gate
+        return None if gate is None or self.decision(gate) is not None else gate
+
+    @property
+    def next_gate(self) -> int:
+        """The gate waiting, else the next gate to come."""
+        pending = self.pending_gate
+        return pending if pending is not None else self.state.gate
+
+
+class Ledger:
+    def __init__(self, storage: optuna.storages.BaseStorage, campaign: str, *, create: bool = False):
+        self.storage = storage
+        self.campaign = campaign
+        name = campaign_study_name(campaign)
+        try:
+            self.study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            if not create:
+                raise CampaignNotFound(f"no campaign {campaign!r} in this storage") from None
+            try:
+                self.study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+            except optuna.exceptions.DuplicatedStudyError:
+                self.study_id = storage.get_study_id_from_name(name)
+
+    # Raw records -----------------------------------------------------------------------------
+    def _attrs(self) -> dict[str, Any]:
+        return self.storage.get_study_user_attrs(self.study_id)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return decode_record(key, self._attrs(), default)
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a record (split into parts of at most engine.store.schema.ATTR_VALUE_LIMIT characters)."""
+        plain = json.loads(json.dumps(value, default=_plain))
+        current = self._attrs()
+        wanted = encode_record(key, plain)
+        for path, part in wanted.items():  # parts first, markers last
+            if path not in current or current[path] != part:
+                self.storage.set_study_user_attr(self.study_id, path, part)
+        for path in record_paths(key, current):
+            if path not in wanted and current[path] is not None:
+                self.storage.set_study_user_attr(self.study_id, path, None)  # a part no longer used
+
+    def records(self) -> dict[str, Any]:
+        """Every record, by ledger key."""
+        return decode_records(self._attrs())
+
+    # Typed records ---------------------------------------------------------------------------
+    def view(self) -> LedgerView:
+        """Every record, typed, from one read."""
+        return LedgerView.from_records(self.records())
+
+    def campaign_state(self) -> CampaignState:
+        return CampaignState.from_json(self.get(STATE_KEY) or {})
+
+    def sprint_record(self, index: int) -> SprintRecord | None:
+        data = self.get(sprint_key(index))
+        return None if data is None else SprintRecord.from_json(data)
+
+    def sprint_records(self) -> list[SprintRecord]:
+        return [SprintRecord.from_json(data) for data in self.sprints()]
+
+    def proposal_record(self, gate: int) -> Proposal | None:
+        data = self.get(proposal_key(gate))
+        return None if data is None else Proposal.from_json(data)
+
+    def decision_record(self, gate: int) -> Decision | None:
+        data = self.get(decision_key(gate))
+        return None if data is None else Decision.from_json(data)
+
+    def decision_records(self) -> list[Decision]:
+        return [Decision.from_json(data) for data in self.decisions()]
+
+    # Records as stored (JSON values; callers not yet on the typed records above) --------------
+    def spec(self) -> dict | None:
+        return self.get(SPEC_KEY)
+
+    def original_space(self) -> dict | None:
+        return self.get(ORIGINAL_SPACE_KEY)
+
+    def state(self) -> dict:
+        return self.get(STATE_KEY) or dict(NEW_STATE)
+
+    def set_state(self, **changes: Any) -> dict:
+        state = {**self.state(), **changes, "updated": now_iso()}
+        self.put(STATE_KEY, state)
+        return state
+
+    def sprint(self, index: int) -> dict | None:
+        return self.get(sprint_key(index))
+
+    def put_sprint(self, record: SprintRecord) -> None:
+        self.put(sprint_key(record.index), record.to_json())
+
+    def sprints(self) -> list[dict]:
+        records = self.records()
+        return [records[k] for k in keys_with_prefix(records, SPRINT_PREFIX)]
+
+    def proposal(self, gate: int) -> dict | None:
+        return self.get(proposal_key(gate))
+
+    def put_proposal(self, gate: int, proposal: Proposal) -> None:
+        self.put(proposal_key(gate), proposal.to_json())
+
+    def decision(self, gate: int) -> dict | None:
+        return self.get(decision_key(gate))
+
+    def decisions(self) -> list[dict]:
+        records = self.records()
+        return [records[k] for k in keys_with_prefix(records, DECISION_PREFIX)]
+
+    def pending_gate(self) -> int | None:
+        """The gate waiting for a decision, if any."""
+        gate = self.state().get("pending_gate")
+        if gate is None or self.decision(gate) is not None:
+            return None
+        return gate
+
+    def gate_to_decide(self) -> int | None:
+        """The gate waiting for a decision; GateAlreadyDecided if the waiting gate was decided meanwhile."""
+        gate = self.state().get("pending_gate")
+        if gate is None:
+            return None
+        existing = self.decision(gate)
+        if existing is not None:
+            raise GateAlreadyDecided(conflict_message(gate, existing), winner=existing)
+        return gate
+
+    def record_decision(self, gate: int, decision: dict, *, source: str) -> dict:
+        """Store the gate's decision if no one decided it first (on every storage: a compare-and-set).
+
+        Raises GateAlreadyDecided, carrying the winner's record when it could be read, otherwise.
+        """
+        existing = self.decision(gate)
+        if existing is not None:
+            raise GateAlreadyDecided(conflict_message(gate, existing), winner=existing)
+        record = {**decision, "gate": gate, "source": source, "who": who(), "when": now_iso()}
+        if not self._claim(gate, record):
+            winner = self._winner(gate)
+            raise GateAlreadyDecided(conflict_message(gate, winner), winner=winner)
+        self.put(decision_key(gate), record)
+        return record
+
+    def decide(self, gate: int, decision: dict, *, source: str) -> Decision:
+        """For the coordinator's policies: record `decision`, or take the decision that got there first."""
+        while True:
+            try:
+                return Decision.from_json(self.record_decision(gate, decision, source=source))
+            except GateAlreadyDecided as lost:
+                if lost.winner is not None and "gate" in lost.winner:
+                    return Decision.from_json(lost.winner)
+            deadline = time.monotonic() + STALE_CLAIM_S  # then try again: the claim may be stale
+            while time.monotonic() < deadline:
+                record = self.decision_record(gate)
+                if record is not None:
+                    return record
+                time.sleep(POLL_S)
+
+    def _claim(self, gate: int, record: dict) -> bool:
+        """Create the gate's claim study: True for exactly one writer."""
+        name = decision_claim_study_name(self.campaign, gate)
+        for _ in range(2):
+            try:
+                claim_id = self.storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+            except optuna.exceptions.DuplicatedStudyError:
+                if not self._remove_stale_claim(gate, name):
+                    return False
+                continue
+            # Who holds the claim, for a loser that reads it before the decision record is written.
+            stamp = {k: record[k] for k in ("action", "source", "when")} | {"user": record["who"]["user"]}
+            self.storage.set_study_user_attr(claim_id, "claim", stamp)
+            return True
+        return False
+
+    def _remove_stale_claim(self, gate: int, name: str) -> bool:
+        """A claim whose writer died before writing its decision would block the gate for good."""
+        if self.decision(gate) is not None:
+            return False
+        try:
+            claim_id = self.storage.get_study_id_from_name(name)
+            stamp = self.storage.get_study_user_attrs(claim_id).get("claim")
+        except KeyError:
+            return True  # removed meanwhile: claim again
+        if not stamp or _age_s(stamp["when"]) < STALE_CLAIM_S:
+            return False
+        try:
+            self.storage.delete_study(claim_id)
+        except KeyError:
+            pass
+        return True
+
+    def _winner(self, gate: int) -> dict | None:
+        """The winner's decision record, waiting briefly for it; else its claim stamp, if any."""
+        deadline = time.monotonic() + WINNER_WAIT_S
+        while True:
+            record = self.decision(gate)
+            if record is not None:
+                return record
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        try:
+            claim_id = self.storage.get_study_id_from_name(decision_claim_study_name(self.campaign, gate))
+            stamp = self.storage.get_study_user_attrs(claim_id).get("claim")
+        except KeyError:
+            return None
+        if not stamp:
+            return None
+        return {"action": stamp["action"], "source": stamp["source"], "when": stamp["when"], "who": stamp}
+
+    def fidelity_request(self, gate: int) -> dict | None:
+        """A fidelity staged (from the console) for a gate not reached yet: {"edits": [...], ...}."""
+        return self.get(fidelity_request_key(gate))
+
+    def fidelity_request_record(self, gate: int) -> FidelityRequest | None:
+        data = self.fidelity_request(gate)
+        return None if data is None else FidelityRequest.from_json(data)
+
+    def stage_fidelity(self, gate: int, request: dict) -> None:
+        self.put(fidelity_request_key(gate), request)
+
+    def thresholds(self) -> dict[str, ThresholdsResult]:
+        """Threshold results by `STUDY:TRIAL` (engine.store.schema.thresholds_id)."""
+        return thresholds_of(self.records())
+
+    def put_thresholds(self, result: ThresholdsResult) -> None:
+        """Store a stamped result (engine.thresholds.store_result) under its study and trial."""
+        if result.study is None or result.trial is None:
+            raise ValueError("a thresholds result is stored with its study and trial")
+        self.put(thresholds_key(result.study, result.trial), result.to_json())
+
+
+def thresholds_of(records: Mapping[str, Any]) -> dict[str, ThresholdsResult]:
+    return {
+        k.removeprefix(THRESHOLDS_PREFIX): ThresholdsResult.from_json(v)
+        for k, v in records.items()
+        if k.startswith(THRESHOLDS_PREFIX)
+    }
+
+
+def conflict_message(gate: int, winner: dict | None) -> str:
+    if winner is None:
+        return f"gate {gate} was already decided by another writer (its record is not readable yet)"
+    return (
+        f"gate {gate} was already decided by {winner['who']['user']} via {winner['source']} at {winner['when']}"
+        f" ({winner['action']})"
+    )
+
+
+def _age_s(when: str) -> float:
+    return (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(when)).total_seconds()
+
+
+def _plain(obj: Any) -> Any:
+    if hasattr(obj, "to_json"):  # a typed record (engine.store.records)
+        return obj.to_json()
+    return obj.item() if hasattr(obj, "item") else str(obj)
+
+
+def list_campaigns(storage: optuna.storages.BaseStorage) -> list[str]:
+    names = (campaign_of_study(s.study_name) for s in storage.get_all_studies())
+    return [name for name in names if name is not None]

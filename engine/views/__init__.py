@@ -1,0 +1,1 @@
+"""Read models: status, the console snapshot, gate evidence, export, the HTML report and the headless log."""
