@@ -89,6 +89,7 @@ import numpy as np
 import optuna
 
 from engine.execution.trials import trial_cost
+from engine.gates.proposal import spearman
 from engine.objective import TrialContext, check_value, load_objective
 from engine.spec import CampaignSpec, GateRules, SprintSpec, parse_campaign
 from engine.toml_compat import tomllib
@@ -466,7 +467,6 @@ def _run_campaign_in_process(spec: CampaignSpec, storage_url: str, workdir: Path
 
 
 def _read_phased_events(problem: BenchProblem, spec: CampaignSpec, storage_url: str) -> list[Event]:
-    from engine.execution.sprint import study_name
     from engine.store.ledger import Ledger
     from engine.store.storage import open_storage
 
@@ -475,19 +475,17 @@ def _read_phased_events(problem: BenchProblem, spec: CampaignSpec, storage_url: 
     top = problem.levels[problem.top_level]
     events: list[Event] = []
     for index, sprint in enumerate(spec.sprints):
-        record = ledger.sprint(index)
+        record = ledger.sprint_record(index)
         if record is None:
             continue
-        fidelity = record.get("fidelity", spec.fidelity.levels[sprint.fidelity])
+        fidelity = record.fidelity
         at_top = all(fidelity.get(k) == v for k, v in top.items())
-        study = optuna.load_study(
-            study_name=record.get("study", study_name(spec.name, index, sprint.name)), storage=storage
-        )
+        study = optuna.load_study(study_name=record.study, storage=storage)
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             if not t.state.is_finished():
                 continue
             cost = float(t.user_attrs.get("cost", 0.0))
-            params = {**record.get("fixed", {}), **t.params}
+            params = {**record.fixed, **t.params}
             loss = _loss(problem, t.value) if at_top and t.state == optuna.trial.TrialState.COMPLETE else None
             events.append(Event(cost, loss, params))
     return events
@@ -575,12 +573,8 @@ def run_quickstart(problem, seed, budget, workdir):
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
-    if len(a) < 3:
-        return math.nan
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if ra.std() == 0 or rb.std() == 0:
-        return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
+    rho = spearman(a, b)  # the gate's own rank correlation (scipy.stats.spearmanr)
+    return math.nan if rho is None else rho
 
 
 def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str) -> list[dict[str, Any]]:
@@ -601,13 +595,13 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
 
     storage = open_storage(storage_url, heartbeat=False)
     ledger = Ledger(storage, spec.name)
-    original = ledger.get("original_space")
+    original = ledger.original_space() or {}
     rows = []
     for index, sprint in enumerate(spec.sprints):
-        record = ledger.sprint(index)
+        record = ledger.sprint_record(index)
         if record is None:
             continue
-        space = record["space"]
+        space = record.space
         volume = 1.0
         for name, r in space.items():
             o = original[name]
@@ -630,19 +624,19 @@ def diagnose_phased(problem: BenchProblem, spec: CampaignSpec, storage_url: str)
             return bad
 
         cuts = [outside(x) for x in problem.optima]
-        study = optuna.load_study(study_name=record["study"], storage=storage)
+        study = optuna.load_study(study_name=record.study, storage=storage)
         done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
         done.sort(key=lambda t: _loss(problem, t.value))
-        truths = [problem.truth({**record["fixed"], **t.params}) for t in done]
+        truths = [problem.truth({**record.fixed, **t.params}) for t in done]
         observed = [_loss(problem, t.value) for t in done]
         k = spec.gate_rules(index).top_k
         proposal = ledger.proposal_record(index)  # the gate after this sprint (one gate per sprint under `auto`)
         agreement = (proposal.evidence.agreement if proposal else None) or {}
         rows.append(
             {
-                "sprint": record["name"],
-                "level": record["level"],
-                "sampler": record["sampler"],
+                "sprint": record.name,
+                "level": record.level,
+                "sampler": record.sampler,
                 "trials": len(done),
                 "volume": volume,
                 "opt_in": any(not c for c in cuts),

@@ -1,5 +1,8 @@
 """Memoization and cost-aware search at an equal budget in seconds of trial cost.
 
+Size (~420 lines): the method grid (sampler × cache × cooling), two synthetic pipelines and tiny
+jerex, run through the same trial path and scored by one table printer.
+
     python -m benchmarks.memoization                      # both synthetic pipelines + tiny jerex, default seeds
     python -m benchmarks.memoization --workloads synthetic --seeds 5 --budget 3
     python -m benchmarks.memoization --workloads jerex --seeds 3 --jerex-budget 60 --json runs/bench/memo.json

@@ -1,5 +1,8 @@
 """Engine overhead per trial against a bare Optuna loop, and the skopt-gp adapter's ask time.
 
+Size (~520 lines): four measurements (per-trial overhead, asks, worker processes, a profile) that share
+one campaign space and one table printer; each is short, and they stay together as one script.
+
     python -m benchmarks.overhead                    # 0.1 s objective x 100, trivial x 100 and x 2,000; asks (~6 min)
     python -m benchmarks.overhead --full --workers   # adds 0.1 s x 2,000 trials, and a worker process (~25 min)
     python -m benchmarks.overhead --trials 100,2000 --sleep 0.1 --no-trivial --no-asks
@@ -225,8 +228,9 @@ def run_engine(n: int, sleep_s: float, url: str, seed: int, workers: int, runs_r
     coordinator = Coordinator(spec, url, workers=workers, log=lambda line: None, runs_root=runs_root)
     coordinator.run()
     total = time.perf_counter() - t0
-    record = Ledger(coordinator.storage, spec.name).sprint(0)
-    study = optuna.load_study(study_name=record["study"], storage=coordinator.storage)
+    record = Ledger(coordinator.storage, spec.name).sprint_record(0)
+    assert record is not None
+    study = optuna.load_study(study_name=record.study, storage=coordinator.storage)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     window = _window(trials)

@@ -85,7 +85,7 @@ def spec_json(spec: CampaignSpec) -> dict[str, Any]:
     return data
 
 
-def check_compatible(stored: dict[str, Any], spec: CampaignSpec) -> None:
+def check_compatible(stored: Mapping[str, Any], spec: CampaignSpec) -> None:
     current = spec_json(spec)
     changed = [k for k in BINDING_KEYS if stored.get(k) != current.get(k)]
     if changed:
@@ -475,17 +475,16 @@ class Coordinator:
         if proposal is None:
             importances = param_importances(study, list(record.tuned))
             agreement = fidelity_agreement(self.storage, self.ledger, record, study)
-            # make_proposal's `gate` parameter is the finished sprint's index; the proposal is stored under the
-            # gate number (the two differ once an `extend` has taken a gate).
             proposal = make_proposal(
                 self.spec,
-                gate=record.index,
+                sprint_index=record.index,
                 study=study,
                 current=current,
                 original=self.original_space(),
                 importances=importances,
                 agreement=agreement,
-            ).replace(gate=gate, sprint=record.index)
+                gate=gate,
+            )
             self.ledger.put_proposal(gate, proposal)
         self.ledger.set_state(pending_gate=gate, status=CampaignStatus.WAITING)
         changes = [

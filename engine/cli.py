@@ -53,7 +53,7 @@ from engine.spec import (
 from engine.store.journal_repair import repair_journal
 from engine.store.ledger import CampaignNotFound, Ledger
 from engine.store.optuna_internals import storage_trial_id, study_id
-from engine.store.schema import ARTIFACTS_ATTR, ENGINE_ENDED, ENV_STORAGE_URL
+from engine.store.schema import ARTIFACTS_ATTR, ENGINE_ENDED, ENV_STORAGE_URL, CampaignStatus
 from engine.store.storage import (
     artifact_store,
     default_storage_url,
@@ -70,7 +70,7 @@ from engine.thresholds import format_report, store_result, thresholds_for_trial
 from engine.views.export import campaign_trials, to_csv, to_json
 from engine.views.progress_log import EventLog, emit
 from engine.views.report import collect_report, render_html
-from engine.views.status import campaign_status, format_status
+from engine.views.status import format_status, status_report
 
 EXIT_BAD_INPUT = EXIT_USAGE
 
@@ -352,9 +352,11 @@ def cmd_run_headless(args) -> int:
     coordinator = make_coordinator(args, log=log)
     coordinator.status_every_s = getattr(args, "status_every", coordinator.status_every_s)
     install_stop_signals(coordinator.request_stop, log)
-    summary = coordinator.run()
-    emit(log, "summary", format_status(summary), status=summary["status"], best=summary["best"])
-    return 0 if summary["status"] in ("finished", "stopped") else 1
+    coordinator.run()
+    report = status_report(coordinator.storage, coordinator.spec.name)
+    best = report.best.to_json() if report.best else None
+    emit(log, "summary", format_status(report), status=report.state.status, best=best)
+    return 0 if report.state.status in (CampaignStatus.FINISHED, CampaignStatus.STOPPED) else 1
 
 
 def _open(args):
@@ -369,11 +371,11 @@ def _open(args):
 
 def cmd_status(args) -> int:
     name, _, storage, _ = _open(args)
-    status = campaign_status(storage, name)
+    report = status_report(storage, name)
     if args.json:
-        print(json.dumps(status, indent=2, default=str))
+        print(json.dumps(report.to_json(), indent=2, default=str))
     else:
-        print(format_status(status))
+        print(format_status(report))
     return 0
 
 
@@ -381,9 +383,9 @@ def cmd_approve(args) -> int:
     name, _, _, ledger = _open(args)
     gate = ledger.gate_to_decide()  # raises GateAlreadyDecided when the waiting gate was just decided
     if gate is None:
-        state = ledger.state()
+        state = ledger.campaign_state()
         print(
-            f"{name}: no gate is waiting for a decision (campaign {state['status']}, sprint {state['sprint'] + 1})",
+            f"{name}: no gate is waiting for a decision (campaign {state.status}, sprint {state.sprint + 1})",
             file=sys.stderr,
         )
         return 1
@@ -405,17 +407,19 @@ def cmd_approve(args) -> int:
             raise _usage(f"--set takes P=LOW:HIGH, P=a,b or P==VALUE; got {item!r}")
         edits[key.strip()] = value
     freeze = {}
-    original = ledger.original_space()
+    original = ledger.original_space() or {}
     for item in args.freeze:
         key, sep, value = item.partition("=")
         freeze[key.strip()] = _parse_value(value, original.get(key.strip()), key.strip()) if sep else None
     action = "reject" if args.reject else "extend" if args.extend is not None else "approve"
-    record = ledger.sprint(proposal.finished_sprint)
-    levels = (ledger.spec() or {}).get("fidelity", {}).get("levels", {})
+    record = ledger.sprint_record(proposal.finished_sprint)
+    if record is None:  # the coordinator writes the sprint's record before its gate's proposal
+        raise UsageError(f"{name}: gate {gate}'s sprint {proposal.finished_sprint} has no record")
+    levels = CampaignSpec.model_validate(ledger.spec()).fidelity.levels
     decision = build_decision(
         proposal,
         original,
-        record["space"],
+        record.space,
         action=action,
         edits=edits,
         freeze=freeze,
@@ -426,8 +430,8 @@ def cmd_approve(args) -> int:
         note=args.note,
     )
     recorded = ledger.record_decision(gate, decision, source="cli")
-    print(f"gate {gate}: {recorded['action']} recorded for {name} by {recorded['who']['user']}")
-    for line in recorded["diff"]:
+    print(f"gate {gate}: {recorded.action} recorded for {name} by {recorded.who.user}")
+    for line in recorded.diff:
         print(f"    {line}")
     return 0
 
@@ -478,8 +482,8 @@ def cmd_worker(args) -> int:
             if not alive and all(w.process.returncode == 0 for w in pool.workers):
                 log_line(f"campaign {name} ended; workers left")
                 return 0
-            state = with_retries(ledger.state, what="watch the campaign", log=log_line)
-            if state["status"] not in ENGINE_ENDED:
+            state = with_retries(ledger.campaign_state, what="watch the campaign", log=log_line)
+            if state.status not in ENGINE_ENDED:
                 pool.supervise(None, campaign_ended=False)  # the coordinator fails their trials
             time.sleep(1)
     except KeyboardInterrupt:
@@ -493,13 +497,13 @@ def cmd_thresholds(args) -> int:
     name, _, storage, ledger = _open(args)
     spec = CampaignSpec.model_validate(ledger.spec())
     settings = spec.thresholds or ThresholdSpec()
-    records = [r for r in ledger.sprints() if args.sprint in (None, r["name"])]
+    records = [r for r in ledger.sprint_records() if args.sprint in (None, r.name)]
     if not records:
         print(f"{name}: no sprint {args.sprint!r}", file=sys.stderr)
         return 1
     chosen = None
     for record in reversed(records):
-        study = optuna.load_study(study_name=record["study"], storage=storage)
+        study = optuna.load_study(study_name=record.study, storage=storage)
         trials = [
             t
             for t in study.get_trials(deepcopy=False)
@@ -511,7 +515,7 @@ def cmd_thresholds(args) -> int:
                 key=lambda t: t.value if t.value is not None else float("inf"),
                 reverse=spec.metric.direction == "maximize",
             )
-            chosen = record["study"], trials[0]
+            chosen = record.study, trials[0]
             break
     if chosen is None:
         which = f"trial {args.trial}" if args.trial is not None else "no trial"
@@ -534,15 +538,16 @@ def cmd_thresholds(args) -> int:
 
 def cmd_cache(args) -> int:
     name, _, storage, ledger = _open(args)
-    settings = (ledger.spec() or {}).get("cache") or {}
-    directory = cache_dir_for(run_dir(name, create=False), settings.get("dir"))
-    cache = StageCache(directory, max_bytes=settings.get("max_bytes")) if directory.is_dir() else None
+    settings = CampaignSpec.model_validate(ledger.spec()).cache
+    directory = cache_dir_for(run_dir(name, create=False), settings.dir if settings else None)
+    max_bytes = settings.max_bytes if settings else None
+    cache = StageCache(directory, max_bytes=max_bytes) if directory.is_dir() else None
     if args.clear and cache is not None:
         log_line(f"{name}: cleared {cache.clear()} cached entries from {directory}")
     trials = {}
-    for record in ledger.sprints():
-        study = optuna.load_study(study_name=record["study"], storage=storage)
-        trials[record["name"]] = study.get_trials(deepcopy=False)
+    for record in ledger.sprint_records():
+        study = optuna.load_study(study_name=record.study, storage=storage)
+        trials[record.name] = study.get_trials(deepcopy=False)
     stats = stage_stats(trials, cache)
     print(json.dumps(stats, indent=2) if args.json else format_stats(name, stats))
     return 0

@@ -6,6 +6,11 @@ stderr and its exit code, never a traceback. Modules raise subclasses; `engine.c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the records import nothing from here, but errors stays free of imports at run time
+    from engine.store.records import Decision
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the campaign ran but ended failed
 EXIT_USAGE = 2  # bad flags, a bad campaign or plan file, an invalid edit
@@ -57,11 +62,12 @@ class LeaseHeld(HpoError):
 
 
 class GateAlreadyDecided(HpoError):
-    """`winner`: the decision that counts (its ledger record), when it could be read."""
+    """`winner`: the decision that counts, when it could be read (only what its claim says, with no space or
+    fidelity, while the winner has not written its record yet)."""
 
     exit_code = EXIT_CONFLICT
 
-    def __init__(self, message: str, winner: dict | None = None):
+    def __init__(self, message: str, winner: Decision | None = None):
         super().__init__(message)
         self.winner = winner
 

@@ -21,6 +21,7 @@ import tomli_w
 from optuna.trial import TrialState
 
 from engine.store.ledger import Ledger
+from engine.store.records import CampaignState
 from engine.store.storage import open_storage
 
 TESTS = Path(__file__).resolve().parent
@@ -165,14 +166,14 @@ class Truth:
         except Exception:
             return False
 
-    def state(self) -> dict:
-        return self.ledger.state()
+    def state(self) -> CampaignState:
+        return self.ledger.campaign_state()
 
     def trials(self, index: int) -> list[optuna.trial.FrozenTrial]:
-        record = self.ledger.sprint(index)
+        record = self.ledger.sprint_record(index)
         if record is None:
             return []
-        return optuna.load_study(study_name=record["study"], storage=self.storage).get_trials(deepcopy=False)
+        return optuna.load_study(study_name=record.study, storage=self.storage).get_trials(deepcopy=False)
 
     def counts(self, index: int) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -186,11 +187,11 @@ class Truth:
     def snapshot(self) -> dict[str, Any]:
         """Everything a fault must not lose: decisions, and every finished trial's outcome."""
         ledger = self.ledger
-        out: dict[str, Any] = {"decisions": ledger.decisions(), "proposals": {}, "trials": {}}
-        for record in ledger.sprints():
-            out["proposals"][record["index"]] = ledger.proposal(record["index"])
-            for t in self.trials(record["index"]):
-                out["trials"][(record["index"], t.number)] = (t.state.name, t.params, t.value)
+        out: dict[str, Any] = {"decisions": ledger.decision_records(), "proposals": {}, "trials": {}}
+        for record in ledger.sprint_records():
+            out["proposals"][record.index] = ledger.proposal_record(record.index)
+            for t in self.trials(record.index):
+                out["trials"][(record.index, t.number)] = (t.state.name, t.params, t.value)
         return out
 
 

@@ -84,14 +84,14 @@ def test_invalid_decisions_are_refused_with_the_reason_and_the_gate_waits(waitin
         code = main(["approve", "refuse", "--storage", url, *args])
         out, err = capsys.readouterr()
         assert (code, err, out) == (EXIT_BAD_INPUT, f"hpo-tui approve: {reason}\n", ""), args
-    assert ledger.decision(0) is None and ledger.pending_gate() == 0 and thread.is_alive()
+    assert ledger.decision_record(0) is None and ledger.pending_gate() == 0 and thread.is_alive()
 
     assert main(["approve", "refuse", "--storage", url, "--set", "x1=0:5", "--freeze", "act=gelu"]) == 0
     thread.join(60)
     assert result["summary"]["status"] == "finished"
-    decision = ledger.decision(0)
-    assert decision["action"] == "edit" and decision["source"] == "cli"
-    assert ledger.sprint(1)["space"]["x1"]["low"] == 0.0 and ledger.sprint(1)["space"]["act"] == {
+    decision = ledger.decision_record(0)
+    assert decision.action == "edit" and decision.source == "cli"
+    assert ledger.sprint_record(1).space["x1"]["low"] == 0.0 and ledger.sprint_record(1).space["act"] == {
         "type": "fixed",
         "value": "gelu",
     }

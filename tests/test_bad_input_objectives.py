@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from engine.campaign import Coordinator
 from engine.spec import parse_campaign
 from engine.store.storage import open_storage
-from engine.views.status import format_status
+from engine.views.status import format_status, status_report
 
 RAISE_LINE = next(
     i
@@ -67,5 +67,8 @@ def test_every_kind_of_bad_objective_fails_its_trial_with_the_reason(tmp_path, m
     assert not any("restarted" in m for m in messages), messages
     sprint = summary["sprints"][0]
     assert sprint["fail_kinds"] == {"bad_value": 4, "raised": 1, "timeout": 1, "oom": 1}
-    assert "    failed: 4 bad value, 1 oom, 1 raised, 1 timeout; 0 queued again" in format_status(summary).splitlines()
+    assert (
+        "    failed: 4 bad value, 1 oom, 1 raised, 1 timeout; 0 queued again"
+        in format_status(status_report(open_storage(url), "misbehave")).splitlines()
+    )
     assert summary["best"]["value"] == 9.0

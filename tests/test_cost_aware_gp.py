@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from pipeline_studies import MIXED_SPACE, PREP_S, SPACE, mixed_space_study, two_stage_study
 
 from benchmarks.memoization import run_one, synthetic
 from engine.search.cost_aware_gp import CostAwareGPSampler, Group, eta_schedule
@@ -17,30 +17,10 @@ from engine.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SPACE = {"a": FloatDistribution(0.0, 1.0), "b": FloatDistribution(0.0, 1.0)}
-PREP_S, FIT_S = 2.0, 0.05  # the prefix stage (on a) costs 40x the rest (on b)
 
-
-def _study(sampler, n=12, seed=0, value=lambda a, b: (b - 0.37) ** 2):
-    """Trials of a two-stage pipeline whose value does not depend on the prefix parameter a."""
-    rng = np.random.default_rng(seed)
-    study = optuna.create_study(sampler=sampler)
-    for i in range(n):
-        a, b = float(rng.random()), float(rng.random())
-        prep_s = PREP_S * (0.8 + 0.4 * a)  # the prefix's cost varies with a: its cost GP has something to learn
-        stages = {
-            "prep": {"order": 0, "seconds": prep_s, "hit": False, "cached": True, "key": f"p{i}", "params": ["a"]},
-            "fit": {"order": 1, "seconds": FIT_S, "hit": False, "cached": True, "key": f"f{i}", "params": ["a", "b"]},
-        }
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={"a": a, "b": b},
-                distributions=SPACE,
-                value=value(a, b),
-                user_attrs={"stages": stages, "duration_s": prep_s + FIT_S + 0.01},
-            )
-        )
-    return study
+def _study(sampler, n=12, seed=0):
+    # the prefix's cost varies with a: its cost GP has something to learn
+    return two_stage_study(sampler, n, seed, prep_seconds=lambda a: PREP_S * (0.8 + 0.4 * a))
 
 
 def _ask(study):
@@ -92,7 +72,7 @@ def _acquisition(sampler, study, group):
     """Rebuild the sampler's acquisition for one group from the study (what `choose` does inside)."""
     from optuna._gp.search_space import SearchSpace
 
-    from engine.search.eeipu import pipeline_stages
+    from engine.search.pipeline_costs import pipeline_stages
 
     done = sorted(study.trials, key=lambda t: t.number)
     names = list(SPACE)
@@ -138,23 +118,9 @@ def test_on_the_synthetic_pipeline_it_reuses_cached_prefixes(tmp_path):
 
 
 def test_mixed_space_and_engine_name():
-    space = {
-        "lr": FloatDistribution(1e-4, 1e-1, log=True),
-        "units": IntDistribution(8, 64, step=8),
-        "act": CategoricalDistribution(["relu", "tanh"]),
-    }
-    sampler = make_sampler("eeipu-gp", space, seed=0, options={"n_startup_trials": 3, "n_trials": 10})
+    sampler = make_sampler("eeipu-gp", MIXED_SPACE, seed=0, options={"n_startup_trials": 3, "n_trials": 10})
     assert isinstance(sampler, CostAwareGPSampler)
-    study = optuna.create_study(sampler=sampler)
-
-    def objective(trial):
-        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
-        units = trial.suggest_int("units", 8, 64, step=8)
-        act = trial.suggest_categorical("act", ["relu", "tanh"])
-        trial.set_user_attr("duration_s", 0.1)
-        return (np.log10(lr) + 2) ** 2 + (units - 32) ** 2 / 1000 + (act == "tanh")
-
-    study.optimize(objective, n_trials=8)
+    study = mixed_space_study(sampler, n_trials=8)
     assert len({(t.params["lr"], t.params["units"], t.params["act"]) for t in study.trials}) == 8
     assert all(t.params["units"] % 8 == 0 and t.params["act"] in ("relu", "tanh") for t in study.trials)
     assert study.trials[-1].system_attrs["eeipu"]["kind"] == "space"  # no stages recorded: plain log-EI per cost

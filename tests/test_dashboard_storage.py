@@ -54,18 +54,18 @@ def dashboard_view(app) -> dict[str, dict]:
 
 def check_campaign_in_dashboard(app, storage, name: str, metric: str) -> None:
     ledger = Ledger(storage, name)
-    sprints = ledger.sprints()
+    sprints = ledger.sprint_records()
     view = dashboard_view(app)
-    assert set(view) >= {campaign_study_name(name), *(r["study"] for r in sprints)}
+    assert set(view) >= {campaign_study_name(name), *(r.study for r in sprints)}
 
     for record in sprints:  # each sprint study: its metric's name and short attributes
-        detail = view[record["study"]]
+        detail = view[record.study]
         assert detail["objective_names"] == [metric]
         shown = {a["key"]: a["value"] for a in detail["user_attrs"]}
         assert set(SPRINT_STUDY_ATTRS) <= set(shown)
-        assert shown["campaign"] == name and shown["sprint"] == record["name"]
-        assert shown["sampler"] == record["sampler"] and shown["pruner"] == record["pruner"]
-        assert json.loads(shown["fidelity"]) == record["fidelity"]
+        assert shown["campaign"] == name and shown["sprint"] == record.name
+        assert shown["sampler"] == record.sampler and shown["pruner"] == record.pruner
+        assert json.loads(shown["fidelity"]) == record.fidelity
         assert len([t for t in detail["trials"] if t["state"] == "Complete"]) >= 1
 
     # The campaign study: every attribute shown whole (the dashboard shows a string as it is, any other
@@ -76,9 +76,9 @@ def check_campaign_in_dashboard(app, storage, name: str, metric: str) -> None:
     assert set(shown) == set(stored)
     assert max(len(v) for v in shown.values()) <= min(ATTR_VALUE_LIMIT, DASHBOARD_ATTR_LIMIT)
     records = decode_records({k: v if isinstance(stored[k], str) else json.loads(v) for k, v in shown.items()})
-    decision = ledger.decision(0)
-    assert decision is not None and records["decision:0"] == json.loads(json.dumps(decision))
-    assert records["proposal:0"] == json.loads(json.dumps(ledger.proposal(0)))
+    decision = ledger.decision_record(0)
+    assert decision is not None and records["decision:0"] == decision.to_json()
+    assert records["proposal:0"] == ledger.proposal_record(0).to_json()
     assert records["spec"]["name"] == name and len(records["spec"]["space"]) == 8
 
 
@@ -94,7 +94,7 @@ def test_optuna_dashboard_shows_a_finished_journal_campaign_in_full(tmp_path):
     check_campaign_in_dashboard(app, open_storage(f"journal://{journal}", heartbeat=False), "dash", "regret")
     # Long records really were split: the largest decision or proposal would not fit one attribute.
     ledger = Ledger(open_storage(f"journal://{journal}", heartbeat=False), "dash")
-    assert len(json.dumps(ledger.proposal(0))) > DASHBOARD_ATTR_LIMIT
+    assert len(json.dumps(ledger.proposal_record(0).to_json())) > DASHBOARD_ATTR_LIMIT
 
 
 def test_plain_optuna_and_the_dashboard_open_the_postgresql_url_the_engine_used(tmp_path, pg_url):

@@ -22,6 +22,7 @@ from engine.errors import EXIT_CONFLICT, GateAlreadyDecided
 from engine.gates.policy import WaitPolicy
 from engine.spec import parse_campaign
 from engine.store.ledger import Ledger
+from engine.store.records import DecisionDraft
 from engine.store.schema import decision_claim_study_name, now_iso
 from engine.store.storage import open_storage
 
@@ -111,11 +112,11 @@ def check_round(ledger: Ledger, gate: int, results: list[subprocess.CompletedPro
     loser = next(r for r in results if r.returncode == EXIT_CONFLICT)
     action = "extend" if "--extend" in winner.args else "reject"
     assert f"gate {gate}: {action} recorded" in winner.stdout
-    decision = ledger.decision(gate)
-    assert decision["action"] == action and decision["source"] == "cli"
-    assert f"gate {gate} was already decided by {decision['who']['user']} via cli at {decision['when']}" in loser.stderr
+    decision = ledger.decision_record(gate)
+    assert decision is not None and decision.action == action and decision.source == "cli"
+    assert f"gate {gate} was already decided by {decision.who.user} via cli at {decision.when}" in loser.stderr
     assert "Traceback" not in loser.stderr
-    assert [d["gate"] for d in ledger.decisions()].count(gate) == 1
+    assert [d.gate for d in ledger.decision_records()].count(gate) == 1
     return action
 
 
@@ -136,7 +137,7 @@ def race_rounds(tmp_path: Path, url: str, rounds: int) -> Ledger:
         racing, pair = pair, racers(url, tmp_path) if gate + 1 < rounds else None  # the next pair imports meanwhile
         check_round(ledger, gate, race(racing))
         assert ledger.pending_gate() is None
-    assert len(ledger.decisions()) == rounds
+    assert len(ledger.decision_records()) == rounds
     # Every gate's claim is a study of its own, named by the schema.
     names = {s.study_name for s in ledger.storage.get_all_studies()}
     assert {decision_claim_study_name("race", g) for g in range(rounds)} <= names
@@ -162,17 +163,17 @@ def test_a_policy_that_loses_the_race_takes_the_winners_decision(tmp_path):
 
     url = f"journal://{tmp_path / 'journal.log'}"
     ledger = gate_waiting(tmp_path, url)
-    human = ledger.record_decision(0, {"action": "reject", "space": {}, "fidelity": {}, "diff": []}, source="cli")
+    human = ledger.record_decision(0, DecisionDraft(action="reject"), source="cli")
     ledger_of_policy = Ledger(open_storage(url), "race")
     proposal = ledger.proposal_record(0)
     with pytest.raises(Exception) as raised:
-        ledger_of_policy.record_decision(0, {"action": "approve"}, source="policy:auto")
+        ledger_of_policy.record_decision(0, DecisionDraft(action="approve"), source="policy:auto")
     assert raised.value.exit_code == EXIT_CONFLICT and raised.value.winner == human
     winner = ledger.decision_record(0)
     assert winner is not None and winner.action == "reject" and winner.source == "cli"
-    assert ledger_of_policy.decide(0, {"action": "approve"}, source="policy:auto") == winner
+    assert ledger_of_policy.decide(0, DecisionDraft(action="approve"), source="policy:auto") == winner
     assert AutoPolicy().decide(ledger_of_policy, 0, proposal, {}, {}, {}, lambda: False) == winner
-    assert ledger.decisions() == [human]
+    assert ledger.decision_records() == [human]
 
 
 def test_a_claim_left_by_a_crashed_writer_lapses(tmp_path, monkeypatch):
@@ -188,7 +189,7 @@ def test_a_claim_left_by_a_crashed_writer_lapses(tmp_path, monkeypatch):
     fresh = {**stamp, "when": now_iso()}
     storage.set_study_user_attr(claim, "claim", fresh)
     with pytest.raises(GateAlreadyDecided, match=r"gate 0 was already decided by ghost via cli at .* \(extend\)"):
-        ledger.record_decision(0, {"action": "reject"}, source="tui")
+        ledger.record_decision(0, DecisionDraft(action="reject"), source="tui")
     storage.set_study_user_attr(claim, "claim", stamp)  # the claim is now older than STALE_CLAIM_S
-    recorded = ledger.record_decision(0, {"action": "reject"}, source="tui")
-    assert ledger.decisions() == [recorded] and recorded["source"] == "tui"
+    recorded = ledger.record_decision(0, DecisionDraft(action="reject"), source="tui")
+    assert ledger.decision_records() == [recorded] and recorded.source == "tui"

@@ -124,12 +124,12 @@ def test_approve_an_edited_range_in_tmux(tmp_path):
 
         url = f"journal://{tmp_path / 'runs' / 'quickstart' / 'journal.log'}"
         ledger = Ledger(open_storage(url), "quickstart")
-        decision = wait_until(lambda: ledger.decision(0), "the decision in the storage")
-        assert decision["action"] == "edit" and decision["source"] == "tui"
-        assert decision["space"]["x1"]["low"] == 0.1 and decision["space"]["x1"]["high"] == 0.7
-        refine = wait_until(lambda: ledger.sprint(1), "the next sprint")
-        assert refine["name"] == "refine"
-        assert (refine["space"]["x1"]["low"], refine["space"]["x1"]["high"]) == (0.1, 0.7)
+        decision = wait_until(lambda: ledger.decision_record(0), "the decision in the storage")
+        assert decision.action == "edit" and decision.source == "tui"
+        assert decision.space["x1"]["low"] == 0.1 and decision.space["x1"]["high"] == 0.7
+        refine = wait_until(lambda: ledger.sprint_record(1), "the next sprint")
+        assert refine.name == "refine"
+        assert (refine.space["x1"]["low"], refine.space["x1"]["high"]) == (0.1, 0.7)
         pane.wait_for("sprint 2/3 refine")
 
         pane.keys("q")
@@ -139,4 +139,4 @@ def test_approve_an_edited_range_in_tmux(tmp_path):
         assert "HPO-TUI-EXIT=0" in screen and "stopped" in screen
     finally:
         pane.close()
-    assert ledger.state()["status"] == "stopped"
+    assert ledger.campaign_state().status == "stopped"

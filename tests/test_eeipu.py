@@ -7,36 +7,16 @@ from collections import Counter
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from pipeline_studies import FIT_S, MIXED_SPACE, PREP_S, SPACE, mixed_space_study, two_stage_study
 
 from engine.search.eeipu import EEIPUSampler, _Space, cost_cooling, eeipu_acquisition, expected_improvement
 from engine.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SPACE = {"a": FloatDistribution(0.0, 1.0), "b": FloatDistribution(0.0, 1.0)}
-PREP_S, FIT_S = 2.0, 0.05  # the prefix stage (on a) is 40x the cost of the rest (on b)
 
-
-def _study(sampler, n=10, seed=0, value=lambda a, b: (b - 0.37) ** 2):
-    """Trials of a two-stage pipeline whose value does not depend on the prefix parameter a."""
-    rng = np.random.default_rng(seed)
-    study = optuna.create_study(sampler=sampler)
-    for i in range(n):
-        a, b = float(rng.random()), float(rng.random())
-        stages = {
-            "prep": {"order": 0, "seconds": PREP_S, "hit": False, "cached": True, "key": f"p{i}", "params": ["a"]},
-            "fit": {"order": 1, "seconds": FIT_S, "hit": False, "cached": True, "key": f"f{i}", "params": ["a", "b"]},
-        }
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={"a": a, "b": b},
-                distributions=SPACE,
-                value=value(a, b),
-                user_attrs={"stages": stages, "duration_s": PREP_S + FIT_S + 0.01},
-            )
-        )
-    return study
+def _study(sampler, n=10, seed=0):
+    return two_stage_study(sampler, n, seed)
 
 
 def test_acquisition_and_cooling():
@@ -130,23 +110,9 @@ def test_stage_structure_declared_or_recorded():
 
 
 def test_mixed_space_and_engine_name():
-    space = {
-        "lr": FloatDistribution(1e-4, 1e-1, log=True),
-        "units": IntDistribution(8, 64, step=8),
-        "act": CategoricalDistribution(["relu", "tanh"]),
-    }
-    sampler = make_sampler("eeipu", space, seed=0, options={"n_startup_trials": 3, "n_candidates": 64})
+    sampler = make_sampler("eeipu", MIXED_SPACE, seed=0, options={"n_startup_trials": 3, "n_candidates": 64})
     assert isinstance(sampler, EEIPUSampler)
-    study = optuna.create_study(sampler=sampler)
-
-    def objective(trial):
-        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
-        units = trial.suggest_int("units", 8, 64, step=8)
-        act = trial.suggest_categorical("act", ["relu", "tanh"])
-        trial.set_user_attr("duration_s", 0.1)
-        return (np.log10(lr) + 2) ** 2 + (units - 32) ** 2 / 1000 + (act == "tanh")
-
-    study.optimize(objective, n_trials=8)
+    study = mixed_space_study(sampler, n_trials=8)
     assert len({(t.params["lr"], t.params["units"], t.params["act"]) for t in study.trials}) == 8
     assert all(t.params["units"] % 8 == 0 for t in study.trials)
     assert "eeipu" in study.trials[-1].system_attrs  # no stages recorded: plain EI x expected cost still works

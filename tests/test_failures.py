@@ -48,4 +48,4 @@ def test_a_killed_worker_fails_its_trial_which_is_retried(tmp_path, monkeypatch)
     # the retry replaces the failed trial in the budget: 8 counted trials, 9 in storage
     assert len(trials) == 9 and sum(t.state == TrialState.COMPLETE for t in trials) == 8
     assert any("restarted" in m for m in messages)
-    assert Ledger(open_storage(url), "killed").state()["status"] == "finished"
+    assert Ledger(open_storage(url), "killed").campaign_state().status == "finished"

@@ -29,7 +29,7 @@ def test_coordinator_killed_mid_sprint_resumes_with_history_intact(tmp_path, pg_
         remote = fleet.start(["worker", name, "--storage", pg_url], cwd=tmp_path / "host1", log="host1.log")
         # Mid-sprint 2: the gate after sprint 1 is decided (auto policy) and a few trials are done.
         wait_for(
-            lambda: truth.ledger.decision(0) is not None and truth.finished(1) >= 3,
+            lambda: truth.ledger.decision_record(0) is not None and truth.finished(1) >= 3,
             120,
             "sprint 2 under way",
             check=alive(first, fleet),
@@ -38,7 +38,7 @@ def test_coordinator_killed_mid_sprint_resumes_with_history_intact(tmp_path, pg_
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         before = truth.snapshot()
-        assert truth.state()["sprint"] == 1 and truth.state()["status"] == "running"  # died without a word
+        assert truth.state().sprint == 1 and truth.state().status == "running"  # died without a word
         assert truth.finished(1) < n_trials[1], "the sprint ended before the kill; slow the trials down"
         running_at_kill = [t.number for t in truth.trials(1) if t.state == TrialState.RUNNING]
 
@@ -74,4 +74,4 @@ def test_coordinator_killed_mid_sprint_resumes_with_history_intact(tmp_path, pg_
         assert t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and t.user_attrs["retried"]), number
     for index, n in enumerate(n_trials):
         check_sprint_integrity(truth.trials(index), n, workers=3)
-    assert truth.state()["status"] == "finished"
+    assert truth.state().status == "finished"

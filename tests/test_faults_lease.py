@@ -83,7 +83,7 @@ def test_second_coordinator_is_refused_and_kill_9_resumes_at_once(tmp_path, requ
         wait_for(lambda: running_trial(truth), 60, "a trial under way", check=alive(first, fleet))
         os.kill(first.pid, signal.SIGKILL)  # the coordinator only: its worker is orphaned, finishes, leaves
         first.wait()
-        assert truth.state()["status"] == "running" and truth.finished(0) < n
+        assert truth.state().status == "running" and truth.finished(0) < n
 
         started = time.monotonic()
         third = run(*command, cwd=tmp_path / "host", env=lease_env(HPO_TUI_LEASE_S="600"))
@@ -95,7 +95,7 @@ def test_second_coordinator_is_refused_and_kill_9_resumes_at_once(tmp_path, requ
     assert f"campaign {name}: resuming" in third.stdout and "campaign finished" in third.stdout
     check_sprint_integrity(truth.trials(0), n, workers=2)
     state = truth.state()
-    assert state["status"] == "finished" and state["lease"] == 2
+    assert state.status == "finished" and state.lease == 2
 
 
 def test_takeover_from_another_host_waits_for_expiry_then_finishes_the_campaign(tmp_path):
@@ -135,7 +135,7 @@ def test_takeover_from_another_host_waits_for_expiry_then_finishes_the_campaign(
     assert "the previous one was taken over from " in taken.stdout and f"pid {first.pid} since" in taken.stdout
     assert "campaign finished" in taken.stdout
     check_sprint_integrity(truth.trials(0), n, workers=2)
-    assert truth.state()["lease"] == 2 and truth.state()["status"] == "finished"
+    assert truth.state().lease == 2 and truth.state().status == "finished"
 
 
 def test_a_coordinator_that_lost_its_lease_stops_without_touching_the_ledger(tmp_path):
@@ -177,8 +177,8 @@ def test_a_coordinator_that_lost_its_lease_stops_without_touching_the_ledger(tmp
     assert "restarted" not in old  # its worker left (lease lost, or stopped with it), no restart storm
     assert not [pid for pid in hung[1:] if psutil.pid_exists(pid)]
     state = truth.state()
-    assert state["status"] == "finished" and state["lease"] == 2
-    assert all(record["status"] == "closed" for record in truth.ledger.sprints())
+    assert state.status == "finished" and state.lease == 2
+    assert all(record.status == "closed" for record in truth.ledger.sprint_records())
     check_sprint_integrity(truth.trials(0), n, workers=2)
 
 

@@ -81,7 +81,7 @@ def test_a_real_ctrl_c_still_stops_the_coordinator_mid_trial(tmp_path):
     log = fleet.log_of(proc)
     assert "objective raised KeyboardInterrupt" not in log
     assert "Traceback" not in log
-    assert truth.state()["status"] == "stopped"
+    assert truth.state().status == "stopped"
     assert len(truth.trials(0)) == 1  # no second trial was started after the Ctrl-C
 
 

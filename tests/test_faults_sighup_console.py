@@ -126,7 +126,7 @@ def test_console_survives_its_terminal_and_attach_shows_the_progress(tmp_path, t
         "the first trials",
         check=lambda: console.is_running() or pytest.fail("the console died before the test began"),
     )
-    assert truth.state()["coordinator"]["pid"] == str(pid)  # the engine runs inside the console
+    assert truth.state().coordinator["pid"] == str(pid)  # the engine runs inside the console
 
     if how == "sighup-then-terminal-killed":
         os.kill(pid, signal.SIGHUP)  # the hang-up alone: the console leaves its screen, the engine stays
@@ -140,14 +140,14 @@ def test_console_survives_its_terminal_and_attach_shows_the_progress(tmp_path, t
 
     # Headless now: the sprint goes on, and its gate waits for the operator who left (policy `wait`).
     wait_for(
-        lambda: truth.state().get("pending_gate") == 0 and truth.state()["status"] == "waiting",
+        lambda: truth.state().pending_gate == 0 and truth.state().status == "waiting",
         120,
         "the gate to wait for a decision",
         check=lambda: console.is_running() or pytest.fail(log.read_text()),
     )
     assert truth.finished(0) > progress_at_hup, "no trial finished after the hang-up"
     check_sprint_integrity(truth.trials(0), N_TRIALS[0], workers=1)
-    assert truth.ledger.decision(0) is None
+    assert truth.ledger.decision_record(0) is None
     counts = truth.counts(0)
 
     # Coming back: the console attached to the storage shows what happened meanwhile.
@@ -177,10 +177,10 @@ def test_console_survives_its_terminal_and_attach_shows_the_progress(tmp_path, t
     )
     assert approve.returncode == 0, approve.stderr
     wait_for(
-        lambda: truth.state()["status"] == "finished",
+        lambda: truth.state().status == "finished",
         120,
         "the campaign to finish headless",
-        check=lambda: console.is_running() or truth.state()["status"] == "finished" or pytest.fail(log.read_text()),
+        check=lambda: console.is_running() or truth.state().status == "finished" or pytest.fail(log.read_text()),
     )
     wait_for(
         lambda: not psutil.pid_exists(pid) or console.status() == psutil.STATUS_ZOMBIE,
@@ -188,8 +188,8 @@ def test_console_survives_its_terminal_and_attach_shows_the_progress(tmp_path, t
         "the console's process to exit once the campaign ended",
     )
 
-    decision = truth.ledger.decision(0)
-    assert decision["source"] == "cli" and decision["action"] == "approve"
+    decision = truth.ledger.decision_record(0)
+    assert decision.source == "cli" and decision.action == "approve"
     for index, n in enumerate(N_TRIALS):
         check_sprint_integrity(truth.trials(index), n, workers=1)
         assert all(t.state == TrialState.COMPLETE for t in truth.trials(index))

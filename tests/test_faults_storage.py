@@ -61,7 +61,7 @@ def test_a_short_outage_makes_everyone_wait_and_carry_on(tmp_path, private_postg
         fleet.kill_all()
 
     truth = Truth(url, name)
-    assert truth.state()["status"] == "finished"
+    assert truth.state().status == "finished"
     after = truth.snapshot()
     assert after["decisions"][: len(before["decisions"])] == before["decisions"] and len(after["decisions"]) == 1
     for key, outcome in before["trials"].items():
@@ -133,5 +133,5 @@ def test_a_database_that_stays_down_stops_everyone_cleanly(tmp_path, private_pos
         assert remote.wait(60) == 0
     finally:
         fleet.kill_all()
-    assert truth.state()["status"] == "finished"
+    assert truth.state().status == "finished"
     check_sprint_integrity(truth.trials(0), n_trials[0], workers=2)

@@ -105,7 +105,7 @@ def test_killed_workers_trials_fail_with_reason_and_are_retried(tmp_path, pg_url
     # Nothing finished before the kill changed; the sprint's budget was met exactly once.
     assert all((trials[k].state, trials[k].params, trials[k].value) == v for k, v in before.items())
     check_sprint_integrity(list(trials.values()), n, workers=2)
-    assert truth.state()["status"] == "finished"
+    assert truth.state().status == "finished"
     assert "worker 0: worker process died by SIGKILL (killed: out of memory, or by hand); restarted" in fleet.log_of(
         remote
     )

@@ -17,9 +17,13 @@ from engine.store.ledger import Ledger
 from engine.store.schema import (
     ATTR_VALUE_LIMIT,
     SPRINT_STUDY_ATTRS,
+    STATE_KEY,
     campaign_study_name,
+    decision_key,
     decode_records,
     encode_record,
+    proposal_key,
+    sprint_key,
 )
 from engine.store.storage import open_storage
 
@@ -54,7 +58,6 @@ def test_rewriting_a_record_smaller_or_larger_leaves_no_stale_part(tmp_path):
     small = {"index": 0, "status": "running"}
     for value in (big_record(), small, big_record(), small):
         ledger.put("sprint:0", value)
-        assert ledger.sprint(0) == value
         assert ledger.records() == {"sprint:0": value}
     live = {k: v for k, v in ledger.storage.get_study_user_attrs(ledger.study_id).items() if v is not None}
     assert live == {"sprint:0": small}
@@ -87,11 +90,11 @@ def test_records_written_in_the_old_layout_still_read(tmp_path):
         storage.set_study_user_attr(study_id, key, value)
     ledger = Ledger(storage, "old")
     assert ledger.records() == old
-    assert ledger.sprint(0) == big_record()
-    assert ledger.decisions() == [old["decision:0"]]
+    assert ledger.records()["sprint:0"] == big_record()
+    assert [keeps(d.to_json(), old["decision:0"]) for d in ledger.decision_records()] == [True]
+    assert ledger.campaign_state().status == "finished"
     assert list(ledger.thresholds()) == ["old/01-full:7"]
     assert keeps(ledger.thresholds()["old/01-full:7"].to_json(), old["thresholds:old/01-full:7"])
-    assert ledger.get("thresholds:old/01-full:7") == old["thresholds:old/01-full:7"]
 
 
 def keeps(typed: object, stored: object) -> bool:
@@ -134,7 +137,7 @@ def test_a_finished_campaign_fits_the_dashboard_and_reads_back_what_was_written(
     storage = open_storage(url)
     studies = {s.study_name: s for s in storage.get_all_studies()}
     for name, study in studies.items():
-        attrs = storage.get_study_user_attrs(study._study_id)
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
         for key, value in attrs.items():
             text = json.dumps(value)
             assert len(text) <= DASHBOARD_LIMIT, (name, key, len(text))
@@ -144,14 +147,14 @@ def test_a_finished_campaign_fits_the_dashboard_and_reads_back_what_was_written(
     assert set(written) <= set(records)
     for key, value in written.items():
         assert records[key] == value, key
-    assert len(ledger.decisions()) == 2
+    assert len(ledger.decision_records()) == 2
 
     # The typed records carry every stored field (JSON -> record -> JSON keeps each, adds only defaults).
     view = ledger.view()
-    pairs = [(s.to_json(), stored) for s, stored in zip(view.sprints, ledger.sprints(), strict=True)]
-    pairs += [(d.to_json(), stored) for d, stored in zip(view.decisions, ledger.decisions(), strict=True)]
-    pairs += [(p.to_json(), ledger.proposal(g)) for g, p in view.proposals.items()]
-    pairs += [(view.state.to_json(), ledger.state())]
+    pairs = [(s.to_json(), records[sprint_key(s.index)]) for s in view.sprints]
+    pairs += [(d.to_json(), records[decision_key(d.gate)]) for d in view.decisions]
+    pairs += [(p.to_json(), records[proposal_key(g)]) for g, p in view.proposals.items()]
+    pairs += [(view.state.to_json(), records[STATE_KEY])]
     for typed, stored in pairs:
         assert keeps(typed, stored)
     assert len(pairs) == 3 + 2 + 2 + 1 and view.state.status == "finished"
@@ -159,16 +162,16 @@ def test_a_finished_campaign_fits_the_dashboard_and_reads_back_what_was_written(
     assert len(json.dumps(records["spec"])) > DASHBOARD_LIMIT  # the layout was exercised, not avoided
 
     # Each sprint study names its metric and says what it is, in short attributes.
-    for record in ledger.sprints():
-        study = optuna.load_study(study_name=record["study"], storage=storage)
+    for record in ledger.sprint_records():
+        study = optuna.load_study(study_name=record.study, storage=storage)
         assert study.metric_names == ["regret"]
         assert {k: study.user_attrs[k] for k in SPRINT_STUDY_ATTRS} == {
             "campaign": "dash",
-            "sprint": record["name"],
-            "index": record["index"],
-            "sampler": record["sampler"],
-            "pruner": record["pruner"],
-            "fidelity": record["fidelity"],
-            "level": record["level"],
-            "tuned": record["tuned"],
+            "sprint": record.name,
+            "index": record.index,
+            "sampler": record.sampler,
+            "pruner": record.pruner,
+            "fidelity": dict(record.fidelity),
+            "level": record.level,
+            "tuned": list(record.tuned),
         }

@@ -110,7 +110,7 @@ def test_freezing_every_parameter_is_refused_at_the_gate(tmp_path, capsys):
             err = capsys.readouterr().err
             assert err.startswith("hpo-tui approve: nothing left to tune: every parameter would be frozen (x1, x2)")
             assert len(err.splitlines()) == 1
-        assert ledger.decision(0) is None and ledger.pending_gate() == 0
+        assert ledger.decision_record(0) is None and ledger.pending_gate() == 0
         assert main(["approve", "frozen", "--storage", url, "--freeze", "x2"]) == 0  # one left to tune: fine
     finally:
         coordinator.request_stop()

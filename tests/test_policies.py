@@ -43,13 +43,13 @@ def test_plan_policy_applies_edits_reject_and_extend(tmp_path):
     )
     summary = coordinator.run()
     ledger = Ledger(open_storage(url), "plan")
-    d0, d1, d2 = (ledger.decision(g) for g in range(3))
-    assert d0["action"] == "edit" and "x1: -5..10 -> 0..5" in d0["diff"][0]
-    assert ledger.sprint(1)["space"]["x1"] == {"type": "float", "low": 0.0, "high": 5.0, "log": False}
-    assert ledger.sprint(1)["fidelity"]["epochs"] == 3
-    assert d1["action"] == "extend" and ledger.sprint(1)["n_trials"] == 6 + 2
+    d0, d1, d2 = (ledger.decision_record(g) for g in range(3))
+    assert d0.action == "edit" and "x1: -5..10 -> 0..5" in d0.diff[0]
+    assert ledger.sprint_record(1).space["x1"] == {"type": "float", "low": 0.0, "high": 5.0, "log": False}
+    assert ledger.sprint_record(1).fidelity["epochs"] == 3
+    assert d1.action == "extend" and ledger.sprint_record(1).n_trials == 6 + 2
     assert summary["sprints"][1]["counts"]["COMPLETE"] == 8
-    assert d2["action"] == "reject" and ledger.sprint(2)["space"] == ledger.sprint(1)["space"]
+    assert d2.action == "reject" and ledger.sprint_record(2).space == ledger.sprint_record(1).space
 
 
 def test_plan_with_an_invalid_edit_is_refused_with_the_reason(tmp_path):
@@ -66,7 +66,7 @@ def test_plan_with_an_invalid_edit_is_refused_with_the_reason(tmp_path):
     )
     with pytest.raises(CampaignFileError, match=r"gates.0: x1: low \(3\) must be below high \(-4\)"):
         coordinator.run()
-    assert Ledger(open_storage(url), "badplan").decision(0) is None
+    assert Ledger(open_storage(url), "badplan").decision_record(0) is None
 
 
 def status_json(campaign, cwd):
@@ -118,8 +118,8 @@ def test_wait_policy_blocks_until_approve_from_another_process(tmp_path):
     assert (d0["action"], d0["source"], d0["note"]) == ("edit", "cli", "x1 matters")
     assert d1["action"] == "reject"
     ledger = Ledger(open_storage(f"journal://{tmp_path / 'runs' / 'waiting' / 'journal.log'}"), "waiting")
-    assert ledger.sprint(1)["space"]["x1"]["low"] == 0.0 and ledger.sprint(1)["space"]["x1"]["high"] == 5.0
-    assert ledger.sprint(2)["space"] == ledger.sprint(1)["space"]
+    assert ledger.sprint_record(1).space["x1"]["low"] == 0.0 and ledger.sprint_record(1).space["x1"]["high"] == 5.0
+    assert ledger.sprint_record(2).space == ledger.sprint_record(1).space
     # a decided gate is not asked again
     again = hpo_tui("approve", str(campaign), cwd=tmp_path)
     assert again.returncode == 1 and "no gate is waiting" in again.stderr
@@ -133,7 +133,7 @@ def test_auto_policy_applies_a_fidelity_staged_for_the_gate(tmp_path):
     coordinator.ledger.put("fidelity_request:1", {"edits": ["epochs=4"], "label": "epochs=4"})
     coordinator.run()
     ledger = Ledger(open_storage(url), "staged")
-    assert ledger.decision(0)["fidelity"]["epochs"] == 2  # nothing staged for gate 0
-    assert ledger.decision(1)["fidelity"]["epochs"] == 4
-    assert ledger.decision(1)["diff"][-1] == "fidelity epochs: 9 -> 4"
-    assert ledger.sprint(2)["fidelity"] == {"train_fraction": 1.0, "epochs": 4}
+    assert ledger.decision_record(0).fidelity["epochs"] == 2  # nothing staged for gate 0
+    assert ledger.decision_record(1).fidelity["epochs"] == 4
+    assert ledger.decision_record(1).diff[-1] == "fidelity epochs: 9 -> 4"
+    assert ledger.sprint_record(2).fidelity == {"train_fraction": 1.0, "epochs": 4}

@@ -75,7 +75,7 @@ def test_coordinator_and_three_remote_workers_share_sprints_and_the_gate(tmp_pat
     finally:
         fleet.kill_all()
 
-    assert truth.state()["status"] == "finished"
+    assert truth.state().status == "finished"
     logs = {"coordinator": fleet.log_of(coordinator)} | {f"host{i}": p.read_text() for i, p in enumerate(child_logs)}
     for i, worker in enumerate(workers):
         assert f"campaign {name} ended; workers left" in fleet.log_of(worker)
@@ -109,10 +109,10 @@ def test_coordinator_and_three_remote_workers_share_sprints_and_the_gate(tmp_pat
 
     # The decision is in the ledger once, and every worker (3 remote + the coordinator's) ran
     # trials in the post-gate sprint, all inside the approved space.
-    decisions = truth.ledger.decisions()
-    assert len(decisions) == 1 and decisions[0]["action"] == "edit" and decisions[0]["source"] == "cli"
-    assert decisions[0]["note"] == "fleet test"
-    assert truth.ledger.sprint(1)["space"]["x1"] == {"type": "float", "low": 0.0, "high": 6.0, "log": False}
+    decisions = truth.ledger.decision_records()
+    assert len(decisions) == 1 and decisions[0].action == "edit" and decisions[0].source == "cli"
+    assert decisions[0].note == "fleet test"
+    assert truth.ledger.sprint_record(1).space["x1"] == {"type": "float", "low": 0.0, "high": 6.0, "log": False}
     after = truth.trials(1)
     owners = {t.user_attrs["worker"].rsplit(":", 1)[0] for t in after}  # host:pid of the worker process
     assert len(owners) == 4, owners

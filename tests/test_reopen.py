@@ -57,8 +57,8 @@ def _run(tmp_path, explore_share):
     )
     coordinator.run()
     ledger = Ledger(coordinator.storage, spec.name)
-    full = ledger.sprint(2)
-    best = optuna.load_study(study_name=full["study"], storage=coordinator.storage).best_trial
+    full = ledger.sprint_record(2)
+    best = optuna.load_study(study_name=full.study, storage=coordinator.storage).best_trial
     return ledger, coordinator.storage, best
 
 
@@ -66,12 +66,10 @@ def test_a_later_gate_reopens_what_the_first_cut_off_and_the_campaign_finds_the_
     ledger, storage, best = _run(tmp_path / "probes", 0.3)
     first = ledger.proposal_record(0).space["x"]
     assert first["high"] < 0.5  # the first gate narrowed around the low fidelity's basin: 0.85 is cut off
-    refine = ledger.sprint(1)
-    assert len(refine["probes"]) == 3 and {p["param"] for p in refine["probes"]} == {"x"}
+    refine = ledger.sprint_record(1)
+    assert len(refine.probes) == 3 and {p["param"] for p in refine.probes} == {"x"}
     probes = [
-        t
-        for t in optuna.load_study(study_name=refine["study"], storage=storage).get_trials()
-        if t.user_attrs.get("probe")
+        t for t in optuna.load_study(study_name=refine.study, storage=storage).get_trials() if t.user_attrs.get("probe")
     ]
     assert len(probes) == 3 and all(not first["low"] <= t.params["x"] <= first["high"] for t in probes)
     second = ledger.proposal_record(1)
@@ -82,7 +80,7 @@ def test_a_later_gate_reopens_what_the_first_cut_off_and_the_campaign_finds_the_
     assert [r["param"] for r in second.evidence.reopened] == ["x"]
     shown = summary_lines(second)  # what `hpo-tui approve --show` and `status` print
     assert shown[0].endswith("[re-opened: high]") and shown[1].startswith("    why: probe trial")
-    assert ledger.sprint(2)["space"]["x"]["high"] == 1.0  # `auto` applied it
+    assert ledger.sprint_record(2).space["x"]["high"] == 1.0  # `auto` applied it
     assert best.params["x"] == pytest.approx(0.85, abs=0.1) and true_value(best.params["x"]) < 0.02
 
     # without probes (explore_share = 0) nothing contradicts the first gate: the campaign stays in the local basin
@@ -104,7 +102,10 @@ def test_probes_sit_outside_the_box_on_narrowed_parameters_only():
     assert narrowed_sides(current, original) == {"lr": ["low", "high"], "depth": ["low"]}
     base = {"lr": 3e-3, "depth": 5, "wd": 0.5}
     probes = plan_probes(current, ["lr", "depth", "wd"], original, base, 6, seed=1)
-    assert [p["param"] for p in probes] == ["depth", "lr"] * 3
+    # every cut side is probed, one side per parameter before any parameter's second side
+    sides = [(p["param"], p["side"]) for p in probes]
+    assert sorted(sides[:3]) == [("depth", "low"), ("lr", "high"), ("lr", "low")] and sides[3:] == sides[:3]
+    assert {p for p, _ in sides[:2]} == {"depth", "lr"}
     for p in probes:
         value = p["params"][p["param"]]
         box = current[p["param"]]

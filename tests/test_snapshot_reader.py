@@ -11,6 +11,7 @@ from optuna.trial import TrialState, create_trial
 
 from engine.execution.trials import RETRY_ATTR
 from engine.store.ledger import Ledger
+from engine.store.records import DecisionDraft
 from engine.store.storage import open_storage
 from engine.views.snapshot import (
     CampaignSnapshot,
@@ -316,7 +317,7 @@ def test_pending_gate_proposal_and_staged_fidelity(campaign):
     assert snapshot.pending_gate == 0 and snapshot.proposal.next == "refine"
     assert snapshot.fidelity_request.edits == ("high",) and snapshot.fidelity_request.label == "high"
     assert snapshot.levels == {"low": {"epochs": 2}, "high": {"epochs": 9}}
-    ledger.record_decision(0, {"action": "approve", "space": {}, "fidelity": {}, "diff": []}, source="test")
+    ledger.record_decision(0, DecisionDraft(action="approve"), source="test")
     assert reader.read().pending_gate is None
 
 

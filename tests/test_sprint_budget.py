@@ -39,9 +39,9 @@ def test_no_sprint_runs_past_its_budget_beyond_the_documented_overshoot(tmp_path
     ledger = Ledger(coordinator.storage, spec.name)
     counts = {}
     for index, sprint in enumerate(spec.sprints):
-        record = ledger.sprint(index)
-        trials = optuna.load_study(study_name=record["study"], storage=coordinator.storage).get_trials()
-        counts[sprint.name] = (len(trials), len(record["seeded"]), len(record.get("probes", [])))
+        record = ledger.sprint_record(index)
+        trials = optuna.load_study(study_name=record.study, storage=coordinator.storage).get_trials()
+        counts[sprint.name] = (len(trials), len(record.seeded), len(record.probes))
         assert all(t.state.is_finished() for t in trials)
     assert counts["refine"][1] + counts["refine"][2] <= 3 and counts["refine"][0] <= 3 + WORKERS - 1
     assert counts["full"][1] == 2  # two full-fidelity seeds fit a budget of 2 units, not five

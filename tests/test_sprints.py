@@ -79,23 +79,23 @@ def test_seeding_enqueues_best_earlier_configurations_inside_the_new_space(tmp_p
     url = storage_url("journal", tmp_path)
     coordinator, summary = run(branin_campaign("seeds"), url, tmp_path)
     ledger = Ledger(open_storage(url), "seeds")
-    explore, refine = ledger.sprint(0), ledger.sprint(1)
-    assert len(refine["seeded"]) == 2
-    first = trials_of(url, explore["study"])
+    explore, refine = ledger.sprint_record(0), ledger.sprint_record(1)
+    assert len(refine.seeded) == 2
+    first = trials_of(url, explore.study)
     best_two = sorted((t for t in first if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    refine_trials = trials_of(url, refine["study"])
+    refine_trials = trials_of(url, refine.study)
     seeded = [t for t in refine_trials if t.user_attrs.get("seeded")]
     assert len(seeded) == 2
     seeded_params = [t.params for t in seeded]
     inside = [
         t.params
         for t in best_two
-        if refine["space"]["x1"]["low"] <= t.params["x1"] <= refine["space"]["x1"]["high"]
-        and refine["space"]["x2"]["low"] <= t.params["x2"] <= refine["space"]["x2"]["high"]
+        if refine.space["x1"]["low"] <= t.params["x1"] <= refine.space["x1"]["high"]
+        and refine.space["x2"]["low"] <= t.params["x2"] <= refine.space["x2"]["high"]
     ]
     assert seeded_params == inside[:2]
     # the next sprint's space is the approved proposal
-    assert refine["space"] == ledger.decision(0)["space"] == ledger.proposal(0)["space"]
+    assert refine.space == ledger.decision_record(0).space == ledger.proposal_record(0).space
     assert summary["status"] == "finished" and len(summary["sprints"]) == 3
 
 
@@ -105,11 +105,11 @@ def test_untuned_parameters_stay_at_the_best_value(tmp_path):
     url = storage_url("journal", tmp_path)
     run(data, url, tmp_path)
     ledger = Ledger(open_storage(url), "fixedp")
-    explore_best = optuna.load_study(study_name=ledger.sprint(0)["study"], storage=open_storage(url)).best_trial
-    refine = ledger.sprint(1)
-    assert refine["tuned"] == ["x1"]
-    assert refine["fixed"]["x2"] == explore_best.params["x2"]
-    assert all(set(t.params) == {"x1"} for t in trials_of(url, refine["study"]))
+    explore_best = optuna.load_study(study_name=ledger.sprint_record(0).study, storage=open_storage(url)).best_trial
+    refine = ledger.sprint_record(1)
+    assert refine.tuned == ("x1",)
+    assert refine.fixed["x2"] == explore_best.params["x2"]
+    assert all(set(t.params) == {"x1"} for t in trials_of(url, refine.study))
 
 
 def test_cost_budget_and_fidelity_weighted_cost(tmp_path):

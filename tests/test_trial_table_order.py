@@ -99,3 +99,45 @@ def test_sort_by_a_parameter(keys, ascending, descending):
     column = _param_column("p", 0)
     assert [r.number for r in sort_rows(rows, column, False)] == ascending
     assert [r.number for r in sort_rows(rows, column, True)] == descending
+
+
+def python_sorted(rows, column, reverse):
+    """The order sort_rows promises, by Python's stable sort: by key, ties in trial order, None last."""
+    keyed = [(column.sort_key(row), row) for row in rows]
+    present = [pair for pair in keyed if pair[0] is not None]
+    present.sort(key=lambda pair: pair[0], reverse=reverse)
+    return [row for _, row in present] + [row for key, row in keyed if key is None]
+
+
+@pytest.mark.parametrize("column", [c for c in COLUMNS if c.key in ("value", "duration", "step", "saved", "lr")])
+def test_numeric_sort_orders_as_pythons_stable_sort(column):
+    rng = random.Random(column.key)
+    rows = tuple(random_row(rng, n) for n in range(500))
+    for reverse in (False, True):
+        assert sort_rows(rows, column, reverse) == python_sorted(rows, column, reverse)
+
+
+def test_kept_sort_keys_follow_the_rows_that_changed():
+    from tui.trial_table import SortedRows, TrialTable, _numeric_order, numeric_keys
+
+    rng = random.Random(7)
+    table = TrialTable()
+    table.rows = tuple(random_row(rng, n) for n in range(200))
+    columns = [c for c in COLUMNS if c.key in ("state", "value", "duration", "lr")]
+    for column in columns:
+        table._keys_for(column)
+    for _ in range(5):
+        rows = list(table.rows)
+        for index in rng.sample(range(len(rows)), 10):
+            rows[index] = random_row(rng, index)
+        rows += [random_row(rng, n) for n in range(len(rows), len(rows) + 7)]
+        table.rows = tuple(rows)
+        for column in columns:
+            kept = table._keys_for(column)
+            fresh = numeric_keys([column.sort_key(row) for row in table.rows])
+            assert kept is not None and fresh is not None
+            assert kept.tobytes() == fresh.tobytes()  # NaN included
+            for reverse in (False, True):
+                view = SortedRows(table.rows, _numeric_order(kept, reverse))  # what the table shows
+                assert list(view) == python_sorted(table.rows, column, reverse)
+                assert view[3] is list(view)[3] and view[2:5] == list(view)[2:5] and len(view) == len(table.rows)

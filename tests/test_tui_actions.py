@@ -20,8 +20,9 @@ from engine.campaign import Coordinator
 from engine.gates.policy import AutoPolicy, WaitPolicy
 from engine.search.space import SpaceEditError, parse_bound_edit
 from engine.store.ledger import Ledger
+from engine.store.records import DecisionDraft
 from engine.store.storage import open_storage
-from engine.views.snapshot import SnapshotReader, fidelity_request_key
+from engine.views.snapshot import SnapshotReader
 from tui.app import HpoConsole
 from tui.approval import ApprovalScreen
 from tui.dashboard import DashboardScreen
@@ -102,8 +103,8 @@ class Console:
         )
 
     async def until_decided(self, pilot, gate: int = 0) -> dict:
-        await wait_for(pilot, lambda: self.ledger.decision(gate) is not None, f"the decision of gate {gate}")
-        return self.ledger.decision(gate)
+        await wait_for(pilot, lambda: self.ledger.decision_record(gate) is not None, f"the decision of gate {gate}")
+        return self.ledger.decision_record(gate)
 
     def stop(self) -> None:
         self.engine.stop(timeout=60)
@@ -143,7 +144,7 @@ async def test_approve_an_edited_range(console):
         assert "-3:5*" in str(c.app.screen.query_one("#params").get_cell("x1", "proposed"))
         await pilot.press("y")
         assert "x1: " in plain(c.app.screen.query_one("#confirm-lines"))  # the diff, before anything is recorded
-        assert c.ledger.decision(0) is None
+        assert c.ledger.decision_record(0) is None
         await pilot.press("y")
         decision = await c.until_decided(pilot)
         await wait_for(pilot, lambda: isinstance(c.app.screen, DashboardScreen), "the approval to close")
@@ -154,15 +155,15 @@ async def test_approve_an_edited_range(console):
         assert len(c.app.screen.query_one("#trials").rows) == 8
         await pilot.press("v")
         await wait_for(pilot, lambda: c.app.snapshot.sprint.index == 1, "the current sprint again")
-    assert decision["action"] == "edit" and decision["source"] == "tui"
-    assert decision["who"]["user"] == getpass.getuser()
-    assert decision["space"]["x1"]["low"] == -3.0 and decision["space"]["x1"]["high"] == 5.0
-    assert any(line.startswith("x1: ") for line in decision["diff"])
+    assert decision.action == "edit" and decision.source == "tui"
+    assert decision.who.user == getpass.getuser()
+    assert decision.space["x1"]["low"] == -3.0 and decision.space["x1"]["high"] == 5.0
+    assert any(line.startswith("x1: ") for line in decision.diff)
     await_sprint = time.monotonic() + 60
-    while c.ledger.sprint(1) is None and time.monotonic() < await_sprint:
+    while c.ledger.sprint_record(1) is None and time.monotonic() < await_sprint:
         time.sleep(0.05)
-    nxt = c.ledger.sprint(1)
-    assert nxt["space"]["x1"]["low"] == -3.0 and nxt["space"]["x1"]["high"] == 5.0
+    nxt = c.ledger.sprint_record(1)
+    assert nxt.space["x1"]["low"] == -3.0 and nxt.space["x1"]["high"] == 5.0
 
 
 async def test_an_invalid_edit_is_refused_with_the_cli_reason(console):
@@ -188,7 +189,7 @@ async def test_an_invalid_edit_is_refused_with_the_cli_reason(console):
         await pilot.press("escape")
         assert isinstance(c.app.screen, DashboardScreen)
         await pilot.pause(0.3)
-    assert c.ledger.decision(0) is None and c.ledger.pending_gate() == 0
+    assert c.ledger.decision_record(0) is None and c.ledger.pending_gate() == 0
 
 
 async def test_freeze_then_approve(console):
@@ -201,8 +202,8 @@ async def test_freeze_then_approve(console):
         assert "=" in str(c.app.screen.query_one("#params").get_cell("x2", "proposed"))
         await pilot.press("y", "y")
         decision = await c.until_decided(pilot)
-    assert decision["action"] == "edit"
-    assert decision["space"]["x2"] == {"type": "fixed", "value": best}
+    assert decision.action == "edit"
+    assert decision.space["x2"] == {"type": "fixed", "value": best}
 
 
 async def test_reject_keeps_the_current_space(console):
@@ -214,8 +215,8 @@ async def test_reject_keeps_the_current_space(console):
         assert "Reject" in plain(c.app.screen.query_one(".dialog-title"))
         await pilot.press("y")
         decision = await c.until_decided(pilot)
-    assert decision["action"] == "reject" and decision["source"] == "tui"
-    assert decision["space"] == c.ledger.sprint(0)["space"]
+    assert decision.action == "reject" and decision.source == "tui"
+    assert decision.space == c.ledger.sprint_record(0).space
 
 
 async def test_extend_the_sprint(console):
@@ -230,9 +231,9 @@ async def test_extend_the_sprint(console):
         assert "+3 trials" in plain(c.app.screen.query_one("#confirm-lines"))
         await pilot.press("y")
         decision = await c.until_decided(pilot)
-        await wait_for(pilot, lambda: c.ledger.sprint(0)["n_trials"] == 11, "the sprint to grow by 3")
+        await wait_for(pilot, lambda: c.ledger.sprint_record(0).n_trials == 11, "the sprint to grow by 3")
         await c.until_gate(pilot, 1)  # the extended sprint ends at a new gate
-    assert decision["action"] == "extend" and decision["extend_trials"] == 3
+    assert decision.action == "extend" and decision.extend_trials == 3
 
 
 async def test_raise_fidelity_at_a_pending_gate(console):
@@ -251,8 +252,8 @@ async def test_raise_fidelity_at_a_pending_gate(console):
         assert "epochs=5" in plain(c.app.screen.query_one("#approval-fidelity"))
         await pilot.press("y", "y")
         decision = await c.until_decided(pilot)
-    assert decision["fidelity"] == {"train_fraction": 1.0, "epochs": 5}
-    assert "fidelity epochs: 2 -> 5" in decision["diff"]
+    assert decision.fidelity == {"train_fraction": 1.0, "epochs": 5}
+    assert "fidelity epochs: 2 -> 5" in decision.diff
 
 
 async def test_pause_stage_fidelity_resume_and_approve(console):
@@ -260,22 +261,22 @@ async def test_pause_stage_fidelity_resume_and_approve(console):
     async with c.app.run_test(size=SIZE) as pilot:
         await c.start(pilot)
         await pilot.press("p")
-        await wait_for(pilot, lambda: c.ledger.state().get("paused") is True, "the pause in the ledger")
+        await wait_for(pilot, lambda: c.ledger.campaign_state().paused is True, "the pause in the ledger")
         await wait_for(pilot, lambda: c.app.snapshot.paused, "the console to show the pause")
         assert "PAUSED" in plain(c.app.screen.query_one("#header"))
         assert c.app.snapshot.pending_gate is None
         await pilot.press("f", "down", "enter")  # no gate yet: stage the "high" level for gate 0
-        staged = fidelity_request_key(0)
-        await wait_for(pilot, lambda: c.ledger.get(staged) is not None, "the staged fidelity")
-        assert c.ledger.get(staged)["edits"] == ["high"] and c.ledger.get(staged)["values"]["epochs"] == 9
+        await wait_for(pilot, lambda: c.ledger.fidelity_request_record(0) is not None, "the staged fidelity")
+        staged = c.ledger.fidelity_request_record(0)
+        assert staged.edits == ("high",) and staged.values["epochs"] == 9 and staged.gate == 0 and staged.who.user
         await pilot.press("p")
-        await wait_for(pilot, lambda: c.ledger.state().get("paused") is False, "the resume in the ledger")
+        await wait_for(pilot, lambda: c.ledger.campaign_state().paused is False, "the resume in the ledger")
         await c.until_gate(pilot)
         await pilot.press("a")
         assert "changed: high" in plain(c.app.screen.query_one("#approval-fidelity"))
         await pilot.press("y", "y")
         decision = await c.until_decided(pilot)
-    assert decision["fidelity"]["epochs"] == 9 and decision["source"] == "tui"
+    assert decision.fidelity["epochs"] == 9 and decision.source == "tui"
 
 
 async def test_staged_fidelity_applies_to_an_auto_policy(console):
@@ -285,10 +286,10 @@ async def test_staged_fidelity_applies_to_an_auto_policy(console):
         await wait_for(pilot, lambda: c.app.snapshot.paused, "the console to show the pause")
         assert c.app.snapshot.count("COMPLETE") == 0
         await pilot.press("f", "down", "tab", *"epochs=4", "enter")
-        await wait_for(pilot, lambda: c.ledger.get(fidelity_request_key(0)) is not None, "the staged fidelity")
+        await wait_for(pilot, lambda: c.ledger.fidelity_request_record(0) is not None, "the staged fidelity")
         await pilot.press("p")
         decision = await c.until_decided(pilot)
-    assert decision["source"] == "policy:auto" and decision["fidelity"]["epochs"] == 4
+    assert decision.source == "policy:auto" and decision.fidelity["epochs"] == 4
 
 
 async def test_decided_elsewhere_while_open(console):
@@ -297,16 +298,16 @@ async def test_decided_elsewhere_while_open(console):
         await c.start(pilot)
         await c.until_gate(pilot)
         await pilot.press("a")
-        proposal = c.ledger.proposal(0)
+        proposal = c.ledger.proposal_record(0)
         c.ledger.record_decision(
             0,
-            {"action": "approve", "space": proposal["space"], "fidelity": proposal["fidelity"]["values"], "diff": []},
+            DecisionDraft(action="approve", space=proposal.space, fidelity=proposal.fidelity.values),
             source="cli",
         )
         await wait_for(pilot, lambda: c.app.screen.closed_reason is not None, "the console to notice")
         assert "via cli" in plain(c.app.screen.query_one("#approval-status"))
         await pilot.press("y")  # refused: nothing more is recorded
-        assert not isinstance(c.app.screen, type(None)) and c.ledger.decision(0)["source"] == "cli"
+        assert not isinstance(c.app.screen, type(None)) and c.ledger.decision_record(0).source == "cli"
 
 
 async def test_detail_sort_filter_follow(console):
@@ -411,7 +412,7 @@ async def test_quit_asks_then_stops_the_campaign(console):
         await pilot.press("q", "s")
         await wait_for(pilot, lambda: not c.engine.alive, "the engine to stop")
         await wait_for(pilot, lambda: c.app.exit_message is not None, "the console to leave")
-    assert c.ledger.state()["status"] == "stopped"
+    assert c.ledger.campaign_state().status == "stopped"
     assert "stopped" in c.app.exit_message
 
 
@@ -434,15 +435,15 @@ async def test_quit_leaving_it_running_headless(console, tmp_path):
         assert isinstance(c.app.screen, QuitScreen)
         await pilot.press("h")
         await wait_for(pilot, lambda: c.app.exit_message is not None, "the hand-over")
-    assert c.ledger.state()["status"] == "stopped"  # the console's engine stopped before the hand-over
+    assert c.ledger.campaign_state().status == "stopped"  # the console's engine stopped before the hand-over
     assert started and started[0][:3] == [sys.executable, "-m", "tui.cli"] and "--headless" in started[0]
     deadline = time.monotonic() + 120
-    while c.ledger.state()["status"] != "finished" and time.monotonic() < deadline:
+    while c.ledger.campaign_state().status != "finished" and time.monotonic() < deadline:
         time.sleep(0.2)
     log = (tmp_path / "runs" / "tui" / "headless.log").read_text()
-    assert c.ledger.state()["status"] == "finished", log
+    assert c.ledger.campaign_state().status == "finished", log
     assert "resuming" in log, log  # the detached engine picked the campaign up from the storage
-    assert c.ledger.state()["coordinator"]["pid"] != str(os.getpid())
+    assert c.ledger.campaign_state().coordinator["pid"] != str(os.getpid())
 
 
 async def test_a_hang_up_leaves_the_console_and_keeps_the_engine(console):
@@ -455,7 +456,7 @@ async def test_a_hang_up_leaves_the_console_and_keeps_the_engine(console):
         await wait_for(pilot, lambda: c.app.exit_message is not None, "the console to leave")
     assert c.app.hung_up and "continues headless" in c.app.exit_message
     assert c.engine.alive and not c.engine.stopping  # nothing asked the engine to stop
-    assert c.ledger.state()["status"] == "running"
+    assert c.ledger.campaign_state().status == "running"
     reader = SnapshotReader(open_storage(c.url), c.spec.name)
     left_at = reader.read().count("COMPLETE")
     deadline = time.monotonic() + 60

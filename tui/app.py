@@ -29,10 +29,9 @@ from textual.worker import get_current_worker
 from engine.errors import GateAlreadyDecided
 from engine.search.space import SpaceEditError
 from engine.store.ledger import CampaignNotFound
-from engine.store.records import ThresholdsResult
-from engine.store.schema import now_iso, who
+from engine.store.records import Decision, DecisionDraft, ThresholdsResult
 from engine.store.storage import artifact_store
-from engine.thresholds import store_result, thresholds_for_trial
+from engine.thresholds import thresholds_for_trial
 from engine.views.snapshot import (
     CampaignSnapshot,
     TrialRow,
@@ -400,15 +399,15 @@ class HpoConsole(App[int]):
             return
         self.push_screen(ApprovalScreen(snapshot, self.draft_for(snapshot), self.source.gate_evidence))
 
-    def record_decision(self, gate: int, decision: dict) -> None:
-        def recorded(record: dict | None) -> None:
+    def record_decision(self, gate: int, decision: DecisionDraft) -> None:
+        def recorded(record: Decision | None) -> None:
             if isinstance(self.screen, ApprovalScreen):
                 self.screen.dismiss()
             self.drafts.pop(gate, None)
 
         self.write_ledger(
-            f"gate {gate}: {decision['action']}",
-            lambda ledger: ledger.record_decision(gate, decision, source="tui"),
+            f"gate {gate}: {decision.action}",
+            lambda source: source.record_decision(gate, decision),
             recorded,
         )
 
@@ -458,10 +457,9 @@ class HpoConsole(App[int]):
                 self.notify(str(err), severity="error")
                 return
             label = " ".join(edits)
-            request = {"edits": edits, "values": values, "label": label, "gate": gate, "who": who(), "when": now_iso()}
             self.write_ledger(
                 f"fidelity {label} staged for gate {gate}",
-                lambda ledger: ledger.stage_fidelity(gate, request),
+                lambda source: source.stage_fidelity(gate, edits, values, label),
             )
 
         self.push_screen(FidelityScreen(title, snapshot.levels, None, staged), staged_chosen)
@@ -533,7 +531,7 @@ class HpoConsole(App[int]):
 
         self.write_ledger(
             f"thresholds for trial {trial} stored",
-            lambda ledger: store_result(ledger, result, study=study, trial=trial, source="tui"),
+            lambda source: source.store_thresholds(result, study=study, trial=trial),
             stored,
         )
 
@@ -544,25 +542,28 @@ class HpoConsole(App[int]):
         paused = not self.snapshot.paused
         self.write_ledger(
             "paused: running trials finish, no new ones start" if paused else "resumed",
-            lambda ledger: ledger.set_state(paused=paused),
+            lambda source: source.set_paused(paused),
         )
 
     # Ledger writes (background) --------------------------------------------------------------
-    def write_ledger(self, what: str, change: Callable, done: Callable[[Any], None] | None = None) -> None:
+    def write_ledger(
+        self, what: str, change: Callable[[CampaignSource], Any], done: Callable[[Any], None] | None = None
+    ) -> None:
+        """Run one of the source's typed writes (`change(source)`) in a thread worker; `done` gets its record."""
         self._ledger_writer(what, change, done)
 
     @work(thread=True, group="ledger", name="ledger write", exit_on_error=False)
-    def _ledger_writer(self, what: str, change: Callable, done: Callable[[Any], None] | None) -> None:
+    def _ledger_writer(
+        self, what: str, change: Callable[[CampaignSource], Any], done: Callable[[Any], None] | None
+    ) -> None:
         try:
-            record = self.source.write(change)
+            record = change(self.source)
         except (GateAlreadyDecided, SpaceEditError) as err:
             self.post_message(LedgerWritten(what, str(err)))
         except Exception as err:
             self.post_message(LedgerWritten(what, f"{type(err).__name__}: {err}"))
         else:
-            message = LedgerWritten(what, None, record)
-            message.done = done  # type: ignore[attr-defined]
-            self.post_message(message)
+            self.post_message(LedgerWritten(what, None, record, done))
         self.refresh_now()
 
     def on_ledger_written(self, message: LedgerWritten) -> None:
@@ -570,9 +571,8 @@ class HpoConsole(App[int]):
             self.notify(message.error, title=f"not done: {message.what}", severity="error", timeout=15)
             return
         self.notify(message.what, timeout=4)
-        done = getattr(message, "done", None)
-        if done is not None:
-            done(message.record)
+        if message.done is not None:
+            message.done(message.record)
 
     # Leaving ---------------------------------------------------------------------------------
     def engine_running(self) -> bool:

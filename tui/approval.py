@@ -1,5 +1,8 @@
 """Phase approval: read the evidence, edit the proposed ranges, approve, reject or extend.
 
+Size (~470 lines): one screen: the range table and its edits, the evidence plot's thread workers and
+the approve / reject / extend confirmations, which share the screen's draft.
+
 The evidence (engine.views.evidence: the points of every sprint so far, the rank agreement between
 fidelities, what the proposal would cut) is read by a thread worker when the screen opens; the
 selected parameter's plot is drawn by another (tui.evidence_plot), again whenever the selection,
@@ -214,9 +217,9 @@ class ApprovalScreen(Screen):
             except SpaceEditError as err:
                 message, error = f"cannot approve yet: {err}", True
             else:
-                count = len(decision["diff"])
+                count = len(decision.diff)
                 message = (
-                    f"approve = {decision['action']}: {count} change(s) to the current space"
+                    f"approve = {decision.action}: {count} change(s) to the current space"
                     if count
                     else "approve keeps the current space"
                 )
@@ -300,12 +303,12 @@ class ApprovalScreen(Screen):
             self.app.bell()
             return
         verb = {"approve": "Approve", "edit": "Approve with edits", "reject": "Reject", "extend": "Extend"}[
-            decision["action"]
+            decision.action
         ]
-        lines = [f"gate {self.draft.gate}: {decision['action']} (recorded as yours, source tui)"]
-        lines += [f"  {line}" for line in decision["diff"]] or ["  (the space stays as it is)"]
-        if decision["action"] != "extend":
-            lines.append(f"next sprint {self.proposal.next}: fidelity {fmt.fidelity(decision['fidelity'])}")
+        lines = [f"gate {self.draft.gate}: {decision.action} (recorded as yours, source tui)"]
+        lines += [f"  {line}" for line in decision.diff] or ["  (the space stays as it is)"]
+        if decision.action != "extend":
+            lines.append(f"next sprint {self.proposal.next}: fidelity {fmt.fidelity(decision.fidelity)}")
 
         def confirmed(yes: bool | None) -> None:
             if yes:

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.gates.decisions import build_decision, parse_fidelity_edit
 from engine.search.space import SpaceEditError, parse_bound_edit
-from engine.store.records import Proposal
+from engine.store.records import DecisionDraft, Proposal
 
 
 @dataclass
@@ -92,8 +92,8 @@ class GateDraft:
         levels: Mapping[str, Any],
         action: str = "approve",
         extend_trials: int | None = None,
-    ) -> dict[str, Any]:
-        """The validated decision record (raises SpaceEditError with the reason)."""
+    ) -> DecisionDraft:
+        """The validated decision (raises SpaceEditError with the reason)."""
         return build_decision(
             proposal,
             copy.deepcopy(dict(original)),

@@ -130,10 +130,10 @@ def wait_headless(engine, campaign: str, log: Callable[[str], None]) -> int:
     while not engine.done.wait(1.0):
         pass
     log(
-        f"{_now()} campaign {campaign}: the engine ended ({engine.views.status or 'stopped'})"
+        f"{_now()} campaign {campaign}: the engine ended ({engine.status or 'stopped'})"
         + (f": {engine.error}" if engine.error else "")
     )
-    return 0 if engine.views.status in ("finished", "stopped") and not engine.error else 1
+    return 0 if engine.status in ("finished", "stopped") and not engine.error else 1
 
 
 def _now() -> str:

@@ -6,12 +6,13 @@ touch widgets: they post one of these, and handlers on the UI thread own the sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
-from engine.store.records import ThresholdsResult
+from engine.store.records import DecisionDraft, ThresholdsResult
 from engine.views.snapshot import CampaignSnapshot, TrialDetail, TrialRow
 
 
@@ -76,11 +77,14 @@ class ThresholdsLearned(Message):
 class LedgerWritten(Message):
     """A ledger write finished (`error` is None on success); `what` says what it was, for the operator."""
 
-    def __init__(self, what: str, error: str | None = None, record: Any = None) -> None:
+    def __init__(
+        self, what: str, error: str | None = None, record: Any = None, done: Callable[[Any], None] | None = None
+    ) -> None:
         super().__init__()
         self.what = what
         self.error = error
         self.record = record
+        self.done = done  # what the console does next with the record, on the UI thread
 
 
 class EngineStopped(Message):
@@ -153,4 +157,4 @@ class DecisionSubmitted(Message):
     """The operator confirmed a gate decision (a `build_decision` result) in the approval screen."""
 
     gate: int
-    decision: dict[str, Any]
+    decision: DecisionDraft

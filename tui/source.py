@@ -11,14 +11,22 @@ only, never from the UI thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from optuna.trial import FrozenTrial
 
 from engine.store.ledger import Ledger
-from engine.views.evidence import GateEvidence, gate_evidence, read_gate_inputs, snapshot_inputs
-from engine.views.snapshot import CampaignSnapshot, SnapshotReader, TrialDetail, importances_of
+from engine.store.records import CampaignState, Decision, DecisionDraft, FidelityRequest, ThresholdsResult
+from engine.thresholds import store_result
+from engine.views.evidence import GateEvidence, gate_evidence, snapshot_inputs
+from engine.views.snapshot import (
+    CampaignSnapshot,
+    SnapshotReader,
+    TrialDetail,
+    importances_of,
+    open_snapshot_reader,
+)
 
 
 class CampaignSource:
@@ -44,6 +52,23 @@ class CampaignSource:
         """Run `change(ledger)` and return its result (decisions, pause, thresholds…)."""
         raise RuntimeError("this console is read-only: it has no campaign storage to write to")
 
+    # The console's writes, each typed; all go through `write`, which subclasses implement.
+    def record_decision(self, gate: int, draft: DecisionDraft) -> Decision:
+        """Gate `gate`'s decision, compare-and-set: GateAlreadyDecided if someone else decided first."""
+        return self.write(lambda ledger: ledger.record_decision(gate, draft, source="tui"))
+
+    def stage_fidelity(self, gate: int, edits: Sequence[str], values: Mapping[str, Any], label: str) -> FidelityRequest:
+        """Stage the next sprint's fidelity for gate `gate` (applied when that gate is decided)."""
+        return self.write(lambda ledger: ledger.stage_fidelity(gate, edits, values, label))
+
+    def store_thresholds(self, result: ThresholdsResult, *, study: str, trial: int) -> ThresholdsResult:
+        """Keep a learned thresholds result in the ledger, stamped as the console's."""
+        return self.write(lambda ledger: store_result(ledger, result, study=study, trial=trial, source="tui"))
+
+    def set_paused(self, paused: bool) -> CampaignState:
+        """Pause (running trials finish, no new ones start) or resume the campaign."""
+        return self.write(lambda ledger: ledger.set_state(paused=paused))
+
 
 class StorageSource(CampaignSource):
     """One storage connection for snapshots, details and writes, serialised by a lock. The slow
@@ -61,7 +86,7 @@ class StorageSource(CampaignSource):
     def _main(self) -> SnapshotReader:
         # Opened lazily in a worker thread: replaying a large journal takes a while.
         if self._reader is None:
-            self._reader = SnapshotReader(self._open(self.storage_url), self.campaign)
+            self._reader = open_snapshot_reader(self.storage_url, self.campaign, self._open)
         return self._reader
 
     def read(self, sprint: int | None = None) -> CampaignSnapshot:
@@ -83,8 +108,7 @@ class StorageSource(CampaignSource):
 
     def gate_evidence(self, gate: int) -> GateEvidence | None:
         with self._lock:  # the read only; the computation needs no connection
-            reader = self._main()
-            inputs = read_gate_inputs(reader.storage, self.campaign, gate)
+            inputs = self._main().gate_inputs(gate)
         return gate_evidence(inputs) if inputs is not None else None
 
     def write(self, change: Callable[[Ledger], Any]) -> Any:

@@ -46,7 +46,7 @@ from optuna.trial import TrialState
 
 from engine.cache.stage_cache import FORMAT, StageCache
 from engine.store.optuna_internals import study_storage
-from engine.store.schema import INHERITED_ATTR, STAGES_ATTR
+from engine.store.schema import CHECKPOINT_KEYS_ATTR, INHERITED_ATTR, STAGES_ATTR
 
 NONDETERMINISTIC_FLAG = "__hpo_nondeterministic__"
 
@@ -331,7 +331,7 @@ def trial_keys(user_attrs: dict[str, Any]) -> set[str]:
     inherited = user_attrs.get(INHERITED_ATTR)
     if isinstance(inherited, dict):
         keys.add(inherited.get("key"))
-    keys |= set(user_attrs.get("checkpoint_keys") or [])
+    keys |= set(user_attrs.get(CHECKPOINT_KEYS_ATTR) or [])
     return {k for k in keys if k}
 
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 import psutil
@@ -28,6 +27,7 @@ from optuna.trial import TrialState
 from engine.errors import WorkersFailing
 from engine.execution.trials import fail_and_retry, timeout_reason
 from engine.execution.worker import EXIT_LEASE_LOST
+from engine.store.optuna_internals import heartbeat_storage, stale_trial_ids, study_id, study_storage
 from engine.store.schema import (
     ENV_KILL_GRACE_S,
     ENV_STORAGE_URL,
@@ -348,14 +348,14 @@ def fail_stale_trials(study: optuna.Study, retries: int, log: Callable = print) 
     Only RDB storages heartbeat. Unlike optuna.storages.fail_stale_trials, the reason is recorded
     on the trial (user attrs fail_reason, fail_kind="stale", retried) before it is failed.
     """
-    # Under Optuna's _CachedStorage; Any: the heartbeat attributes below are probed, not declared by BaseStorage.
-    storage: Any = getattr(study._storage, "_backend", study._storage)
-    if not getattr(storage, "heartbeat_interval", None) or not hasattr(storage, "_get_stale_trial_ids"):
+    backend = heartbeat_storage(study)
+    if backend is None:
         return []
+    storage = study_storage(study)
     events = []
-    grace = storage.grace_period or 2 * storage.heartbeat_interval
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
-        trial = study._storage.get_trial(trial_id)
+    grace = backend.grace_period or 2 * backend.heartbeat_interval
+    for trial_id in stale_trial_ids(backend, study):
+        trial = storage.get_trial(trial_id)
         owner = trial.user_attrs.get(WORKER_ATTR, "an unknown worker")
         reason = (
             f"stale: no heartbeat for over {grace} s from worker {owner} "
@@ -367,7 +367,7 @@ def fail_stale_trials(study: optuna.Study, retries: int, log: Callable = print) 
     # trial that no heartbeat will ever make stale: give it a generous while (clocks of hosts differ).
     limit = max(ABANDONED_AFTER_S, 3 * grace)
     now = datetime.datetime.now()
-    for trial in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.RUNNING,)):
         if (
             WORKER_ATTR not in trial.user_attrs
             and trial.datetime_start

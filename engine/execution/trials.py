@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.objective import BadObjectiveValue, TrialContext, check_value
 from engine.search.space import Space, distributions
+from engine.store.optuna_internals import storage_trial_id, study_storage
 from engine.store.records import SprintRecord
 from engine.store.schema import (
     COST_ATTR,
@@ -156,7 +157,7 @@ class Heartbeat:
         self._storage, self._trial_id = storage, trial_id
         self._stop = threading.Event()
         self._thread = None
-        # study._storage is Optuna's _CachedStorage around the RDBStorage: ask it, not its attributes.
+        # study_storage(study) is Optuna's _CachedStorage around the RDBStorage: ask it, not its attributes.
         interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
         if interval and hasattr(storage, "record_heartbeat"):
             self._interval = interval
@@ -208,7 +209,9 @@ def run_trial(
     from engine.store.storage import with_retries
 
     trial = study.ask()
-    heartbeat = with_retries(lambda: Heartbeat(study._storage, trial._trial_id), what="start heartbeat", log=log)
+    heartbeat = with_retries(
+        lambda: Heartbeat(study_storage(study), storage_trial_id(trial)), what="start heartbeat", log=log
+    )
     started = time.perf_counter()
     with_retries(lambda: trial.set_user_attr(WORKER_ATTR, worker), what=f"claim trial {trial.number}", log=log)
     ctx = None
@@ -281,7 +284,7 @@ def run_trial(
         # The coordinator failed it as stale meanwhile (no heartbeat while this worker was cut off)
         # and queued a retry: the stored outcome stands, this late result is dropped.
         log(f"trial {trial.number} was already failed as stale by the coordinator; its late result is dropped")
-        return study._storage.get_trial(trial._trial_id)
+        return study_storage(study).get_trial(storage_trial_id(trial))
 
 
 def fail_and_retry(
@@ -291,14 +294,15 @@ def fail_and_retry(
 
     Returns True when a retry was enqueued.
     """
-    storage = study._storage
+    storage = study_storage(study)
+    trial_id = storage_trial_id(trial)
     history = list(trial.system_attrs.get(RETRY_HISTORY_ATTR, [])) + [trial.number]
     will_retry = len(history) <= max_retry
     try:
-        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
-        storage.set_trial_user_attr(trial._trial_id, FAIL_KIND_ATTR, kind)
-        storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, will_retry)
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+        storage.set_trial_user_attr(trial_id, FAIL_KIND_ATTR, kind)
+        storage.set_trial_user_attr(trial_id, RETRIED_ATTR, will_retry)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             return False
     except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # finished by someone else meanwhile
         return False

@@ -34,6 +34,7 @@ from engine.objective import load_objective
 from engine.spec import CampaignSpec
 from engine.store.lease import superseded
 from engine.store.ledger import CampaignNotFound, Ledger
+from engine.store.optuna_internals import storage_trial_id
 from engine.store.records import SprintRecord
 from engine.store.schema import ENGINE_ENDED, ENV_STORAGE_URL, ENV_THREADS, ENV_WORKER_LOG_BYTES, FAIL_REASON_ATTR
 from engine.store.storage import (
@@ -156,7 +157,7 @@ class Worker:
             self.trial_file.unlink(missing_ok=True)
             return
         record = {
-            "trial_id": trial._trial_id,
+            "trial_id": storage_trial_id(trial),
             "number": trial.number,
             "started": started,
             "timeout_s": self.spec.objective.timeout_s,

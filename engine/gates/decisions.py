@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.gates.diff import proposal_diff, space_diff
 from engine.search.space import Space, SpaceEditError, check_range, parse_bound_edit
-from engine.store.records import Proposal
+from engine.store.records import DecisionDraft, Proposal
 
 ACTIONS = ("approve", "edit", "reject", "extend")
 
@@ -66,22 +66,22 @@ def build_decision(
     levels: dict[str, dict[str, Any]] | None = None,
     extend_trials: int | None = None,
     note: str = "",
-) -> dict[str, Any]:
-    """A validated decision record (without who/when, which the ledger adds)."""
+) -> DecisionDraft:
+    """A validated decision (the ledger stamps it with the gate, source, who and when)."""
     if action not in ACTIONS:
         raise SpaceEditError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
     fidelity = dict(proposal.fidelity.values)
     if action == "extend":
         if not extend_trials or extend_trials < 1:
             raise SpaceEditError("extend: give a positive number of extra trials")
-        return {
-            "action": "extend",
-            "extend_trials": int(extend_trials),
-            "space": current,
-            "fidelity": fidelity,
-            "diff": [f"sprint {proposal.after}: +{int(extend_trials)} trials"],
-            "note": note,
-        }
+        return DecisionDraft(
+            action="extend",
+            extend_trials=int(extend_trials),
+            space=current,
+            fidelity=fidelity,
+            diff=(f"sprint {proposal.after}: +{int(extend_trials)} trials",),
+            note=note,
+        )
     if action == "reject":
         new_space = dict(current)
     else:
@@ -124,14 +124,14 @@ def build_decision(
         before = proposal.fidelity.values.get(knob)
         if before != value:
             changes.append(f"fidelity {knob}: {before} -> {value}")
-    return {"action": action, "space": new_space, "fidelity": fidelity, "diff": changes, "note": note}
+    return DecisionDraft(action=action, space=new_space, fidelity=fidelity, diff=tuple(changes), note=note)
 
 
-def auto_decision(proposal: Proposal) -> dict[str, Any]:
-    return {
-        "action": "approve",
-        "space": dict(proposal.space),
-        "fidelity": dict(proposal.fidelity.values),
-        "diff": proposal_diff(proposal.params),
-        "note": "auto policy",
-    }
+def auto_decision(proposal: Proposal) -> DecisionDraft:
+    return DecisionDraft(
+        action="approve",
+        space=dict(proposal.space),
+        fidelity=dict(proposal.fidelity.values),
+        diff=tuple(proposal_diff(proposal.params)),
+        note="auto policy",
+    )

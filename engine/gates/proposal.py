@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, cast
 
 import optuna
@@ -115,32 +116,17 @@ MIN_AGREEMENT_PAIRS = 4  # re-evaluated configurations needed to judge how well 
 MAX_MARGIN_WIDENING = 4.0
 
 
-def _ranks(values: list[float]) -> list[float]:
-    """Ranks 0..n-1, ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2
-        i = j + 1
-    return ranks
-
-
-def spearman(a: list[float], b: list[float]) -> float | None:
-    """Spearman's rank correlation; None when either side has no spread or there are fewer than 3 pairs."""
-    if len(a) != len(b) or len(a) < 3:
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties share their mean rank); None when the two sides differ in length,
+    there are fewer than 3 pairs, or either side has no spread."""
+    if len(a) != len(b) or len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return None
-    ra, rb = _ranks(a), _ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=False))
-    va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
-    if va == 0 or vb == 0:
-        return None
-    return cov / math.sqrt(va * vb)
+    # Imported here, not at the top: scipy.stats adds 1.2-1.5 s to the start of every command that imports
+    # this module (`hpo-tui status`, `approve`), measured with `import engine.cli` then `import scipy.stats`.
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(a, b).statistic)
+    return rho if math.isfinite(rho) else None
 
 
 def fidelity_agreement(storage, ledger, record: SprintRecord, study: optuna.Study) -> dict[str, Any] | None:
@@ -195,19 +181,22 @@ def trusted_rules(rules: GateRules, agreement: dict[str, Any] | None) -> tuple[G
 
 def make_proposal(
     spec: CampaignSpec,
-    gate: int,
+    sprint_index: int,
     study: optuna.Study,
     current: Space,
     original: Space,
     importances: dict[str, float],
     agreement: dict[str, Any] | None = None,
+    *,
+    gate: int | None = None,
 ) -> Proposal:
-    """The proposal after sprint `gate` for sprint `gate + 1`.
+    """The proposal after sprint `sprint_index` for the sprint after it, at gate number `gate` (default: the
+    sprint index; the two differ once an `extend` has taken a gate number).
 
     `agreement` (fidelity_agreement) widens or holds the narrowing where a lower fidelity misranked.
     """
-    rules, narrow, trust_note = trusted_rules(spec.gate_rules(gate), agreement)
-    finished, upcoming = spec.sprints[gate], spec.sprints[gate + 1]
+    rules, narrow, trust_note = trusted_rules(spec.gate_rules(sprint_index), agreement)
+    finished, upcoming = spec.sprints[sprint_index], spec.sprints[sprint_index + 1]
     top = top_trials(study, rules.top_k)
     all_done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = top[0] if top else None
@@ -216,7 +205,7 @@ def make_proposal(
     tuned = finished.params or [n for n, r in current.items() if r["type"] != "fixed"]
     enough, evidence_rule = enough_evidence(len(all_done), rules.top_k, current, tuned)
     reopens: dict[str, list[Any]] = {}
-    if higher_fidelity_than_narrowing(spec, gate):
+    if higher_fidelity_than_narrowing(spec, sprint_index):
         rho = agreement.get("rho") if agreement and agreement.get("pairs", 0) >= MIN_AGREEMENT_PAIRS else None
         for item in reopen_sides(study, current, original, rules.edge_fraction, rho):
             reopens.setdefault(item.param, []).append(item)
@@ -289,8 +278,8 @@ def make_proposal(
         proposed[name] = proposal_record
         rows[name] = ParamRow(proposed=proposal_record, **row)
     return Proposal(
-        gate=gate,
-        sprint=gate,
+        gate=sprint_index if gate is None else gate,
+        sprint=sprint_index,
         after=finished.name,
         next=upcoming.name,
         created=now_iso(),
@@ -331,11 +320,11 @@ def enough_evidence(completed: int, top_k: int, current: Space, tuned: list[str]
     return False, f"range kept: {completed} completed trials, and a gate {rule}"
 
 
-def higher_fidelity_than_narrowing(spec: CampaignSpec, gate: int) -> bool:
-    """Whether sprint `gate` ran at a higher fidelity than some earlier sprint, whose gate may have narrowed."""
+def higher_fidelity_than_narrowing(spec: CampaignSpec, sprint_index: int) -> bool:
+    """Whether sprint `sprint_index` ran at a higher fidelity than some earlier sprint, whose gate may have narrowed."""
     levels = spec.level_names()
-    rank = levels.index(spec.sprints[gate].fidelity)
-    return any(levels.index(s.fidelity) < rank for s in spec.sprints[:gate])
+    rank = levels.index(spec.sprints[sprint_index].fidelity)
+    return any(levels.index(s.fidelity) < rank for s in spec.sprints[:sprint_index])
 
 
 def summary_lines(proposal: Proposal) -> list[str]:

@@ -38,8 +38,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.search.space import Space
-
-PROBE_ATTR = "probe"
+from engine.store.schema import PROBE_ATTR, PROBE_BASE_ATTR, PROBE_PARAM_ATTR, PROBE_SIDE_ATTR, SEEDED_ATTR
 
 # A probe is an enqueued configuration outside the sprint's box, by design; Optuna warns about each.
 warnings.filterwarnings("ignore", message=r"Fixed parameter .* is out of range", category=UserWarning)
@@ -107,11 +106,15 @@ def plan_probes(
     if count <= 0 or not sides or any(n not in base for n in tuned):
         return []
     rng = random.Random(seed)
+    # every cut side in turn: one random side per parameter first, then the other sides (with enough
+    # probes no cut side is left untested); the order of the parameters is shuffled by the seed
     names = sorted(sides)
+    rng.shuffle(names)
+    order = {n: rng.sample(sides[n], len(sides[n])) for n in names}
+    pairs = [(n, order[n][0]) for n in names] + [(n, order[n][1]) for n in names if len(order[n]) > 1]
     probes = []
     for i in range(count):
-        name = names[i % len(names)]
-        side = rng.choice(sides[name])
+        name, side = pairs[i % len(pairs)]
         params = {n: base[n] for n in tuned}
         params[name] = _outside_value(space[name], original[name], side, rng)
         probes.append({"params": params, "param": name, "side": side, "base": {n: base[n] for n in tuned}})
@@ -124,9 +127,9 @@ def enqueue_probes(study: optuna.Study, probes: list[dict[str, Any]]) -> None:
             probe["params"],
             user_attrs={
                 PROBE_ATTR: True,
-                "probe_param": probe["param"],
-                "probe_side": probe["side"],
-                "probe_base": probe["base"],
+                PROBE_PARAM_ATTR: probe["param"],
+                PROBE_SIDE_ATTR: probe["side"],
+                PROBE_BASE_ATTR: probe["base"],
             },
             skip_if_exists=False,
         )
@@ -179,10 +182,10 @@ def reopen_sides(
     for t in done:
         if not is_probe(t):
             continue
-        probed, probe_side = t.user_attrs.get("probe_param"), t.user_attrs.get("probe_side")
+        probed, probe_side = t.user_attrs.get(PROBE_PARAM_ATTR), t.user_attrs.get(PROBE_SIDE_ATTR)
         if probed not in sides or probe_side not in sides[probed] or (probed, probe_side) in found:
             continue
-        base_value = values.get(_key(t.user_attrs.get("probe_base") or {}))
+        base_value = values.get(_key(t.user_attrs.get(PROBE_BASE_ATTR) or {}))
         if base_value is not None:
             reference, what = base_value, "its base configuration"
         elif in_best is not None:
@@ -231,7 +234,7 @@ def fidelity_drift(
     """Per numeric parameter, how far this sprint's top-k moved from its (lower-fidelity) seeds."""
     if factor <= 0:
         return []
-    seeds = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("seeded")]
+    seeds = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(SEEDED_ATTR)]
     inside_top = [t for t in top if not is_probe(t)]
     if len(seeds) < 2 or len(inside_top) < 2:
         return []

@@ -1,6 +1,6 @@
 """Cost-aware, memoization-aware BO on Optuna's own GP (sampler "eeipu-gp").
 
-Size (~500 lines): one sampler: acquisition, cost terms, prefix groups and the glue to Optuna's private GP.
+Size (~450 lines): one sampler: acquisition, cost terms, prefix groups and the glue to Optuna's private GP.
 
 The acquisition of a candidate x is expected improvement per expected cost, in logs:
 
@@ -24,7 +24,7 @@ The acquisition of a candidate x is expected improvement per expected cost, in l
   holds eta at 1.
 
 The pipeline structure (which parameters each stage depends on) and the cached prefixes come from
-engine.search.eeipu.pipeline_stages: declared in `sampler_options.stages`, or recorded by the stage runner.
+engine.search.pipeline_costs.pipeline_stages: declared in `sampler_options.stages`, or recorded by the stage runner.
 
 This module relies on Optuna's private GP package (optuna._gp, optuna 5.0.0 as pinned in
 pyproject.toml): GPRegressor, fit_kernel_params, logei, SearchSpace, local_search_mixed_batched. A
@@ -45,15 +45,25 @@ from optuna._gp import gp as optuna_gp
 from optuna._gp import optim_mixed, prior
 from optuna._gp.search_space import SearchSpace
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.cache.stages import STAGES_ATTR
-from engine.search.eeipu import FINISHED, Stage, objective_value, params_inside, pipeline_stages, supported_distribution
-from engine.store.optuna_internals import storage_trial_id, study_storage
+from engine.search.pipeline_costs import (
+    MIN_COST_S,
+    BudgetUse,
+    PipelineSampler,
+    Stage,
+    best_first,
+    completed_inside,
+    objective_value,
+    pipeline_stages,
+    prefix_stages,
+    running_inside,
+    stage_cost_samples,
+    supported_distribution,
+    unstaged_cost_samples,
+)
 
 COOLINGS = ("floor", "linear", "none")
-_MIN_COST_S = 1e-4
 
 
 def eta_schedule(progress: float, cooling: str, floor: float) -> float:
@@ -132,7 +142,7 @@ class PrefixAcquisition(optuna_acqf.BaseAcquisitionFunc):
         total = torch.full(x_full.shape[:-1], self._constant_s + self._hits_s, dtype=torch.float64)
         for term in self._costs:
             total = total + term.expected(x_full)
-        return torch.log(total.clamp_min(_MIN_COST_S))
+        return torch.log(total.clamp_min(MIN_COST_S))
 
     def log_ei(self, x_full: torch.Tensor) -> torch.Tensor:
         mean, var = self._gpr.posterior(x_full)
@@ -156,7 +166,7 @@ class Group:
     cached: frozenset[str]  # stages those values hit
 
 
-class CostAwareGPSampler(BaseSampler):
+class CostAwareGPSampler(PipelineSampler):
     def __init__(
         self,
         search_space: dict[str, BaseDistribution],
@@ -181,16 +191,19 @@ class CostAwareGPSampler(BaseSampler):
     ):
         if cooling not in COOLINGS:
             raise ValueError(f"unknown cooling {cooling!r}; known: {', '.join(COOLINGS)}")
-        self._space = dict(search_space)
-        self._seed = seed
-        self._declared = stages
-        self.budget_seconds = budget_seconds
-        self.n_trials = n_trials
-        self.fixed_eta = eta
+        super().__init__(
+            search_space,
+            seed=seed,
+            stages=stages,
+            budget_seconds=budget_seconds,
+            n_trials=n_trials,
+            eta=eta,
+            n_startup_trials=n_startup_trials,
+            top_configs=top_configs,
+            cost_attr=cost_attr,
+        )
         self.cooling = cooling
         self.eta_floor = eta_floor
-        self.n_startup = n_startup_trials
-        self.top_configs = top_configs
         self.n_preliminary = n_preliminary_samples
         self.n_prefix_samples = n_prefix_samples
         self.n_local_search = n_local_search
@@ -198,39 +211,14 @@ class CostAwareGPSampler(BaseSampler):
             raise ValueError(f"unknown local_search {local_search!r}; known: perturb, lbfgs")
         self.local_search = local_search  # "lbfgs": Optuna's gradient local search (better optima, ~5x the ask)
         self.refit_every = max(1, refit_every)  # re-optimise kernel hyperparameters every this many fits
-        self.cost_attr = cost_attr
         self.min_ei_ratio = min_ei_ratio  # > 0: only candidates with at least this share of the best EI compete
         self.deterministic = deterministic_objective
-        self._fallback = RandomSampler(seed=seed)
         self._kept: dict[str, tuple[Any, int]] = {}  # per model: (fitted GP, fits since its optimisation)
-        self.last: dict[str, Any] | None = None  # the last ask's groups and scores (tests, explanations)
-
-    def reseed_rng(self) -> None:
-        self._fallback.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
-        return dict(self._space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     # eta -----------------------------------------------------------------------------------
-    def eta(self, study) -> float:
-        if self.fixed_eta is not None:
-            return float(self.fixed_eta)
-        finished = sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
-        if self.budget_seconds:
-            costs = [float(t.user_attrs.get(self.cost_attr, 0.0)) for t in finished]
-            start = sum(costs[: self.n_startup])
-            span = float(self.budget_seconds) - start
-            progress = 1.0 if span <= 0 else (sum(costs) - start) / span
-        elif self.n_trials:
-            start = min(self.n_startup, len(finished))
-            span = self.n_trials - start
-            progress = 1.0 if span <= 0 else (len(finished) - start) / span
-        else:
-            progress = 0.0
-        return eta_schedule(progress, self.cooling, self.eta_floor)
+    def cooled_eta(self, use: BudgetUse | None) -> float:
+        """`cooling`'s schedule over the budget's progress; 1 without a budget."""
+        return eta_schedule(0.0 if use is None else use.progress, self.cooling, self.eta_floor)
 
     # models ----------------------------------------------------------------------------------
     def _fit(
@@ -272,21 +260,12 @@ class CostAwareGPSampler(BaseSampler):
         terms = []
         for stage in stages:
             columns = tuple(names.index(p) for p in stage.params)
-            rows, seconds, hits = [], [], []
-            for i, t in enumerate(done):
-                rec = (t.user_attrs.get(STAGES_ATTR) or {}).get(stage.name)
-                if not isinstance(rec, dict):
-                    continue
-                if rec.get("hit"):
-                    hits.append(float(rec.get("seconds", 0.0)))
-                else:
-                    rows.append(i)
-                    seconds.append(max(float(rec.get("seconds", 0.0)), _MIN_COST_S))
-            hit_s = float(np.median(hits)) if hits else 0.0
-            if not seconds:
-                terms.append(CostTerm(stage.name, columns, None, math.log(_MIN_COST_S), 0.0, hit_s))
+            samples = stage_cost_samples(done, stage.name)
+            rows, hit_s = samples.rows, samples.hit_s
+            if not samples.seconds:
+                terms.append(CostTerm(stage.name, columns, None, math.log(MIN_COST_S), 0.0, hit_s))
                 continue
-            logs = np.log(seconds)
+            logs = np.log(samples.seconds)
             gpr = None
             # A stage whose cost hardly varies (timing jitter) is a constant: a GP there buys nothing.
             if columns and len(logs) >= 4 and np.std(logs) > 0.05:
@@ -302,40 +281,18 @@ class CostAwareGPSampler(BaseSampler):
                 terms.append(CostTerm(stage.name, columns, gpr, mean, std, hit_s))
             else:
                 terms.append(CostTerm(stage.name, columns, None, float(np.mean(logs)), 0.0, hit_s))
-        rest = []
-        for t in done:
-            if self.cost_attr not in t.user_attrs:
-                continue
-            staged = sum(
-                float(r.get("seconds", 0.0))
-                for r in (t.user_attrs.get(STAGES_ATTR) or {}).values()
-                if isinstance(r, dict)
-            )
-            rest.append(max(float(t.user_attrs[self.cost_attr]) - staged, 0.0))
+        rest = [max(s, 0.0) for s in unstaged_cost_samples(done, self.cost_attr).seconds]
         return terms, float(np.median(rest)) if rest else 0.0
 
     # the ask ---------------------------------------------------------------------------------
-    def sample_relative(self, study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        trials = study.get_trials(deepcopy=False)
-        done = [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search_space)
-        ]
-        if len(done) < self.n_startup:
-            return {}
-        seed = None if self._seed is None else (self._seed * 100_003 + trial.number) % (2**31)
-        rng = np.random.RandomState(seed)
+    def propose(
+        self, study, trial: FrozenTrial, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        rng = np.random.RandomState(self.trial_seed(trial, 2**31))
         # No `with torch.device("cpu")` as GPSampler has: its function mode costs ~40% of an ask, and every
         # tensor here comes from numpy (CPU) anyway.
         choice = self.choose(study, trials, search_space, rng, exclude_trial=trial.number)
-        try:
-            study_storage(study).set_trial_system_attr(storage_trial_id(trial), "eeipu", choice["explanation"])
-        except Exception:
-            pass
-        return choice["params"]
+        return choice["params"], choice["explanation"]
 
     def choose(
         self,
@@ -349,22 +306,11 @@ class CostAwareGPSampler(BaseSampler):
         names = list(search_space)
         space = SearchSpace(search_space)
         sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0  # GP maximises
-        done = sorted(
-            (
-                t
-                for t in trials
-                if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search_space)
-            ),
-            key=lambda t: t.number,
-        )
+        done = completed_inside(trials, search_space)
         x_done = space.get_normalized_params(done)
         y, _, _ = _standardize(sign * np.array([objective_value(t) for t in done]))
         gpr = self._fit("objective", x_done, y, space.is_categorical, self.deterministic)
-        running = [
-            t
-            for t in trials
-            if t.state == TrialState.RUNNING and t.number != exclude_trial and params_inside(t.params, search_space)
-        ]
+        running = running_inside(trials, search_space, exclude_trial)
         if running:  # kriging believer: pending points take the posterior mean, so parallel asks spread out
             x_running = torch.from_numpy(space.get_normalized_params(running))
             with torch.no_grad():
@@ -377,7 +323,7 @@ class CostAwareGPSampler(BaseSampler):
 
         # A cached stage no tuned parameter decides (featurised data, say) hits for every candidate.
         always = frozenset(s.name for s in stages if not s.params and () in s.cached)
-        groups = [Group("space", (), {}, always)] + self.prefix_groups(done, stages, names, sign)
+        groups = [Group("space", (), {}, always)] + self.prefix_groups(done, stages, names, study.direction)
         acqfs = [self._acquisition(g, gpr, space, search_space, names, threshold, costs, rest_s, eta) for g in groups]
         # Every group's preliminary samples are scored (cheap, batched); the local search runs from the
         # best few starts over all groups and from each group's best start.
@@ -439,24 +385,20 @@ class CostAwareGPSampler(BaseSampler):
         }
         return {"params": params, "explanation": explanation}
 
-    def prefix_groups(self, done: list[FrozenTrial], stages: list[Stage], names: list[str], sign: float) -> list[Group]:
+    def prefix_groups(
+        self, done: list[FrozenTrial], stages: list[Stage], names: list[str], direction: optuna.study.StudyDirection
+    ) -> list[Group]:
         """For each of the best configurations, each cached stage that leaves parameters free."""
-        ranked = sorted(done, key=lambda t: -sign * objective_value(t))[: self.top_configs]
+        ranked = best_first(done, direction)[: self.top_configs]
         groups, keys = [], set()
         for t in ranked:
-            for stage in stages:
-                if not stage.params or len(stage.params) >= len(names):
-                    continue
-                values = tuple(t.params[p] for p in stage.params)
+            for stage in prefix_stages(stages, len(names)):
+                values = stage.key(t.params)
                 if values not in stage.cached or (stage.params, values) in keys:
                     continue
                 keys.add((stage.params, values))
                 fixed = set(stage.params)
-                cached = frozenset(
-                    s.name
-                    for s in stages
-                    if set(s.params) <= fixed and tuple(t.params[p] for p in s.params) in s.cached
-                )
+                cached = frozenset(s.name for s in stages if set(s.params) <= fixed and s.is_cached(t.params))
                 groups.append(
                     Group(f"prefix {stage.name} of #{t.number}", stage.params, {p: t.params[p] for p in fixed}, cached)
                 )

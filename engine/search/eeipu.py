@@ -1,6 +1,7 @@
 """EEIPU: memoization-aware, cost-aware Bayesian optimization for multi-stage pipelines (sampler "eeipu").
 
-Size (~600 lines): one algorithm: its GP fits, per-stage cost models, candidates and local refinement.
+Size (~500 lines): one algorithm: its GP fits, per-stage cost models, candidates and local refinement (what
+it shares with the "eeipu-gp" sampler is in engine.search.pipeline_costs).
 
 The acquisition of a candidate x is
 
@@ -34,42 +35,38 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.samplers import BaseSampler, RandomSampler
-from optuna.trial import FrozenTrial, TrialState
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.trial import FrozenTrial
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from engine.cache.stages import STAGES_ATTR
-from engine.store.optuna_internals import storage_trial_id, study_storage
+from engine.search.pipeline_costs import (
+    MIN_COST_S,
+    BudgetUse,
+    CostSamples,
+    Distribution,
+    PipelineSampler,
+    Stage,
+    best_first,
+    completed_inside,
+    objective_value,
+    params_inside,
+    pipeline_stages,
+    prefix_stages,
+    running_inside,
+    stage_cost_samples,
+    supported_distribution,
+    unstaged_cost_samples,
+)
 
 REST = "_rest"  # the part of a trial outside every recorded stage
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-# The distributions the space maps to the unit cube: numeric ones by (low, high, log), categorical by index.
-Distribution: TypeAlias = FloatDistribution | IntDistribution | CategoricalDistribution
-
-
-def supported_distribution(dist: BaseDistribution) -> Distribution:
-    if isinstance(dist, (FloatDistribution, IntDistribution, CategoricalDistribution)):
-        return dist
-    raise TypeError(f"cannot map {type(dist).__name__} to the unit cube: only float, int and categorical")
-
-
-def objective_value(trial: FrozenTrial) -> float:
-    """A complete trial's value; callers pass only trials whose value is set."""
-    value = trial.value
-    if value is None:
-        raise ValueError(f"trial {trial.number} has no value")
-    return float(value)
 
 
 def eeipu_acquisition(ei: np.ndarray, inverse_cost: np.ndarray, eta: float) -> np.ndarray:
@@ -236,17 +233,10 @@ class _CostModel:
         return mu, np.maximum(sd, 1e-6)
 
 
-@dataclass
-class Stage:
-    name: str
-    params: tuple[str, ...]  # tuned parameters that decide the stage's cache key
-    cached: set = field(default_factory=set)  # value tuples of `params` with a cached result
-
-
 # --------------------------------------------------------------------------------------- sampler
 
 
-class EEIPUSampler(BaseSampler):
+class EEIPUSampler(PipelineSampler):
     def __init__(
         self,
         search_space: dict[str, BaseDistribution],
@@ -267,61 +257,37 @@ class EEIPUSampler(BaseSampler):
         refit_every: int = 5,
         refine_rounds: int = 2,
     ):
-        self._space = dict(search_space)
-        self._seed = seed
-        self._declared = stages
-        self.budget_seconds = budget_seconds
-        self.n_trials = n_trials
-        self.fixed_eta = eta
-        self.n_startup = n_startup_trials
+        super().__init__(
+            search_space,
+            seed=seed,
+            stages=stages,
+            budget_seconds=budget_seconds,
+            n_trials=n_trials,
+            eta=eta,
+            n_startup_trials=n_startup_trials,
+            top_configs=top_configs,
+            cost_attr=cost_attr,
+        )
         self.n_candidates = n_candidates
-        self.top_configs = top_configs
         self.mc_samples = mc_samples
         self.xi = xi
         self.max_points = max_points
         self.min_cost_fraction = min_cost_fraction
-        self.cost_attr = cost_attr  # the user attribute holding a trial's cost in seconds
-        self._fallback = RandomSampler(seed=seed)
-        self.last: dict[str, Any] | None = None  # the last ask's scores, for tests and explanations
         self._warm: dict = {}  # fitted kernels, the next fit's starting point (this process only)
         self.refit_every = refit_every  # re-optimise GP hyperparameters every this many new points
         self.refine_rounds = refine_rounds  # local refinement rounds of the leading candidates
 
-    def reseed_rng(self) -> None:
-        self._fallback.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
-        return dict(self._space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
-
     # eta -----------------------------------------------------------------------------------
-    def eta(self, study) -> float:
-        if self.fixed_eta is not None:
-            return float(self.fixed_eta)
-        finished = sorted((t for t in study.get_trials(deepcopy=False, states=FINISHED)), key=lambda t: t.number)
-        if self.budget_seconds:
-            costs = [float(t.user_attrs.get(self.cost_attr, 0.0)) for t in finished]
-            return cost_cooling(sum(costs), float(self.budget_seconds), sum(costs[: self.n_startup]))
-        if self.n_trials:
-            return cost_cooling(len(finished), float(self.n_trials), float(min(self.n_startup, len(finished))))
-        return 1.0
+    def cooled_eta(self, use: BudgetUse | None) -> float:
+        """Linear from 1 after the start-up to 0 when the budget is spent; 1 without a budget."""
+        return 1.0 if use is None else cost_cooling(use.spent, use.budget, use.spent_at_start)
 
     # the ask ---------------------------------------------------------------------------------
-    def sample_relative(self, study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        trials = study.get_trials(deepcopy=False)
+    def propose(
+        self, study, trial: FrozenTrial, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         space = _Space(search_space)
-        done = [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search_space)
-        ]
-        if len(done) < self.n_startup:
-            return {}
-        rng = np.random.default_rng(None if self._seed is None else (self._seed * 100_003 + trial.number) % (2**32))
+        rng = np.random.default_rng(self.trial_seed(trial, 2**32))
         scored = self.score_candidates(study, trials, space, rng, exclude_trial=trial.number)
         best = int(np.argmax(scored["acquisition"]))
         params = scored["params"][best]
@@ -333,11 +299,7 @@ class EEIPUSampler(BaseSampler):
             "expected_cost_s": float(1.0 / max(scored["inverse_cost"][best], 1e-12)),
             "cached_stages": scored["cached_stages"][best],
         }
-        try:
-            study_storage(study).set_trial_system_attr(storage_trial_id(trial), "eeipu", explanation)
-        except Exception:
-            pass
-        return params
+        return params, explanation
 
     def score_candidates(
         self,
@@ -350,19 +312,10 @@ class EEIPUSampler(BaseSampler):
         """Every candidate with its EI, E[1/C], acquisition and kind; the core of the sampler."""
         search = dict(zip(space.names, space.dists, strict=False))
         sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-        done = [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and params_inside(t.params, search)
-        ]
-        done = sorted(done, key=lambda t: t.number)[-self.max_points :]
+        done = completed_inside(trials, search)[-self.max_points :]
         x_done = np.array([space.to_unit(t.params) for t in done])
         y_done = np.array([sign * objective_value(t) for t in done])
-        running = [
-            t
-            for t in trials
-            if t.state == TrialState.RUNNING and t.number != exclude_trial and params_inside(t.params, search)
-        ]
+        running = running_inside(trials, search, exclude_trial)
         x_fit, y_fit = x_done, y_done
         if running:  # constant liar: pending points take the best value, so parallel asks spread out
             x_fit = np.vstack([x_done, [space.to_unit(t.params) for t in running]])
@@ -372,7 +325,7 @@ class EEIPUSampler(BaseSampler):
 
         stages = self.stage_structure(trials, space.names)
         models = self.cost_models(trials, space, stages, seed)
-        ranked = sorted(done, key=lambda t: sign * objective_value(t))
+        ranked = best_first(done, study.direction)
 
         eta = self.eta(study)
         seen = {tuple(t.params[n] for n in space.names) for t in trials if params_inside(t.params, search)}
@@ -450,30 +403,18 @@ class EEIPUSampler(BaseSampler):
         self, trials: list[FrozenTrial], space: _Space, stages: list[Stage], seed: int
     ) -> dict[str, _CostModel]:
         search = dict(zip(space.names, space.dists, strict=False))
-        complete = [t for t in trials if t.state == TrialState.COMPLETE and params_inside(t.params, search)]
-        complete = sorted(complete, key=lambda t: t.number)[-self.max_points :]
+        complete = completed_inside(trials, search)[-self.max_points :]
         models: dict[str, _CostModel] = {}
         for stage in stages + [Stage(REST, tuple(space.names))]:
             columns = [space.names.index(p) for p in stage.params]
-            xs, ys, hits = [], [], []
-            for t in complete:
-                records = t.user_attrs.get(STAGES_ATTR) or {}
-                if stage.name == REST:
-                    if self.cost_attr not in t.user_attrs:
-                        continue
-                    staged = sum(float(r.get("seconds", 0.0)) for r in records.values() if isinstance(r, dict))
-                    seconds = max(float(t.user_attrs[self.cost_attr]) - staged, 1e-4)
-                else:
-                    rec = records.get(stage.name)
-                    if not isinstance(rec, dict):
-                        continue
-                    if rec.get("hit"):
-                        hits.append(float(rec.get("seconds", 0.0)))
-                        continue
-                    seconds = max(float(rec.get("seconds", 0.0)), 1e-4)
-                xs.append(space.to_unit(t.params))
-                ys.append(math.log(seconds))
-            model = _CostModel(columns, hit_s=float(np.median(hits)) if hits else 0.0)
+            if stage.name == REST:
+                unstaged = unstaged_cost_samples(complete, self.cost_attr)
+                samples = CostSamples(unstaged.rows, [max(s, MIN_COST_S) for s in unstaged.seconds])
+            else:
+                samples = stage_cost_samples(complete, stage.name)
+            xs = [space.to_unit(complete[i].params) for i in samples.rows]
+            ys = [math.log(s) for s in samples.seconds]
+            model = _CostModel(columns, hit_s=samples.hit_s)
             if ys:
                 model.mean = float(np.mean(ys))
                 model.sd = max(float(np.std(ys)), 0.05)
@@ -488,7 +429,7 @@ class EEIPUSampler(BaseSampler):
                         self.refit_every,
                     )
             else:
-                model.mean, model.sd = math.log(1e-4), 0.05  # never seen: costs nothing known
+                model.mean, model.sd = math.log(MIN_COST_S), 0.05  # never seen: costs nothing known
             models[stage.name] = model
         return models
 
@@ -511,7 +452,7 @@ class EEIPUSampler(BaseSampler):
             mu, sd = model.predict(space, units)
             draws = np.exp(mu[:, None] + sd[:, None] * normals[None, :])
             if stage.name != REST and stage.cached:
-                hit = np.array([tuple(p[q] for q in stage.params) in stage.cached for p in params])
+                hit = np.array([stage.is_cached(p) for p in params])
                 draws[hit] = model.hit_s
                 for i in np.flatnonzero(hit):
                     cached_stages[i].append(stage.name)
@@ -536,11 +477,10 @@ class EEIPUSampler(BaseSampler):
                 rows.append(space.perturb(base, rng, scale, all_columns))
                 kinds += [f"local #{t.number}"] * k
                 overrides += [{}] * k
-        prefixes = [s for s in stages if s.params and len(s.params) < len(space.names)]
+        prefixes = prefix_stages(stages, len(space.names))
         for t in top:  # fix a cached prefix of a best configuration, draw the rest afresh or nearby
             for stage in prefixes:
-                values = tuple(t.params[p] for p in stage.params)
-                if values not in stage.cached:
+                if not stage.is_cached(t.params):
                     continue
                 k = max(16, n // max(1, len(top) * len(prefixes)))  # as many as the unconstrained ones in all
                 free = [j for j, name in enumerate(space.names) if name not in stage.params]
@@ -551,47 +491,3 @@ class EEIPUSampler(BaseSampler):
                 kinds += [f"prefix {stage.name} of #{t.number}"] * k
                 overrides += [{p: t.params[p] for p in stage.params}] * k
         return np.vstack(rows), overrides, kinds
-
-
-def params_inside(params: dict[str, Any], space: Mapping[str, BaseDistribution]) -> bool:
-    for name, dist in space.items():
-        if name not in params:
-            return False
-        try:
-            if not dist._contains(dist.to_internal_repr(params[name])):
-                return False
-        except (ValueError, TypeError):
-            return False
-    return True
-
-
-def pipeline_stages(
-    trials: list[FrozenTrial], tuned: list[str], declared: list[dict[str, Any]] | None = None
-) -> list[Stage]:
-    """The pipeline's stages in order, each with the tuned parameters its cache key depends on (its own
-    and every earlier stage's) and the value tuples of those parameters that have a cached result.
-
-    From `declared` (`[{name, params}]`, each stage's own parameters in pipeline order) or else from what
-    the stage runner recorded in the trials (`stages` user attribute)."""
-    tuned_set = set(tuned)
-    stages: list[Stage] = []
-    if declared:
-        cumulative: list[str] = []
-        for item in declared:
-            cumulative += [p for p in item.get("params", []) if p in tuned_set and p not in cumulative]
-            stages.append(Stage(str(item["name"]), tuple(cumulative)))
-    else:
-        recorded: dict[str, tuple[int, tuple[str, ...]]] = {}
-        for t in trials:
-            for name, rec in (t.user_attrs.get(STAGES_ATTR) or {}).items():
-                if isinstance(rec, dict) and name not in recorded:
-                    params = tuple(p for p in tuned if p in set(rec.get("params", [])))
-                    recorded[name] = (int(rec.get("order", len(recorded))), params)
-        for name, (_, params) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
-            stages.append(Stage(name, params))
-    for t in trials:
-        for stage in stages:
-            rec = (t.user_attrs.get(STAGES_ATTR) or {}).get(stage.name)
-            if isinstance(rec, dict) and rec.get("cached") and all(p in t.params for p in stage.params):
-                stage.cached.add(tuple(t.params[p] for p in stage.params))
-    return stages

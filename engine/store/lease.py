@@ -29,14 +29,20 @@ import optuna
 import psutil
 
 from engine.errors import LeaseHeld
-from engine.store.schema import ENV_HOST, ENV_LEASE_S, lease_study_name, now_iso, who
+from engine.store.schema import (
+    ENV_HOST,
+    ENV_LEASE_S,
+    EXPIRES_ATTR,
+    HOLDER_ATTR,
+    RELEASED_ATTR,
+    lease_study_name,
+    now_iso,
+    who,
+)
 from engine.store.storage import open_storage, storage_missing
 
 LEASE_S = 30.0  # a lease not renewed for this long has expired; HPO_TUI_LEASE_S overrides (tests)
 RENEWALS_PER_LEASE = 3
-HOLDER_ATTR = "holder"
-EXPIRES_ATTR = "expires_at"  # epoch seconds by the holder's clock: its last renewal plus lease_s()
-RELEASED_ATTR = "released"
 NEW_LEASE_WAIT_S = 2.0  # a lease study just created has no holder yet: wait this long for it
 
 

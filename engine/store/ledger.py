@@ -8,7 +8,9 @@ headless engine, remote workers and `hpo-tui approve` can share it safely. A gat
 compare-and-set: the writer that creates the gate's claim study first is the one whose decision
 counts; every other writer gets `GateAlreadyDecided`.
 
-JSON conversion happens here and nowhere else: the records come out as plain JSON values, whole.
+JSON conversion happens here and nowhere else: the records come out typed (engine.store.records), except
+the spec (engine.spec.CampaignSpec's JSON, which this layer cannot import) and the original space
+(engine.search.space's parameter -> range record mapping).
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
 from engine.errors import GateAlreadyDecided
-from engine.store.records import CampaignState, Decision, FidelityRequest, Proposal, SprintRecord, ThresholdsResult
+from engine.store.records import (
+    CampaignState,
+    Decision,
+    DecisionDraft,
+    FidelityRequest,
+    Proposal,
+    SprintRecord,
+    Stamp,
+    ThresholdsResult,
+)
 from engine.store.schema import (
+    CLAIM_ATTR,
     DECISION_PREFIX,
     FIDELITY_REQUEST_PREFIX,
     ORIGINAL_SPACE_KEY,
@@ -33,7 +45,6 @@ from engine.store.schema import (
     SPRINT_PREFIX,
     STATE_KEY,
     THRESHOLDS_PREFIX,
-    CampaignStatus,
     campaign_of_study,
     campaign_study_name,
     decision_claim_study_name,
@@ -67,7 +78,6 @@ __all__ = [
 WINNER_WAIT_S = 5.0  # a loser waits this long for the winner's decision record to appear
 STALE_CLAIM_S = 60.0  # a claim with no decision record after this long was left by a crashed writer
 POLL_S = 0.1
-NEW_STATE = {"status": CampaignStatus.NEW, "sprint": 0, "paused": False}
 
 
 class CampaignNotFound(LookupError):
@@ -142,15 +152,19 @@ class Ledger:
             except optuna.exceptions.DuplicatedStudyError:
                 self.study_id = storage.get_study_id_from_name(name)
 
-    # Raw records -----------------------------------------------------------------------------
+    # Raw records (JSON values; only this module converts them) -------------------------------
     def _attrs(self) -> dict[str, Any]:
         return self.storage.get_study_user_attrs(self.study_id)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return decode_record(key, self._attrs(), default)
+    def _get(self, key: str) -> Any:
+        return decode_record(key, self._attrs(), None)
 
     def put(self, key: str, value: Any) -> None:
-        """Store a record (split into parts of at most engine.store.schema.ATTR_VALUE_LIMIT characters)."""
+        """Store a record (split into parts of at most engine.store.schema.ATTR_VALUE_LIMIT characters).
+
+        For the records with no type of their own (the spec and the original space, written once by
+        the coordinator) and for tests that write a ledger by hand; the typed records have put_* methods.
+        """
         plain = json.loads(json.dumps(value, default=_plain))
         current = self._attrs()
         wanted = encode_record(key, plain)
@@ -162,7 +176,7 @@ class Ledger:
                 self.storage.set_study_user_attr(self.study_id, path, None)  # a part no longer used
 
     def records(self) -> dict[str, Any]:
-        """Every record, by ledger key."""
+        """Every record as stored, by ledger key (what `view` types; tests compare the stored JSON)."""
         return decode_records(self._attrs())
 
     # Typed records ---------------------------------------------------------------------------
@@ -170,105 +184,104 @@ class Ledger:
         """Every record, typed, from one read."""
         return LedgerView.from_records(self.records())
 
+    def spec(self) -> Mapping[str, Any] | None:
+        """The campaign file as stored: engine.spec.CampaignSpec's JSON, which the storage layer cannot
+        import (callers validate it with `CampaignSpec.model_validate`)."""
+        return self._get(SPEC_KEY)
+
+    def original_space(self) -> dict[str, Any] | None:
+        """The campaign's search space: parameter -> range record (engine.search.space.Space)."""
+        return self._get(ORIGINAL_SPACE_KEY)
+
     def campaign_state(self) -> CampaignState:
-        return CampaignState.from_json(self.get(STATE_KEY) or {})
+        return CampaignState.from_json(self._get(STATE_KEY) or {})
+
+    def set_state(self, **changes: Any) -> CampaignState:
+        """Change fields of the campaign state (a TypeError names a field CampaignState lacks)."""
+        state = self.campaign_state().replace(**changes, updated=now_iso())
+        self.put(STATE_KEY, state.to_json())
+        return state
 
     def sprint_record(self, index: int) -> SprintRecord | None:
-        data = self.get(sprint_key(index))
+        data = self._get(sprint_key(index))
         return None if data is None else SprintRecord.from_json(data)
 
     def sprint_records(self) -> list[SprintRecord]:
-        return [SprintRecord.from_json(data) for data in self.sprints()]
-
-    def proposal_record(self, gate: int) -> Proposal | None:
-        data = self.get(proposal_key(gate))
-        return None if data is None else Proposal.from_json(data)
-
-    def decision_record(self, gate: int) -> Decision | None:
-        data = self.get(decision_key(gate))
-        return None if data is None else Decision.from_json(data)
-
-    def decision_records(self) -> list[Decision]:
-        return [Decision.from_json(data) for data in self.decisions()]
-
-    # Records as stored (JSON values; callers not yet on the typed records above) --------------
-    def spec(self) -> dict | None:
-        return self.get(SPEC_KEY)
-
-    def original_space(self) -> dict | None:
-        return self.get(ORIGINAL_SPACE_KEY)
-
-    def state(self) -> dict:
-        return self.get(STATE_KEY) or dict(NEW_STATE)
-
-    def set_state(self, **changes: Any) -> dict:
-        state = {**self.state(), **changes, "updated": now_iso()}
-        self.put(STATE_KEY, state)
-        return state
-
-    def sprint(self, index: int) -> dict | None:
-        return self.get(sprint_key(index))
+        """Every sprint's record, by index."""
+        records = self.records()
+        return [SprintRecord.from_json(records[k]) for k in keys_with_prefix(records, SPRINT_PREFIX)]
 
     def put_sprint(self, record: SprintRecord) -> None:
         self.put(sprint_key(record.index), record.to_json())
 
-    def sprints(self) -> list[dict]:
-        records = self.records()
-        return [records[k] for k in keys_with_prefix(records, SPRINT_PREFIX)]
-
-    def proposal(self, gate: int) -> dict | None:
-        return self.get(proposal_key(gate))
+    def proposal_record(self, gate: int) -> Proposal | None:
+        data = self._get(proposal_key(gate))
+        return None if data is None else Proposal.from_json(data)
 
     def put_proposal(self, gate: int, proposal: Proposal) -> None:
         self.put(proposal_key(gate), proposal.to_json())
 
-    def decision(self, gate: int) -> dict | None:
-        return self.get(decision_key(gate))
+    def decision_record(self, gate: int) -> Decision | None:
+        data = self._get(decision_key(gate))
+        return None if data is None else Decision.from_json(data)
 
-    def decisions(self) -> list[dict]:
+    def decision_records(self) -> list[Decision]:
+        """Every decision, by gate."""
         records = self.records()
-        return [records[k] for k in keys_with_prefix(records, DECISION_PREFIX)]
+        return [Decision.from_json(records[k]) for k in keys_with_prefix(records, DECISION_PREFIX)]
 
     def pending_gate(self) -> int | None:
         """The gate waiting for a decision, if any."""
-        gate = self.state().get("pending_gate")
-        if gate is None or self.decision(gate) is not None:
+        gate = self.campaign_state().pending_gate
+        if gate is None or self.decision_record(gate) is not None:
             return None
         return gate
 
     def gate_to_decide(self) -> int | None:
         """The gate waiting for a decision; GateAlreadyDecided if the waiting gate was decided meanwhile."""
-        gate = self.state().get("pending_gate")
+        gate = self.campaign_state().pending_gate
         if gate is None:
             return None
-        existing = self.decision(gate)
+        existing = self.decision_record(gate)
         if existing is not None:
             raise GateAlreadyDecided(conflict_message(gate, existing), winner=existing)
         return gate
 
-    def record_decision(self, gate: int, decision: dict, *, source: str) -> dict:
-        """Store the gate's decision if no one decided it first (on every storage: a compare-and-set).
+    def record_decision(self, gate: int, draft: DecisionDraft, *, source: str) -> Decision:
+        """Store the gate's decision, `draft` stamped with the gate, `source`, who and when, if no one
+        decided it first (on every storage: a compare-and-set).
 
-        Raises GateAlreadyDecided, carrying the winner's record when it could be read, otherwise.
+        Raises GateAlreadyDecided, carrying the winner's decision when it could be read, otherwise.
         """
-        existing = self.decision(gate)
+        existing = self.decision_record(gate)
         if existing is not None:
             raise GateAlreadyDecided(conflict_message(gate, existing), winner=existing)
-        record = {**decision, "gate": gate, "source": source, "who": who(), "when": now_iso()}
-        if not self._claim(gate, record):
+        record = Decision(
+            gate=gate,
+            action=draft.action,
+            source=source,
+            who=Stamp.from_json(who()),
+            when=now_iso(),
+            space=draft.space,
+            fidelity=draft.fidelity,
+            diff=draft.diff,
+            note=draft.note,
+            extend_trials=draft.extend_trials,
+            extra=draft.extra,
+        )
+        if not self._claim(record):
             winner = self._winner(gate)
             raise GateAlreadyDecided(conflict_message(gate, winner), winner=winner)
-        self.put(decision_key(gate), record)
+        self.put(decision_key(gate), record.to_json())
         return record
 
-    def decide(self, gate: int, decision: dict, *, source: str) -> Decision:
-        """For the coordinator's policies: record `decision`, or take the decision that got there first."""
+    def decide(self, gate: int, draft: DecisionDraft, *, source: str) -> Decision:
+        """For the coordinator's policies: record `draft`, or take the decision that got there first."""
         while True:
             try:
-                return Decision.from_json(self.record_decision(gate, decision, source=source))
-            except GateAlreadyDecided as lost:
-                if lost.winner is not None and "gate" in lost.winner:
-                    return Decision.from_json(lost.winner)
+                return self.record_decision(gate, draft, source=source)
+            except GateAlreadyDecided:
+                pass
             deadline = time.monotonic() + STALE_CLAIM_S  # then try again: the claim may be stale
             while time.monotonic() < deadline:
                 record = self.decision_record(gate)
@@ -276,29 +289,29 @@ class Ledger:
                     return record
                 time.sleep(POLL_S)
 
-    def _claim(self, gate: int, record: dict) -> bool:
+    def _claim(self, record: Decision) -> bool:
         """Create the gate's claim study: True for exactly one writer."""
-        name = decision_claim_study_name(self.campaign, gate)
+        name = decision_claim_study_name(self.campaign, record.gate)
         for _ in range(2):
             try:
                 claim_id = self.storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
             except optuna.exceptions.DuplicatedStudyError:
-                if not self._remove_stale_claim(gate, name):
+                if not self._remove_stale_claim(record.gate, name):
                     return False
                 continue
             # Who holds the claim, for a loser that reads it before the decision record is written.
-            stamp = {k: record[k] for k in ("action", "source", "when")} | {"user": record["who"]["user"]}
-            self.storage.set_study_user_attr(claim_id, "claim", stamp)
+            stamp = {"action": record.action, "source": record.source, "when": record.when, "user": record.who.user}
+            self.storage.set_study_user_attr(claim_id, CLAIM_ATTR, stamp)
             return True
         return False
 
     def _remove_stale_claim(self, gate: int, name: str) -> bool:
         """A claim whose writer died before writing its decision would block the gate for good."""
-        if self.decision(gate) is not None:
+        if self.decision_record(gate) is not None:
             return False
         try:
             claim_id = self.storage.get_study_id_from_name(name)
-            stamp = self.storage.get_study_user_attrs(claim_id).get("claim")
+            stamp = self.storage.get_study_user_attrs(claim_id).get(CLAIM_ATTR)
         except KeyError:
             return True  # removed meanwhile: claim again
         if not stamp or _age_s(stamp["when"]) < STALE_CLAIM_S:
@@ -309,11 +322,12 @@ class Ledger:
             pass
         return True
 
-    def _winner(self, gate: int) -> dict | None:
-        """The winner's decision record, waiting briefly for it; else its claim stamp, if any."""
+    def _winner(self, gate: int) -> Decision | None:
+        """The winner's decision, waiting briefly for it; else what its claim says (action, source, when,
+        user: no space or fidelity yet), if anything."""
         deadline = time.monotonic() + WINNER_WAIT_S
         while True:
-            record = self.decision(gate)
+            record = self.decision_record(gate)
             if record is not None:
                 return record
             if time.monotonic() >= deadline:
@@ -321,23 +335,32 @@ class Ledger:
             time.sleep(POLL_S)
         try:
             claim_id = self.storage.get_study_id_from_name(decision_claim_study_name(self.campaign, gate))
-            stamp = self.storage.get_study_user_attrs(claim_id).get("claim")
+            stamp = self.storage.get_study_user_attrs(claim_id).get(CLAIM_ATTR)
         except KeyError:
             return None
         if not stamp:
             return None
-        return {"action": stamp["action"], "source": stamp["source"], "when": stamp["when"], "who": stamp}
-
-    def fidelity_request(self, gate: int) -> dict | None:
-        """A fidelity staged (from the console) for a gate not reached yet: {"edits": [...], ...}."""
-        return self.get(fidelity_request_key(gate))
+        return Decision(
+            gate=gate, action=stamp["action"], source=stamp["source"], when=stamp["when"], who=Stamp(user=stamp["user"])
+        )
 
     def fidelity_request_record(self, gate: int) -> FidelityRequest | None:
-        data = self.fidelity_request(gate)
+        """A fidelity staged (from the console) for a gate not reached yet."""
+        data = self._get(fidelity_request_key(gate))
         return None if data is None else FidelityRequest.from_json(data)
 
-    def stage_fidelity(self, gate: int, request: dict) -> None:
-        self.put(fidelity_request_key(gate), request)
+    def stage_fidelity(self, gate: int, edits: Sequence[str], values: Mapping[str, Any], label: str) -> FidelityRequest:
+        """Stage a fidelity for `gate`, stamped with who and when."""
+        request = FidelityRequest(
+            edits=tuple(edits),
+            values=dict(values),
+            label=label,
+            gate=gate,
+            who=Stamp.from_json(who()),
+            when=now_iso(),
+        )
+        self.put(fidelity_request_key(gate), request.to_json())
+        return request
 
     def thresholds(self) -> dict[str, ThresholdsResult]:
         """Threshold results by `STUDY:TRIAL` (engine.store.schema.thresholds_id)."""
@@ -358,12 +381,11 @@ def thresholds_of(records: Mapping[str, Any]) -> dict[str, ThresholdsResult]:
     }
 
 
-def conflict_message(gate: int, winner: dict | None) -> str:
+def conflict_message(gate: int, winner: Decision | None) -> str:
     if winner is None:
         return f"gate {gate} was already decided by another writer (its record is not readable yet)"
     return (
-        f"gate {gate} was already decided by {winner['who']['user']} via {winner['source']} at {winner['when']}"
-        f" ({winner['action']})"
+        f"gate {gate} was already decided by {winner.who.user} via {winner.source} at {winner.when} ({winner.action})"
     )
 
 

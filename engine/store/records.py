@@ -1,5 +1,5 @@
 """The ledger's records as typed, frozen values: the campaign state, a sprint, a proposal and its
-per-parameter rows, a decision, a staged fidelity.
+per-parameter rows, a decision (and its draft), a staged fidelity, a thresholds result.
 
 Each record's defaults are written here once; `from_json` fills what an older record lacks, so a
 reader never restates a default. JSON conversion (`from_json`, `to_json`) is called by
@@ -216,6 +216,20 @@ class Proposal(_Record):
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "params": {name: row.to_json() for name, row in self.params.items()}}
+
+
+@dataclass(frozen=True)
+class DecisionDraft(_Record):
+    """A validated decision before the ledger records it (engine.gates.decisions.build_decision): what
+    `Ledger.record_decision` stamps with the gate, source, who and when into a `Decision`."""
+
+    action: str  # approve / edit / reject / extend
+    space: Mapping[str, Any] = field(default_factory=dict)  # the next sprint's range record per parameter
+    fidelity: Mapping[str, Any] = field(default_factory=dict)  # knob -> value
+    diff: tuple[str, ...] = ()
+    note: str = ""
+    extend_trials: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ import os
 import socket
 from typing import Any
 
+from optuna.trial import TrialState
+
 # Studies ----------------------------------------------------------------------------------------
 CAMPAIGN_SUFFIX = "/campaign"
 DECISION_CLAIM_PREFIX = "decision:"
@@ -61,6 +63,9 @@ def sprint_study_name(campaign: str, index: int, sprint: str) -> str:
 
 def decision_claim_study_name(campaign: str, gate: int) -> str:
     return f"{campaign}/{DECISION_CLAIM_PREFIX}{gate}"
+
+
+CLAIM_ATTR = "claim"  # the claim study's user attribute: action, source, when and user of the claiming writer
 
 
 LEASE_PREFIX = "lease:"
@@ -142,6 +147,7 @@ class SprintStatus:
 COMPLETE, PRUNED, FAIL, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
 FINISHED_STATES = (COMPLETE, PRUNED, FAIL)
 UNFINISHED_STATES = (RUNNING, WAITING)
+FINISHED_TRIAL_STATES = tuple(TrialState[name] for name in FINISHED_STATES)  # for storage queries (`states=`)
 
 # Trial user attributes (what the engine writes on a trial) ---------------------------------------
 WORKER_ATTR = "worker"  # the worker id that claimed the trial
@@ -157,6 +163,10 @@ ARTIFACTS_ATTR = "artifacts"  # {name: path in the artifact store}
 STAGES_ATTR = "stages"  # engine.cache.stages: per-stage records
 INHERITED_ATTR = "inherited"  # engine.cache.checkpoints: the checkpoint a trial started from
 CHECKPOINT_KEYS_ATTR = "checkpoint_keys"
+PROBE_ATTR = "probe"  # engine.gates.reopen: enqueued outside the approved box
+PROBE_PARAM_ATTR = "probe_param"  # the parameter a probe moved outside its range
+PROBE_SIDE_ATTR = "probe_side"  # low / high
+PROBE_BASE_ATTR = "probe_base"  # the configuration inside the box it was moved from
 ENGINE_TRIAL_ATTRS = frozenset(
     {
         WORKER_ATTR,
@@ -179,6 +189,12 @@ ENGINE_TRIAL_ATTRS = frozenset(
 RETRY_OF_ATTR = "failed_trial"  # the system attribute Optuna's own RetryFailedTrialCallback uses
 RETRY_HISTORY_ATTR = "retry_history"
 RUNG_ATTR_PREFIX = "completed_rung_"  # Optuna's successive-halving pruners
+EXPLANATION_ATTR = "eeipu"  # engine.search.pipeline_costs: why the sampler chose the trial's parameters
+
+# Lease study user attributes (engine.store.lease) -------------------------------------------------
+HOLDER_ATTR = "holder"
+EXPIRES_ATTR = "expires_at"  # epoch seconds by the holder's clock: its last renewal plus lease_s()
+RELEASED_ATTR = "released"
 
 # Environment variables ---------------------------------------------------------------------------
 ENV_STORAGE_URL = "HPO_TUI_STORAGE_URL"  # the storage a worker or command uses when none is given

@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 from scipy.spatial import cKDTree
-from scipy.stats import spearmanr
 
+from engine.gates.proposal import spearman
+from engine.spec import CampaignSpec, GateRules
 from engine.store.ledger import Ledger
+from engine.store.schema import COMPLETE
 from engine.views.snapshot import CampaignSnapshot
 
 MIN_PAIRS = 3  # Spearman's rho says nothing below three pairs
 NEAREST_RADIUS = 0.1  # a nearest neighbour farther than this (RMS per unit dimension) is no match
-DEFAULT_TOP_K = 10
 _ABSENT = -1.0e300  # stands for a parameter a trial does not have, when configurations are compared
 RE_EVALUATED = "re-evaluated"
 NEAREST = "nearest-neighbour"
@@ -434,10 +435,7 @@ def _unit(columns: Mapping[str, np.ndarray], names: Sequence[str], original: Map
 
 
 def _rho(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < MIN_PAIRS or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    rho = float(spearmanr(a, b).statistic)
-    return rho if math.isfinite(rho) else None
+    return spearman(a.tolist(), b.tolist())
 
 
 def _agreements(
@@ -516,46 +514,43 @@ def read_gate_inputs(storage, campaign: str, gate: int) -> GateInputs | None:
     proposal = ledger.proposal_record(gate)
     if proposal is None:
         return None
-    spec = ledger.spec() or {}
+    spec = CampaignSpec.model_validate(ledger.spec())
     original = ledger.original_space() or {}
     finished = proposal.finished_sprint
     sprints = []
     current: Mapping[str, Any] = {}
     for index in range(finished + 1):
-        record = ledger.sprint(index)
+        record = ledger.sprint_record(index)
         if record is None:
             continue
         if index == finished:
-            current = record.get("space") or {}
+            current = record.space
         try:
-            study_id = storage.get_study_id_from_name(record["study"])
+            study_id = storage.get_study_id_from_name(record.study)
         except KeyError:
             continue
-        fixed = record.get("fixed") or {}
         trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
         sprints.append(
             sprint_trials(
                 index,
-                record["name"],
-                record.get("level", "?"),
-                ((t.number, {**fixed, **t.params}, t.value) for t in trials),
+                record.name,
+                record.level,
+                ((t.number, {**record.fixed, **t.params}, t.value) for t in trials),
                 original,
             )
         )
-    sprint_specs = spec.get("sprints") or []
-    rules = (sprint_specs[finished].get("gate") if finished < len(sprint_specs) else None) or spec.get("gate") or {}
-    metric = spec.get("metric") or {}
+    rules = spec.gate_rules(finished) if finished < len(spec.sprints) else spec.gate
     return GateInputs(
         gate=gate,
         finished=finished,
         sprints=tuple(sprints),
-        level_order=tuple((spec.get("fidelity") or {}).get("levels") or ()),
+        level_order=tuple(spec.fidelity.levels),
         original=original,
         current=current,
         proposed=proposal.space,
-        direction=metric.get("direction", "minimize"),
-        metric=metric.get("name", "value"),
-        top_k=int(rules.get("top_k", DEFAULT_TOP_K)),
+        direction=spec.metric.direction,
+        metric=spec.metric.name,
+        top_k=rules.top_k,
     )
 
 
@@ -569,7 +564,7 @@ def snapshot_inputs(snapshot: CampaignSnapshot) -> GateInputs | None:
     proposal, sprint = snapshot.proposal, snapshot.sprint
     if proposal is None or sprint is None or snapshot.pending_gate is None:
         return None
-    rows = ((r.number, dict(r.params), r.value) for r in snapshot.trials if r.state == "COMPLETE")
+    rows = ((r.number, dict(r.params), r.value) for r in snapshot.trials if r.state == COMPLETE)
     return GateInputs(
         gate=snapshot.pending_gate,
         finished=sprint.index,
@@ -580,7 +575,7 @@ def snapshot_inputs(snapshot: CampaignSnapshot) -> GateInputs | None:
         proposed=proposal.space,
         direction=snapshot.direction,
         metric=snapshot.metric,
-        top_k=proposal.evidence.top_k or DEFAULT_TOP_K,
+        top_k=proposal.evidence.top_k or GateRules().top_k,  # a proposal older than its `top_k` field
     )
 
 

@@ -55,24 +55,24 @@ def campaign_trials(storage: optuna.storages.BaseStorage, campaign: str) -> list
     """Every trial of every sprint, in sprint then trial-number order."""
     ledger = Ledger(storage, campaign)
     rows = []
-    for record in ledger.sprints():
+    for record in ledger.sprint_records():
         try:
-            study_id = storage.get_study_id_from_name(record["study"])
+            study_id = storage.get_study_id_from_name(record.study)
         except KeyError:  # a sprint recorded but its study not created yet
             continue
         for trial in storage.get_all_trials(study_id, deepcopy=False):
             attrs = trial.user_attrs
             rows.append(
                 TrialRecord(
-                    sprint_index=record["index"],
-                    sprint=record["name"],
-                    study=record["study"],
-                    level=record["level"],
-                    fidelity=dict(record["fidelity"]),
+                    sprint_index=record.index,
+                    sprint=record.name,
+                    study=record.study,
+                    level=record.level,
+                    fidelity=dict(record.fidelity),
                     trial=trial.number,
                     state=trial.state.name,
                     value=trial.value,
-                    params={**record["fixed"], **trial.params},
+                    params={**record.fixed, **trial.params},
                     intermediate={int(step): value for step, value in sorted(trial.intermediate_values.items())},
                     cost=attrs.get(COST_ATTR),
                     duration_s=attrs.get(DURATION_ATTR),

@@ -19,9 +19,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.search.importance import param_importances
 from engine.search.space import describe
-from engine.store.ledger import Ledger, LedgerView
+from engine.spec import CampaignSpec, MetricSpec
+from engine.store.ledger import Ledger
 from engine.store.queries import state_counts
-from engine.store.records import Proposal, ThresholdsResult
+from engine.store.records import Decision, Proposal, SprintRecord, ThresholdsResult
+from engine.store.schema import COMPLETE, FAIL, PRUNED
 from engine.thresholds import STRATEGIES
 from engine.views.report_svg import RangeRow, Series, best_so_far_chart, importance_chart, range_chart
 from engine.views.sprint_progress import describe_fidelity
@@ -57,40 +59,39 @@ class CampaignReport:
     direction: str
     original_space: dict[str, Any]
     sprints: tuple[SprintSummary, ...]
-    decisions: tuple[dict[str, Any], ...]
+    decisions: tuple[Decision, ...]
     proposals: Mapping[int, Proposal]  # by gate
     thresholds: Mapping[str, ThresholdsResult]  # by `STUDY:TRIAL`
     generated: str = field(default_factory=lambda: dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
 def collect_report(storage: optuna.storages.BaseStorage, campaign: str) -> CampaignReport:
-    ledger = Ledger(storage, campaign)
-    records = ledger.records()
-    spec = records.get("spec") or {}
-    metric = spec.get("metric") or {}
-    maximize = metric.get("direction") == "maximize"
+    view = Ledger(storage, campaign).view()
+    spec = CampaignSpec.model_validate(view.spec) if view.spec is not None else None
+    metric = spec.metric if spec is not None else MetricSpec()
+    maximize = metric.direction == "maximize"
     sprints = []
-    for record in ledger.sprints():
+    for record in view.sprints:
         try:
-            study = optuna.load_study(study_name=record["study"], storage=storage)
+            study = optuna.load_study(study_name=record.study, storage=storage)
         except KeyError:
             continue
         sprints.append(_sprint_summary(record, study, maximize))
     return CampaignReport(
         campaign=campaign,
-        description=spec.get("description") or "",
-        status=(records.get("state") or {}).get("status", "new"),
-        metric=metric.get("name", "value"),
-        direction=metric.get("direction", "minimize"),
-        original_space=records.get("original_space") or {},
+        description=spec.description if spec is not None else "",
+        status=view.state.status,
+        metric=metric.name,
+        direction=metric.direction,
+        original_space=dict(view.original_space),
         sprints=tuple(sprints),
-        decisions=tuple(ledger.decisions()),
-        proposals=LedgerView.from_records(records).proposals,
-        thresholds=ledger.thresholds(),
+        decisions=view.decisions,
+        proposals=view.proposals,
+        thresholds=view.thresholds,
     )
 
 
-def _sprint_summary(record: dict[str, Any], study: optuna.Study, maximize: bool) -> SprintSummary:
+def _sprint_summary(record: SprintRecord, study: optuna.Study, maximize: bool) -> SprintSummary:
     trials = study.get_trials(deepcopy=False)
     counts = state_counts(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
@@ -106,21 +107,21 @@ def _sprint_summary(record: dict[str, Any], study: optuna.Study, maximize: bool)
             best, best_value = t, value
         series.append((t.number, best_value))
     return SprintSummary(
-        index=record["index"],
-        name=record["name"],
-        sampler=record["sampler"],
-        pruner=record["pruner"],
-        level=record["level"],
-        fidelity=dict(record["fidelity"]),
-        status=record["status"],
-        space=record["space"],
-        tuned=tuple(record["tuned"]),
+        index=record.index,
+        name=record.name,
+        sampler=record.sampler,
+        pruner=record.pruner,
+        level=record.level,
+        fidelity=dict(record.fidelity),
+        status=record.status,
+        space=dict(record.space),
+        tuned=record.tuned,
         counts=counts,
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
-        best_params={**record["fixed"], **best.params} if best else None,
+        best_params={**record.fixed, **best.params} if best else None,
         best_so_far=tuple(series),
-        importances=param_importances(study, record["tuned"]),
+        importances=param_importances(study, list(record.tuned)),
     )
 
 
@@ -228,10 +229,8 @@ def _decisions(report: CampaignReport) -> str:
         return '<p class="muted">No gate has been decided yet.</p>'
     rows = []
     for d in report.decisions:
-        gate = d.get("gate")
-        proposal = report.proposals.get(gate) if gate is not None else None
-        who = d.get("who") or {}
-        diff = d.get("diff") or []
+        proposal = report.proposals.get(d.gate)
+        diff = d.diff
         diff_html = (
             '<ul class="diff">' + "".join(f"<li>{escape(line)}</li>" for line in diff) + "</ul>"
             if diff
@@ -239,13 +238,13 @@ def _decisions(report: CampaignReport) -> str:
         )
         rows.append(
             [
-                str(d.get("gate")),
+                str(d.gate),
                 escape(f"{proposal.after} -> {proposal.next}" if proposal else "? -> ?"),
-                escape(str(d.get("action"))),
-                escape(f"{who.get('user', '?')}@{who.get('host', '?')}"),
-                escape(str(d.get("when", ""))),
-                escape(str(d.get("source", ""))),
-                escape(str(d.get("note") or "")),
+                escape(d.action),
+                escape(f"{d.who.user}@{d.who.host}"),
+                escape(d.when),
+                escape(d.source),
+                escape(d.note),
                 diff_html,
             ]
         )
@@ -262,9 +261,9 @@ def _best(report: CampaignReport) -> str:
             escape(f"{s.level} ({describe_fidelity(s.fidelity)})"),
             escape(f"{s.sampler} / {s.pruner}"),
             escape(s.status),
-            str(s.counts.get("COMPLETE", 0)),
-            str(s.counts.get("PRUNED", 0)),
-            str(s.counts.get("FAIL", 0)),
+            str(s.counts.get(COMPLETE, 0)),
+            str(s.counts.get(PRUNED, 0)),
+            str(s.counts.get(FAIL, 0)),
             _num(s.best_value),
             "-" if s.best_trial is None else str(s.best_trial),
         ]

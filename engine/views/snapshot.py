@@ -21,16 +21,17 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.spec import ThresholdSpec
-from engine.store.ledger import Ledger, LedgerView
+from engine.store.journal_reader import JournalReader, JournalTrial, TrialFilter
+from engine.store.ledger import CampaignNotFound, Ledger, LedgerView, thresholds_of
 from engine.store.records import Decision, FidelityRequest, Proposal, SprintRecord, ThresholdsResult
 from engine.store.schema import (
     ARTIFACTS_ATTR,
@@ -51,9 +52,17 @@ from engine.store.schema import (
     SEEDED_ATTR,
     STAGES_ATTR,
     WORKER_ATTR,
+    campaign_study_name,
+    decode_records,
     fidelity_request_key,  # noqa: F401  (older import path of the tui and tests)
+    sprint_key,
     thresholds_id,
 )
+
+if TYPE_CHECKING:
+    from engine.views.evidence import GateInputs
+
+JOURNAL_URL_PREFIX = "journal://"
 
 LOST_KINDS = ("stale", "worker_died")  # failures the engine recorded for a worker that disappeared
 MAX_EVENTS = 200
@@ -258,9 +267,9 @@ def _epoch(moment) -> float | None:
     return moment.timestamp() if moment is not None else None
 
 
-def _rung(trial: FrozenTrial) -> int | None:
+def _rung(system_attrs: Mapping[str, Any]) -> int | None:
     """Successive halving (and Hyperband's brackets) mark each rung a trial completed."""
-    rungs = [key for key in trial.system_attrs if key.startswith(RUNG_ATTR_PREFIX)]
+    rungs = [key for key in system_attrs if key.startswith(RUNG_ATTR_PREFIX)]
     return len(rungs) - 1 if rungs else None
 
 
@@ -319,33 +328,76 @@ def seconds_saved(stages: tuple[StageCost, ...], inherited: Inherited | None) ->
 
 
 def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
-    state = trial.state.name
-    attrs = trial.user_attrs
-    started, completed = _epoch(trial.datetime_start), _epoch(trial.datetime_complete)
+    return _row(
+        trial.number,
+        trial.state,
+        trial.value,
+        _epoch(trial.datetime_start),
+        _epoch(trial.datetime_complete),
+        trial.last_step,
+        tuple(trial.params.items()),
+        trial.user_attrs,
+        trial.system_attrs,
+        now,
+        engine_running,
+    )
+
+
+def journal_row(trial: JournalTrial, now: float, engine_running: bool) -> TrialRow:
+    """The row of a trial read by the light journal reader (the same fields as `trial_row`'s)."""
+    return _row(
+        trial.number,
+        trial.state,
+        trial.value,
+        trial.started,
+        trial.completed,
+        trial.last_step,
+        trial.params,  # shared with the reader: both are immutable
+        trial.user_attrs,
+        trial.system_attrs,
+        now,
+        engine_running,
+    )
+
+
+def _row(
+    number: int,
+    trial_state: TrialState,
+    value: float | None,
+    started: float | None,
+    completed: float | None,
+    last_step: int | None,
+    params: tuple[tuple[str, Any], ...],
+    attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any],
+    now: float,
+    engine_running: bool,
+) -> TrialRow:
+    state = trial_state.name
     duration = attrs.get(DURATION_ATTR)
     if duration is None and started is not None:
         duration = (completed or now) - started
     reason = attrs.get(FAIL_REASON_ATTR)
-    if trial.state == TrialState.PRUNED:
+    if trial_state == TrialState.PRUNED:
         pruned = attrs.get(PRUNED_AT_ATTR) or {}
-        step = pruned.get("step", trial.last_step)
-        rung = _rung(trial)
+        step = pruned.get("step", last_step)
+        rung = _rung(system_attrs)
         reason = f"pruned at step {step}" + (f" (rung {rung})" if rung is not None else "")
     stages = stage_records(attrs) if STAGES_ATTR in attrs else ()
     inherited = inherited_of(attrs) if INHERITED_ATTR in attrs else None
-    fail_kind = attrs.get(FAIL_KIND_ATTR) if trial.state == TrialState.FAIL else None
+    fail_kind = attrs.get(FAIL_KIND_ATTR) if trial_state == TrialState.FAIL else None
     return TrialRow(
-        number=trial.number,
+        number=number,
         state=state,
-        value=_finite(trial.value),
+        value=_finite(value),
         duration_s=_finite(duration),
-        last_step=trial.last_step,
-        params=tuple(trial.params.items()),
+        last_step=last_step,
+        params=params,
         reason=reason,
         worker=attrs.get(WORKER_ATTR),
         retried=bool(attrs.get(RETRIED_ATTR)),
-        retry_of=trial.system_attrs.get(RETRY_OF_ATTR),
-        stale=trial.state == TrialState.RUNNING and not engine_running,
+        retry_of=system_attrs.get(RETRY_OF_ATTR),
+        stale=trial_state == TrialState.RUNNING and not engine_running,
         cost=_finite(attrs.get(COST_ATTR)),
         seeded=bool(attrs.get(SEEDED_ATTR)),
         artifacts=tuple(attrs.get(ARTIFACTS_ATTR) or ()),
@@ -359,14 +411,15 @@ def trial_row(trial: FrozenTrial, now: float, engine_running: bool) -> TrialRow:
     )
 
 
-def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | None:
+def trial_event(trial: FrozenTrial | JournalTrial, row: TrialRow, pruner: str) -> TrialEvent | None:
     if row.state == PRUNED:
         pruned = trial.user_attrs.get(PRUNED_AT_ATTR) or {}
         step = pruned.get("step", trial.last_step)
         value = pruned.get("value")
         if value is None and step is not None:
-            value = trial.intermediate_values.get(step)
-        rung = _rung(trial)
+            intermediate = trial.intermediate_values if isinstance(trial, FrozenTrial) else trial.intermediate
+            value = intermediate.get(step)
+        rung = _rung(trial.system_attrs)
         reason = f"rung {rung}" if rung is not None else pruner
         return TrialEvent(row.number, "pruned", step, _finite(value), reason, row.completed)
     if row.state == FAIL:
@@ -375,6 +428,37 @@ def trial_event(trial: FrozenTrial, row: TrialRow, pruner: str) -> TrialEvent | 
             reason += "; queued again"
         return TrialEvent(row.number, "failed", trial.last_step, None, reason, row.completed, row.fail_kind)
     return None
+
+
+def _pruned_steps(trial: JournalTrial) -> Container[int]:
+    """The intermediate value a finished trial's event shows: a pruned trial's, at its pruned step."""
+    if trial.state != TrialState.PRUNED:
+        return ()
+    pruned = trial.user_attrs.get(PRUNED_AT_ATTR)
+    step = pruned.get("step", trial.last_step) if isinstance(pruned, Mapping) else trial.last_step
+    return (step,) if isinstance(step, int) else ()
+
+
+# What the light journal reader keeps of a trial: what rows and events read.
+SNAPSHOT_FILTER = TrialFilter(
+    user_attrs=frozenset(
+        {
+            DURATION_ATTR,
+            FAIL_REASON_ATTR,
+            FAIL_KIND_ATTR,
+            PRUNED_AT_ATTR,
+            WORKER_ATTR,
+            RETRIED_ATTR,
+            COST_ATTR,
+            SEEDED_ATTR,
+            ARTIFACTS_ATTR,
+            STAGES_ATTR,
+            INHERITED_ATTR,
+        }
+    ),
+    system_attr_prefixes=(RETRY_OF_ATTR, RUNG_ATTR_PREFIX),
+    keep_steps=_pruned_steps,
+)
 
 
 def downsample_history(
@@ -493,19 +577,73 @@ class _StudyCache:
 
 
 class SnapshotReader:
-    """Reads a campaign's snapshots from its storage. Use one reader per thread."""
+    """Reads a campaign's snapshots from its storage. Use one reader per thread.
 
-    def __init__(self, storage: optuna.storages.BaseStorage, campaign: str):
-        self.storage = storage
+    With a `journal` reader (a journal file: `open_snapshot_reader`), snapshots, details, importances
+    and gate evidence are read through it, and `storage` is an opener called on first use of
+    `storage` or `ledger` (writes, threshold learning): Optuna's own replay of a large journal holds
+    every trial whole (~575 MB at 100,000 trials)."""
+
+    def __init__(
+        self,
+        storage: optuna.storages.BaseStorage | None,
+        campaign: str,
+        *,
+        journal: JournalReader | None = None,
+        open_storage: Callable[[], optuna.storages.BaseStorage] | None = None,
+    ):
+        if storage is None and (journal is None or open_storage is None):
+            raise ValueError("a SnapshotReader without a storage needs a journal reader and a storage opener")
         self.campaign = campaign
-        self.ledger = Ledger(storage, campaign)
+        self.journal = journal
+        self._storage = storage
+        self._open_storage = open_storage
+        self._ledger: Ledger | None = None
+        if journal is None:
+            self._ledger = Ledger(self.storage, campaign)  # CampaignNotFound before any read, as ever
         self._caches: dict[str, _StudyCache] = {}
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        if self._storage is None:
+            assert self._open_storage is not None
+            self._storage = self._open_storage()
+        return self._storage
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.storage, self.campaign)
+        return self._ledger
+
+    def _records(self) -> dict[str, Any]:
+        """The ledger's records (the journal's are read without Optuna's replay)."""
+        if self.journal is None:
+            return self.ledger.records()
+        self.journal.update()
+        try:
+            study_id = self.journal.study_id(campaign_study_name(self.campaign))
+        except KeyError:
+            raise CampaignNotFound(f"no campaign {self.campaign!r} in this storage") from None
+        return decode_records(self.journal.study(study_id).user_attrs)
+
+    def _sprint_record(self, sprint: int) -> SprintRecord | None:
+        if self.journal is None:
+            return self.ledger.sprint_record(sprint)
+        data = self._records().get(sprint_key(sprint))
+        return None if data is None else SprintRecord.from_json(data)
+
+    def _study_id(self, name: str) -> int:
+        """A study's id in the storage or the journal; KeyError when it does not exist (yet)."""
+        if self.journal is not None:
+            return self.journal.study_id(name)
+        return self.storage.get_study_id_from_name(name)
 
     # Snapshots -------------------------------------------------------------------------------
     def read(self, sprint: int | None = None) -> CampaignSnapshot:
         """A snapshot of the campaign, with the trials of `sprint` (default: the current one)."""
         now = time.time()
-        records = self.ledger.records()
+        records = self._records()
         view = LedgerView.from_records(records)
         spec = view.spec or {}
         state = view.state
@@ -581,15 +719,25 @@ class SnapshotReader:
         cache = self._caches.get(record.study)
         if cache is None:
             try:
-                study_id = self.storage.get_study_id_from_name(record.study)
+                study_id = self._study_id(record.study)
             except KeyError:
                 return None  # the coordinator records the sprint just before it creates the study
             cache = self._caches[record.study] = _StudyCache(study_id, maximize)
-        total = self.storage.get_n_trials(cache.study_id)
+        journal = self.journal
+        if journal is not None:  # updated by _records() just before
+            if journal.study_id(record.study) != cache.study_id:
+                return None  # deleted meanwhile
+            listed = journal.trials(cache.study_id)
+            total = len(listed)
+        else:
+            total = self.storage.get_n_trials(cache.study_id)
         unread = sorted(cache.open | set(range(cache.seen, total)))
         if not unread:
             return cache
-        if len(unread) > BULK_READ_AFTER:
+        trials: list[FrozenTrial] | list[JournalTrial]
+        if journal is not None:
+            trials = [listed[n] for n in unread]
+        elif len(unread) > BULK_READ_AFTER:
             wanted = set(unread)
             trials = [t for t in self.storage.get_all_trials(cache.study_id, deepcopy=False) if t.number in wanted]
         else:
@@ -601,7 +749,11 @@ class SnapshotReader:
         completed = False
         new_events = []
         for trial in trials:
-            row = trial_row(trial, now, engine_running)
+            row = (
+                journal_row(trial, now, engine_running)
+                if isinstance(trial, JournalTrial)
+                else trial_row(trial, now, engine_running)
+            )
             if row.retry_of is not None and row.retry_of not in cache.retried:
                 cache.retried.add(row.retry_of)
                 old = cache.rows.get(row.retry_of)
@@ -640,7 +792,7 @@ class SnapshotReader:
 
     # On demand -------------------------------------------------------------------------------
     def study_name(self, sprint: int) -> str | None:
-        record = self.ledger.sprint_record(sprint)
+        record = self._sprint_record(sprint)
         return record.study if record else None
 
     def importances(self, sprint: int) -> dict[str, float]:
@@ -649,24 +801,40 @@ class SnapshotReader:
 
     def completed_trials(self, sprint: int) -> tuple[list[FrozenTrial], list[str], str]:
         """(completed trials, tuned params, direction) of a sprint: a quick read, for importances_of."""
-        record = self.ledger.sprint_record(sprint)
+        record = self._sprint_record(sprint)
         if record is None:
             return [], [], "minimize"
         try:
-            study_id = self.storage.get_study_id_from_name(record.study)
+            study_id = self._study_id(record.study)
         except KeyError:
             return [], [], "minimize"
+        if self.journal is not None:
+            # Built for the computation and dropped after it; they share the reader's params and distributions.
+            listed = self.journal.trials(study_id)
+            done = [t.frozen() for t in listed if t.state == TrialState.COMPLETE]
+            direction = self.journal.study(study_id).directions[0].name.lower()
+            return done, list(record.tuned), direction
         trials = self.storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
         direction = self.storage.get_study_directions(study_id)[0].name.lower()
         return list(trials), list(record.tuned), direction
 
+    def _full_trial(self, study: str, number: int) -> FrozenTrial:
+        """Every field of one trial (KeyError: no such study or trial)."""
+        if self.journal is not None:
+            self.journal.update()
+            try:
+                return self.journal.full_trial(self.journal.study_id(study), number)
+            except IndexError:
+                raise KeyError(f"no trial {number} in {study}") from None
+        study_id = self.storage.get_study_id_from_name(study)
+        return self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
     def trial_detail(self, sprint: int, number: int) -> TrialDetail | None:
-        record = self.ledger.sprint_record(sprint)
+        record = self._sprint_record(sprint)
         if record is None:
             return None
         try:
-            study_id = self.storage.get_study_id_from_name(record.study)
-            trial = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            trial = self._full_trial(record.study, number)
         except KeyError:
             return None
         attrs = dict(trial.user_attrs)
@@ -684,7 +852,7 @@ class SnapshotReader:
             reason=attrs.get(FAIL_REASON_ATTR),
             started=_epoch(trial.datetime_start),
             completed=_epoch(trial.datetime_complete),
-            thresholds=self.ledger.thresholds().get(thresholds_id(record.study, trial.number)),
+            thresholds=thresholds_of(self._records()).get(thresholds_id(record.study, trial.number)),
             fail_kind=attrs.get(FAIL_KIND_ATTR) if trial.state == TrialState.FAIL else None,
             stages=stage_records(attrs),
             inherited=inherited_of(attrs),
@@ -692,13 +860,60 @@ class SnapshotReader:
 
     def load_trial(self, sprint: int, number: int) -> tuple[str, FrozenTrial] | None:
         """The study name and frozen trial, for threshold learning on its saved artifacts."""
-        record = self.ledger.sprint_record(sprint)
+        record = self._sprint_record(sprint)
         if record is None:
             return None
-        study_id = self.storage.get_study_id_from_name(record.study)
-        return record.study, self.storage.get_trial(
-            self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
-        )
+        return record.study, self._full_trial(record.study, number)
+
+    def gate_inputs(self, gate: int) -> GateInputs | None:
+        """What a gate's evidence rests on (engine.views.evidence.read_gate_inputs)."""
+        from engine.views.evidence import read_gate_inputs  # evidence imports this module
+
+        if self.journal is None:
+            return read_gate_inputs(self.storage, self.campaign, gate)
+        self.journal.update()
+        return read_gate_inputs(_JournalEvidenceStorage(self.journal), self.campaign, gate)
+
+
+class _EvidenceTrial:
+    """What read_gate_inputs reads of a completed trial."""
+
+    __slots__ = ("number", "params", "value")
+
+    def __init__(self, trial: JournalTrial) -> None:
+        self.number = trial.number
+        self.params = dict(trial.params)
+        self.value = trial.value
+
+
+class _JournalEvidenceStorage:
+    """The few storage reads of engine.views.evidence.read_gate_inputs (and its Ledger), served by
+    the light journal reader instead of Optuna's replay."""
+
+    def __init__(self, journal: JournalReader) -> None:
+        self.journal = journal
+
+    def get_study_id_from_name(self, name: str) -> int:
+        return self.journal.study_id(name)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self.journal.study(study_id).user_attrs
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = False, states: Container[TrialState] | None = None
+    ) -> list[_EvidenceTrial]:
+        return [_EvidenceTrial(t) for t in self.journal.trials(study_id) if states is None or t.state in states]
+
+
+def open_snapshot_reader(
+    url: str, campaign: str, open_storage: Callable[[str], optuna.storages.BaseStorage]
+) -> SnapshotReader:
+    """A reader for a storage URL: a journal file is read by the light reader (engine.store.journal_reader),
+    and opened with `open_storage` only when something is written; any other URL is opened at once."""
+    if url.startswith(JOURNAL_URL_PREFIX):
+        journal = JournalReader(url.removeprefix(JOURNAL_URL_PREFIX), SNAPSHOT_FILTER, campaign=campaign)
+        return SnapshotReader(None, campaign, journal=journal, open_storage=lambda: open_storage(url))
+    return SnapshotReader(open_storage(url), campaign)
 
 
 class _TrialsStudy(optuna.Study):

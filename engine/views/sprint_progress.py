@@ -15,9 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.execution.sprint import seconds_spent
 from engine.store.records import SprintRecord
-from engine.store.schema import COST_ATTR, RETRY_OF_ATTR
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from engine.store.schema import COST_ATTR, FINISHED_TRIAL_STATES, RETRY_OF_ATTR
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def sprint_progress(
 ) -> SprintProgress:
     now = time.time() if now is None else now
     rerun = {t.system_attrs.get(RETRY_OF_ATTR) for t in trials} - {None}
-    finished = [t for t in trials if t.state in FINISHED]
+    finished = [t for t in trials if t.state in FINISHED_TRIAL_STATES]
     done = sum(1 for t in finished if t.number not in rerun)
     complete = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
     # cast: `complete` holds only trials whose value is not None

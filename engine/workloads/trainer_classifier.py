@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import transformers
-from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import BertForSequenceClassification, DataCollatorWithPadding, Trainer
 
 from engine.execution.hf_trainer import (
     HpoTrainerCallback,
@@ -32,7 +32,7 @@ from engine.execution.hf_trainer import (
 )
 from engine.objective import TrialContext
 from engine.workloads.jerex.corpus import RELATION_TYPES, generate_corpus
-from engine.workloads.jerex.encoder import TINY_MAX_POSITIONS, build_tiny_tokenizer
+from engine.workloads.jerex.encoder import TINY_MAX_POSITIONS, build_tiny_tokenizer, tiny_bert_config
 
 LABELS = ("none", *RELATION_TYPES)
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -76,16 +76,7 @@ def accuracy(prediction) -> dict[str, float]:
 
 
 def build_model(vocab_size: int, hidden_size: int, layers: int, dropout: float) -> BertForSequenceClassification:
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
-        max_position_embeddings=TINY_MAX_POSITIONS,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
+    config = tiny_bert_config(vocab_size, hidden_size, layers, dropout)
     config.num_labels = len(LABELS)  # a property of every config; BertConfig's typed signature omits the keyword
     return BertForSequenceClassification(config)
 

@@ -129,8 +129,10 @@ def build_tiny_tokenizer(texts: Iterable[Sequence[str]], vocab_size: int = TINY_
     )
 
 
-def build_tiny_encoder(vocab_size: int, dropout: float = 0.1, hidden_size: int = 64, layers: int = 2) -> BertModel:
-    config = BertConfig(
+def tiny_bert_config(vocab_size: int, hidden_size: int, layers: int, dropout: float) -> BertConfig:
+    """A small BERT built from scratch: 2 attention heads, a feed-forward twice the hidden size, one dropout
+    rate for hidden states and attention, positions up to TINY_MAX_POSITIONS (the tiny tokenizer's inputs)."""
+    return BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=layers,
@@ -140,7 +142,10 @@ def build_tiny_encoder(vocab_size: int, dropout: float = 0.1, hidden_size: int =
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
-    return BertModel(config, add_pooling_layer=False)
+
+
+def build_tiny_encoder(vocab_size: int, dropout: float = 0.1, hidden_size: int = 64, layers: int = 2) -> BertModel:
+    return BertModel(tiny_bert_config(vocab_size, hidden_size, layers, dropout), add_pooling_layer=False)
 
 
 @functools.lru_cache(maxsize=4)
