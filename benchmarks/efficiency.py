@@ -1,5 +1,8 @@
 """Search efficiency at equal fidelity-weighted budget: the phased campaign against flat searchers.
 
+Size (~1,000 lines): one script: the suites, seven methods run at an equal fidelity-weighted budget,
+the phased plan read from a campaign file, scoring (regret, AUC, budget to target) and the tables.
+
     python -m benchmarks.efficiency --suite quick --seeds 3
     python -m benchmarks.efficiency --suite hard --seeds 2 --json benchmarks/out/hard.json
     python -m benchmarks.efficiency --suite full --seeds 5 --json runs/bench/efficiency.json

@@ -1,5 +1,8 @@
 """How the console holds up with 10,000 trials and 8 busy workers, headless.
 
+Size (~620 lines): one script: it builds a campaign of N trials, drives the real console headless
+with busy workers, and measures frames, keys, lag and memory.
+
     python -m benchmarks.tui_responsiveness [--trials 10000] [--workers 8] [--hz 20] [--seconds 20]
 
 1. A journal storage is built (in a subprocess) holding one campaign whose current sprint already

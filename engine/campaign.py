@@ -1,5 +1,8 @@
 """The coordinator: runs a campaign's sprints, gates and decisions to the end, resumably.
 
+Size (~620 lines): the coordinator's whole lifecycle: lease, workers, the sprint loop through storage
+outages, gates and progress reports; it is the one writer of sprints and gate decisions.
+
 It alone creates sprints and takes gate decisions; workers (local processes, or `hpo-tui worker`
 on other hosts) only run trials. All state goes through the storage, so killing the coordinator
 and running it again continues where it stopped. One coordinator per campaign: it holds the

@@ -73,9 +73,7 @@ def test_headless_run_in_tmux_survives_sighup_and_the_terminal_going_away(tmp_pa
     assert engine.is_running() and engine.status() != psutil.STATUS_ZOMBIE, "the engine died with its terminal"
 
     wait_for(lambda: truth.state().status == "finished", 120, "the campaign to finish headless")
-    wait_for(
-        lambda: not psutil.pid_exists(pid) or engine.status() == psutil.STATUS_ZOMBIE, 30, "the engine to exit"
-    )
+    wait_for(lambda: not psutil.pid_exists(pid) or engine.status() == psutil.STATUS_ZOMBIE, 30, "the engine to exit")
     assert truth.finished(1) > 0 and truth.finished(0) > progress_at_hup
     for index, n in enumerate(n_trials):
         check_sprint_integrity(truth.trials(index), n, workers=1)

@@ -1,5 +1,8 @@
 """The trial table: a virtual Line-API view that renders only the rows on screen.
 
+Size (~670 lines): one widget: columns, numpy sort keys kept up to date incrementally, the filter,
+the cursor and line rendering of a virtual Line-API table.
+
 Textual's DataTable re-renders every visible cell after any update and re-measures whole columns
 (tens of milliseconds per frame at thousands of rows, seconds with update_width). This view keeps
 the snapshot's immutable rows, sorts and filters them only when they change, and draws a line only

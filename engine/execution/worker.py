@@ -1,5 +1,8 @@
 """A long-lived worker: runs trials of the campaign's current sprint until the campaign ends.
 
+Size (~420 lines): the trial loop plus the process around it: signals, parent watch, the lease
+generation and the rotating log.
+
 The same loop serves the coordinator's local worker processes and `hpo-tui worker` on other
 hosts: everything it needs (spec, sprint record, trials) comes from the storage.
 Run as `python -m engine.execution.worker --storage URL --campaign NAME --index I [--parent-pid P]`.

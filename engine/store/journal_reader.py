@@ -1,5 +1,8 @@
 """A light, read-only replay of an Optuna journal file: what the console shows, in compact form.
 
+Size (~430 lines): Optuna's journal replay rules for every operation the console reads, plus
+incremental reading, torn-line handling and re-reading one trial's full record.
+
 Optuna's JournalStorage replays a journal into one FrozenTrial per trial with every parameter,
 distribution, attribute and intermediate value (~575 MB at 100,000 trials). `JournalReader`
 replays the same operations, read through Optuna's public `JournalFileBackend.read_logs`

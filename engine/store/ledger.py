@@ -1,5 +1,7 @@
 """The decision ledger: the campaign's own state, kept in its Optuna storage.
 
+Size (~400 lines): every ledger record's read and write, and the decision compare-and-set.
+
 A campaign-level study (`<name>/campaign`) holds the records as study user attributes, one key per
 record (`spec`, `state`, `sprint:<i>`, `proposal:<g>`, `decision:<g>`, ...; engine.store.schema names
 them all and documents how a large record is split so that optuna-dashboard shows it in full).

@@ -1,6 +1,9 @@
 """What a gate's proposal rests on, for the operator: the points, the rank agreement between
 fidelities, and what the proposal would cut.
 
+Size (~590 lines): a gate's evidence: points per fidelity, top-k sets, rank agreement, what a cut
+removes, and the same evidence as text lines for `approve --show` and the headless log.
+
 `gate_evidence` is pure: from the completed trials of the sprints up to the gate (every fidelity,
 as `SprintTrials` columns) and the space records (original, current, proposed) it builds a
 `GateEvidence` of frozen dataclasses. Its numpy arrays are shared, never written: treat them as

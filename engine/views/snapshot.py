@@ -1,5 +1,8 @@
 """Immutable campaign snapshots, read incrementally from the storage off any UI thread.
 
+Size (~950 lines): the frozen snapshot types and the incremental reader that caches finished rows;
+they change together, since a row's fields and the reader's caching rules are one design.
+
 The console renders these and nothing else: a `SnapshotReader` turns the Optuna storage (trials of
 one sprint's study plus the ledger records) into a `CampaignSnapshot` of frozen dataclasses. A
 finished trial never changes, so its row is built once and cached; each read touches only the
