@@ -411,7 +411,10 @@ def phased_sprints(problem: BenchProblem, budget: float) -> list[dict[str, Any]]
              90-120 low-fidelity GP iterations);
     refine:  Optuna GP at the middle level, up to 15 trials or 20% of B, seeded with the best 8
              (their re-evaluation tells the next gate how well the low fidelity ranks);
-    full:    Optuna GP at the highest level with the rest of B, seeded with the best 5.
+    full:    the multi-fidelity GP (engine.search.multi_fidelity_gp: one GP over the parameters and
+             the fidelity, fitted on every earlier trial too, log-EI at full fidelity; Optuna's GP
+             on the sprint's own trials from its 10th on) at the highest level with the rest of B,
+             seeded with the best 5.
     With two levels there is no refine sprint. The gates use the engine's default rules.
     """
     levels = list(problem.levels)
@@ -438,7 +441,7 @@ def phased_sprints(problem: BenchProblem, budget: float) -> list[dict[str, Any]]
     sprints.append(
         {
             "name": "full",
-            "sampler": "gp",
+            "sampler": "mf-gp",
             "fidelity": top,
             "budget_cost": max(budget - spent, 1e-6),
             "seed_top": FULL_SEEDS,

@@ -23,7 +23,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 # Samplers that need an extra (the others ship with the core install).
-SAMPLER_EXTRAS: dict[str, str] = {"gp": "gp", "eeipu-gp": "gp"}
+SAMPLER_EXTRAS: dict[str, str] = {"gp": "gp", "eeipu-gp": "gp", "mf-gp": "gp"}
 
 # Shipped workloads (objective modules under these packages) and the extra each needs.
 WORKLOAD_EXTRAS: dict[str, str] = {

@@ -19,7 +19,7 @@ from engine.objective import load_objective
 from engine.toml_compat import tomllib
 from engine.units import parse_size
 
-SamplerName = Literal["tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu", "eeipu-gp"]
+SamplerName = Literal["tpe", "gp", "skopt-gp", "random", "qmc", "grid", "cmaes", "eeipu", "eeipu-gp", "mf-gp"]
 PrunerName = Literal["hyperband", "successive-halving", "median", "curve", "none"]
 PolicyName = Literal["auto", "wait", "plan"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
@@ -208,8 +208,17 @@ class GateRules(_Strict):
         ge=0,
         le=1,
         description="below this rank agreement between a lower fidelity and the sprint's own, on the "
-        "configurations it re-evaluated, the margin widens (x trust_rank / rho); at rho <= 0 "
+        "configurations it re-evaluated, the margin widens (x trust_rank / rho); at rho <= reopen_rank "
         "nothing is narrowed",
+    )
+    reopen_rank: float = Field(
+        default=0.5,
+        ge=-1,
+        le=1,
+        description="at or below this rank agreement between the fidelity that narrowed a range and the sprint's "
+        "own, every narrowed range re-opens to the campaign's bounds and nothing is narrowed (engine.gates.reopen; "
+        "0.5 by measurement: over 8 re-evaluated configurations a weak agreement is as likely a biased fidelity as "
+        "noise, docs/benchmarks.md)",
     )
 
 

@@ -57,7 +57,7 @@ def test_flat_methods_are_deterministic_and_spend_the_budget(tmp_path):
 def test_phased_plan_fits_the_budget():
     problem = E.make_problem("hartmann6")
     sprints = E.phased_sprints(problem, 30.0)
-    assert [s["sampler"] for s in sprints] == ["gp", "gp", "gp"]
+    assert [s["sampler"] for s in sprints] == ["gp", "gp", "mf-gp"]
     assert [s["fidelity"] for s in sprints] == ["low", "mid", "high"]
     assert sprints[1]["seed_top"] > 0 and sprints[2]["seed_top"] > 0
     spent = sum(s["n_trials"] * problem.level_cost(s["fidelity"]) for s in sprints[:-1])

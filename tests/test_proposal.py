@@ -150,7 +150,16 @@ def _rows():
 
 def test_low_agreement_widens_the_margin_and_negative_agreement_holds_the_range():
     spec = spec_of(
-        branin_campaign(gate={"top_k": 3, "margin": 0.2, "min_width": 0.0, "edge_fraction": 0.0, "trust_rank": 0.5})
+        branin_campaign(
+            gate={
+                "top_k": 3,
+                "margin": 0.2,
+                "min_width": 0.0,
+                "edge_fraction": 0.0,
+                "trust_rank": 0.5,
+                "reopen_rank": 0.0,
+            }
+        )
     )
     space = initial_space(spec)
     study = _study_with(_rows())
@@ -174,6 +183,32 @@ def test_low_agreement_widens_the_margin_and_negative_agreement_holds_the_range(
         spec, 0, study, space, space, {}, agreement={"pairs": 3, "rho": -1.0, "from": ["low"], "to": "mid"}
     )
     assert too_few.space["x1"] == trusted.space["x1"]
+
+
+def test_by_default_a_weak_agreement_holds_the_range():
+    # reopen_rank defaults to 0.5: at rho 0.25 over 6 pairs the lower fidelity is not trusted to narrow
+    spec = spec_of(branin_campaign(gate={"top_k": 3, "margin": 0.2, "min_width": 0.0, "edge_fraction": 0.0}))
+    space = initial_space(spec)
+    weak = make_proposal(
+        spec,
+        0,
+        _study_with(_rows()),
+        space,
+        space,
+        {},
+        agreement={"pairs": 6, "rho": 0.25, "from": ["low"], "to": "mid"},
+    )
+    assert weak.space["x1"] == space["x1"] and "not narrowed" in weak.params["x1"].note
+    strong = make_proposal(
+        spec,
+        0,
+        _study_with(_rows()),
+        space,
+        space,
+        {},
+        agreement={"pairs": 6, "rho": 0.6, "from": ["low"], "to": "mid"},
+    )
+    assert strong.space["x1"]["high"] - strong.space["x1"]["low"] < space["x1"]["high"] - space["x1"]["low"]
 
 
 def test_fidelity_agreement_pairs_seeds_with_their_lower_fidelity_values(tmp_path):

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from engine.execution.trials import counted_trials, trial_cost
 from engine.gates.reopen import enqueue_probes, plan_probes, probe_count
+from engine.search.observations import Observation, fidelity_z_of, observations_of
 from engine.search.pruners import make_pruner
 from engine.search.samplers import make_sampler
 from engine.search.space import Space, contains, default_value, distributions
@@ -101,7 +102,10 @@ def open_study(spec: CampaignSpec, storage, record: SprintRecord, *, worker_inde
     if record.sampler in ("eeipu", "eeipu-gp"):  # its cost cooling runs down the sprint's budget
         options.setdefault("budget_seconds", record.budget_seconds)
         options.setdefault("n_trials", record.n_trials)
-    if record.sampler in ("gp", "skopt-gp") and record.seeded:
+    if record.sampler == "mf-gp":  # the earlier sprints' trials, each at its fidelity coordinate
+        options.setdefault("observations", earlier_observations(spec, storage, record))
+        options.setdefault("fidelity_z", fidelity_coordinate(spec, record.fidelity))
+    if record.sampler in ("gp", "skopt-gp", "mf-gp") and record.seeded:
         # A seeded GP sprint models from its seeds on: its start-up trials are the seeds, not
         # the samplers' default 10 (benchmarks/efficiency.py: random full-fidelity start-up trials
         # on top of the seeds delayed and worsened the phased campaign's results).
@@ -124,6 +128,26 @@ def open_study(spec: CampaignSpec, storage, record: SprintRecord, *, worker_inde
     )
     describe_study(study, spec, record)
     return study
+
+
+def fidelity_coordinate(spec: CampaignSpec, fidelity: Mapping[str, Any]) -> float:
+    """z for the multi-fidelity GP: 0 at the cheapest level, 1 at the full one, linear in log cost."""
+    full = list(spec.fidelity.levels.values())[-1]
+    knobs = spec.fidelity.cost_knobs
+    costs = [trial_cost(dict(level), full, knobs, None) for level in spec.fidelity.levels.values()]
+    return fidelity_z_of(costs, trial_cost(dict(fidelity), full, knobs, None))
+
+
+def earlier_observations(spec: CampaignSpec, storage, record: SprintRecord) -> list[Observation]:
+    """Every completed trial of the sprints before `record`'s, with its sprint's fidelity coordinate."""
+    ledger = Ledger(storage, spec.name)
+    observations: list[Observation] = []
+    for earlier in ledger.sprint_records():
+        if earlier.index >= record.index:
+            continue
+        trials = sprint_trials(storage, earlier) or []
+        observations += observations_of(trials, dict(earlier.fixed), fidelity_coordinate(spec, earlier.fidelity))
+    return observations
 
 
 def describe_study(study: optuna.Study, spec: CampaignSpec, record: SprintRecord) -> None:

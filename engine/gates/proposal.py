@@ -8,7 +8,8 @@ there instead (the optimum may lie outside), up to the original bound.
 When the finished sprint re-evaluated configurations of an earlier, lower-fidelity sprint (its
 seeds), the gate measures how well the lower fidelity ranked them (Spearman's rho between the two
 fidelities' values). Below `trust_rank` the lower fidelity is not trusted to narrow: the margin is
-widened (x trust_rank / rho, at most x4) and, at rho <= 0, ranges are not narrowed at all.
+widened (x trust_rank / rho, at most x4) and, at rho <= `reopen_rank` (default 0), ranges are not
+narrowed at all and the narrowed ones re-open.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def trusted_rules(rules: GateRules, agreement: dict[str, Any] | None) -> tuple[G
     seen = f"rank agreement {rho:.2f} between {'/'.join(agreement['from'])} and {agreement['to']} over {agreement['pairs']} re-evaluated configurations"
     if rho >= rules.trust_rank:
         return rules, True, ""
-    if rho <= 0:
+    if rho <= rules.reopen_rank:
         return rules, False, f"{seen}: the lower fidelity misleads; not narrowed"
     factor = min(MAX_MARGIN_WIDENING, rules.trust_rank / rho)
     return rules.model_copy(update={"margin": rules.margin * factor}), True, f"{seen}: margin widened x{factor:.1f}"
@@ -207,7 +208,7 @@ def make_proposal(
     reopens: dict[str, list[Any]] = {}
     if higher_fidelity_than_narrowing(spec, sprint_index):
         rho = agreement.get("rho") if agreement and agreement.get("pairs", 0) >= MIN_AGREEMENT_PAIRS else None
-        for item in reopen_sides(study, current, original, rules.edge_fraction, rho):
+        for item in reopen_sides(study, current, original, rules.edge_fraction, rho, rules.reopen_rank):
             reopens.setdefault(item.param, []).append(item)
         for drift in fidelity_drift(study, top, current, original, rules.drift_extrapolate):
             if not any(item.side == drift.side for item in reopens.get(drift.param, [])):

@@ -15,8 +15,9 @@ when
   sprint, the sprint's in-box best) at this sprint's fidelity, or
 * the sprint's best configuration sits within `edge_fraction` of that narrowed bound.
 
-Where the rank agreement between the lower fidelity and this one is at or below 0, every narrowed
-range re-opens (the narrowing rested on a fidelity that misranks).
+Where the rank agreement between the lower fidelity and this one is at or below the gate's
+`reopen_rank` (default 0), every narrowed range re-opens (the narrowing rested on a fidelity that
+misranks).
 
 **Drift** (`fidelity_drift`): the sprint's seeds are the lower fidelity's best configurations; when
 the centre of this sprint's top-k has moved away from the centre of those seeds by more than
@@ -158,6 +159,7 @@ def reopen_sides(
     original: Space,
     edge_fraction: float,
     agreement_rho: float | None,
+    reopen_rank: float = 0.0,
 ) -> list[Reopen]:
     """The sides of narrowed ranges that this sprint's (higher-fidelity) evidence says to re-open."""
     sides = narrowed_sides(current, original)
@@ -167,7 +169,7 @@ def reopen_sides(
     better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     found: dict[tuple[str, str], str] = {}
-    if agreement_rho is not None and agreement_rho <= 0:
+    if agreement_rho is not None and agreement_rho <= reopen_rank:
         for name, cut in sides.items():
             for side in cut:
                 found[(name, side)] = (

@@ -32,6 +32,10 @@ def make_sampler(
         from engine.search.cost_aware_gp import CostAwareGPSampler  # torch: imported only when asked for
 
         return CostAwareGPSampler(space, seed=seed, **options)
+    if name == "mf-gp":
+        from engine.search.multi_fidelity_gp import MultiFidelityGPSampler  # torch: imported only when asked for
+
+        return MultiFidelityGPSampler(space, seed=seed, **options)
     if name == "skopt-gp":
         return SkoptGPSampler(space, seed=seed, **options)
     if name == "random":
