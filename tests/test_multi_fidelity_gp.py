@@ -8,6 +8,7 @@ import numpy as np
 import optuna
 import pytest
 from enginekit import spec_of
+from optuna._gp.search_space import SearchSpace
 
 from engine.campaign import Coordinator
 from engine.execution.sprint import fidelity_coordinate
@@ -129,3 +130,21 @@ def test_after_the_handoff_the_sampler_models_its_own_trials_alone():
     asked = _ask(study)
     assert sampler.last == {"trials": 4, "earlier": 0, "handoff": True}
     assert 0.0 <= asked["x"] <= 1.0 and 0.0 <= asked["y"] <= 1.0
+
+
+def test_at_most_max_earlier_trials_are_fitted_nearest_to_the_box_and_best_first():
+    box = {"x": optuna.distributions.FloatDistribution(0.0, 0.5), "y": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    inside = [Observation({"x": 0.1 * i / 10, "y": 0.5}, float(i), 0.0) for i in range(10)]
+    near = [Observation({"x": 0.6, "y": 0.5}, -100.0, 0.0)]  # outside the box, within half its width
+    far = [Observation({"x": 0.99, "y": 0.5}, -1000.0, 0.0)]  # outside the neighbourhood: never fitted
+    sampler = MultiFidelityGPSampler(box, seed=0, observations=near + far + inside, max_earlier=5, n_startup_trials=3)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.2, "y": 0.5}, distributions=box, value=1.0))
+    study.ask(box)
+    assert sampler.last["earlier"] == 5
+    kept = sampler.closest(
+        inside + near,
+        SearchSpace(box).get_normalized_params([None] * 11, [o.params for o in inside + near]),
+        study.direction,
+    )
+    assert kept == inside[:5]  # inside the box before the one just outside, the best values first
