@@ -25,6 +25,8 @@ with busy workers, and measures frames, keys, lag and memory.
    agreement, cut counts) and the first plot are on screen, the plot worker's render time, and
    key-to-new-plot for moving the selection (`down`; the worker draws the neighbours of the
    selected parameter ahead, so this is usually one frame).
+5. Last, the gate is approved from that screen (`y`, confirmed with `y`): the console's first write,
+   timed until the decision is in a snapshot, with the peak RSS before and after it.
 Targets: first frame < 1 s, p95 frame < 50 ms, key-to-screen < 100 ms, RSS < 300 MB.
 """
 
@@ -430,7 +432,7 @@ async def measure(url: str, trials: int, seconds: float, size: tuple[int, int], 
         results["key_cpu_ms"] = {k: statistics.median(v) * 1000 for k, v in cpu_latencies.items()}
         results.update(await measure_approval(pilot, app, probe, url, trials))
         lag_task.cancel()
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["peak_rss_mb"] = peak_rss_mb()
     return results
 
 
@@ -496,10 +498,30 @@ async def measure_approval(pilot, app, probe: Probe, url: str, trials: int) -> d
         results["approval_move_ms_worst"] = max(moves) * 1000
         results["approval_render_ms_median"] = statistics.median(renders) * 1000
         results["approval_render_ms_max"] = max(renders) * 1000
+        results.update(await measure_decision_write(pilot, app))
     finally:
         tui.approval.evidence_plot = original_plot
         ApprovalScreen._show_plot = original_show
     return results
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def measure_decision_write(pilot, app) -> dict:
+    """Approve the gate (y, then y to confirm): the console's first write. On a journal it is appended
+    without Optuna's replay of every trial (engine.store.journal_writer); the peak RSS before and after."""
+    rss_before = peak_rss_mb()
+    await pilot.press("y")
+    await pilot.pause(0.2)
+    t0 = time.perf_counter()
+    await pilot.press("y")
+    deadline = t0 + 120
+    while not (app.snapshot is not None and any(d.gate == 1 for d in app.snapshot.decisions)):
+        assert time.perf_counter() < deadline, "the decision never reached the snapshot"
+        await pilot.pause(0.02)
+    return {"write_s": time.perf_counter() - t0, "rss_before_write_mb": rss_before, "rss_after_write_mb": peak_rss_mb()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -613,6 +635,12 @@ def report(r: dict) -> str:
             f"{r['approval_render_ms_max']:.0f}ms",
             f"{'key-to-new-plot (down)':<40}{r['approval_move_ms']:>10.0f}ms  < 100 ms "
             f"{ok(r['approval_move_ms'], 100)}  (worst of 3 {r['approval_move_ms_worst']:.0f} ms)",
+        ]
+    if "write_s" in r:
+        lines += [
+            f"{'approve (y, y) -> decision in a snapshot':<40}{r['write_s'] * 1000:>10.0f}ms",
+            f"{'peak RSS before / after that write':<40}{r['rss_before_write_mb']:>6.0f} / "
+            f"{r['rss_after_write_mb']:.0f}MB",
         ]
     lines.append(f"{'peak RSS (console process)':<40}{r['peak_rss_mb']:>10.0f}MB  < 300 MB {ok(r['peak_rss_mb'], 300)}")
     lines.append(f"(table rows at the end: {r['rows']}, running: {r['running_rows']}, frames measured: {r['frames']})")

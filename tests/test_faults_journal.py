@@ -149,3 +149,21 @@ def test_repair_of_an_intact_journal_changes_nothing(tmp_path):
     report = repair_journal(journal)
     assert report.backup is None and report.kept_records == len(data.splitlines())
     assert journal.read_bytes() == data and list(tmp_path.glob("*.bak-*")) == []
+
+
+def test_repair_names_every_dropped_operation_by_optunas_codes(tmp_path):
+    """The report names a dropped record by Optuna's JournalOperation (DISCARD_TRIALS, 10, included)."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    journal = tmp_path / "j.log"
+    storage = JournalStorage(GuardedJournalBackend(str(journal)))
+    optuna.create_study(storage=storage, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with open(journal, "ab") as handle:
+        handle.write(b"{torn\n")
+        for op in JournalOperation:
+            handle.write(json.dumps({"op_code": int(op), "worker_id": "w", "trial_id": 0}).encode() + b"\n")
+        handle.write(b'{"op_code": 42, "worker_id": "w"}\n')
+    report = repair_journal(journal)
+    expected = {op.name.lower(): 1 for op in JournalOperation} | {"unparsable line": 1, "op 42": 1}
+    assert report.operations == expected
+    assert report.operations["discard_trials"] == 1

@@ -7,6 +7,8 @@ import json
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._storage import JournalOperation as OptunaJournalOperation
 from optuna.trial import TrialState, create_trial
 
@@ -18,8 +20,19 @@ from engine.views.snapshot import SNAPSHOT_FILTER, SnapshotReader, open_snapshot
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def test_operation_codes_are_optunas():
-    assert {op.name: op.value for op in JournalOperation} == {op.name: op.value for op in OptunaJournalOperation}
+def test_every_operation_code_of_optunas_is_read_as_optuna_reads_it(tmp_path):
+    """DISCARD_TRIALS (10, written by Rustuna) included: Optuna's replay skips it, and so does the reader."""
+    path = tmp_path / "j.log"
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    optuna.create_study(study_name="s", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"op_code": OptunaJournalOperation.DISCARD_TRIALS, "worker_id": "w", "trial_ids": [0]}))
+        handle.write("\n")
+    reader = JournalReader(str(path))
+    reader.update()
+    theirs = JournalStorage(JournalFileBackend(str(path)))
+    assert [t.number for t in reader.trials(0)] == [t.number for t in theirs.get_all_trials(0)] == [0, 1]
+    assert JournalOperation is OptunaJournalOperation  # one source for the codes
 
 
 def objective(trial: optuna.Trial) -> float:

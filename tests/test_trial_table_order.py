@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy as np
 import pytest
 
 from engine.views.snapshot import TrialRow
@@ -118,14 +119,17 @@ def test_numeric_sort_orders_as_pythons_stable_sort(column):
 
 
 def test_kept_sort_keys_follow_the_rows_that_changed():
-    from tui.trial_table import SortedRows, TrialTable, _numeric_order, numeric_keys
+    """Numeric keys (numpy) and the others (text, a categorical mixing text and numbers, hits pairs) alike."""
+    from tui.trial_table import SortedRows, TrialTable, _key_order, column_keys
 
     rng = random.Random(7)
     table = TrialTable()
     table.rows = tuple(random_row(rng, n) for n in range(200))
-    columns = [c for c in COLUMNS if c.key in ("state", "value", "duration", "lr")]
+    columns = [c for c in COLUMNS if c.key != "number"]
     for column in columns:
         table._keys_for(column)
+    kinds = {c.key: type(table._sort_keys[c.key]).__name__ for c in columns}
+    assert kinds["value"] == kinds["lr"] == "ndarray" and kinds["note"] == kinds["kind"] == kinds["hits"] == "list"
     for _ in range(5):
         rows = list(table.rows)
         for index in rng.sample(range(len(rows)), 10):
@@ -134,10 +138,33 @@ def test_kept_sort_keys_follow_the_rows_that_changed():
         table.rows = tuple(rows)
         for column in columns:
             kept = table._keys_for(column)
-            fresh = numeric_keys([column.sort_key(row) for row in table.rows])
-            assert kept is not None and fresh is not None
-            assert kept.tobytes() == fresh.tobytes()  # NaN included
+            fresh = column_keys(column, table.rows)
+            assert kept is not None
+            if isinstance(fresh, list):
+                assert kept == fresh
+            else:
+                assert isinstance(kept, np.ndarray) and kept.tobytes() == fresh.tobytes()  # NaN included
             for reverse in (False, True):
-                view = SortedRows(table.rows, _numeric_order(kept, reverse))  # what the table shows
-                assert list(view) == python_sorted(table.rows, column, reverse)
+                view = SortedRows(table.rows, _key_order(kept, reverse))  # what the table shows
+                assert list(view) == sort_rows(table.rows, column, reverse), (column.key, reverse)
                 assert view[3] is list(view)[3] and view[2:5] == list(view)[2:5] and len(view) == len(table.rows)
+
+
+@pytest.mark.parametrize("state_filter", ["all", "COMPLETE", "RUNNING", "WAITING"])
+def test_a_sorted_view_from_kept_keys_is_a_full_sort_of_the_rows_shown(state_filter):
+    from tui.trial_table import SortedRows, TrialTable
+
+    rng = random.Random(state_filter)
+    table = TrialTable()
+    table.rows = tuple(random_row(rng, n) for n in range(300))
+    table.columns = list(COLUMNS)
+    table.state_filter = state_filter
+    shown = [r for r in table.rows if state_filter in ("all", r.state)]
+    for index, column in enumerate(COLUMNS):
+        for reverse in (False, True):
+            table.sort_index, table.sort_reverse = index, reverse
+            view = table._sorted_view(None)
+            assert list(view) == sort_rows(shown, column, reverse), (column.key, reverse)
+            if isinstance(view, SortedRows) and shown:
+                row = rng.choice(shown)
+                assert view[view.index_of_number(row.number)] is row

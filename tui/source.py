@@ -16,6 +16,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from engine.store.journal_writer import JournalStudyStorage
 from engine.store.ledger import Ledger
 from engine.store.records import CampaignState, Decision, DecisionDraft, FidelityRequest, ThresholdsResult
 from engine.thresholds import store_result
@@ -72,7 +73,10 @@ class CampaignSource:
 
 class StorageSource(CampaignSource):
     """One storage connection for snapshots, details and writes, serialised by a lock. The slow
-    importance computation holds the lock only to collect the completed trials."""
+    importance computation holds the lock only to collect the completed trials.
+
+    On a journal file the ledger writes go through the snapshot reader's light journal reader
+    (engine.store.journal_writer): Optuna's JournalStorage would first replay every trial whole."""
 
     def __init__(self, storage_url: str, campaign: str, open_storage: Callable[[str], Any] | None = None):
         from engine.store.storage import open_storage as default_open
@@ -82,6 +86,7 @@ class StorageSource(CampaignSource):
         self._open = open_storage or (lambda url: default_open(url, heartbeat=False))
         self._lock = threading.Lock()
         self._reader: SnapshotReader | None = None
+        self._ledger: Ledger | None = None
 
     def _main(self) -> SnapshotReader:
         # Opened lazily in a worker thread: replaying a large journal takes a while.
@@ -111,9 +116,16 @@ class StorageSource(CampaignSource):
             inputs = self._main().gate_inputs(gate)
         return gate_evidence(inputs) if inputs is not None else None
 
+    def _writer(self) -> Ledger:
+        if self._ledger is None:
+            reader = self._main()
+            journal = reader.journal
+            self._ledger = Ledger(JournalStudyStorage(journal), self.campaign) if journal is not None else reader.ledger
+        return self._ledger
+
     def write(self, change: Callable[[Ledger], Any]) -> Any:
         with self._lock:
-            return change(self._main().ledger)
+            return change(self._writer())
 
 
 class FixedSource(CampaignSource):

@@ -1,6 +1,6 @@
 """The trial table: a virtual Line-API view that renders only the rows on screen.
 
-Size (~670 lines): one widget: columns, numpy sort keys kept up to date incrementally, the filter,
+Size (~740 lines): one widget: columns, numpy sort keys kept up to date incrementally, the filter,
 the cursor and line rendering of a virtual Line-API table.
 
 Textual's DataTable re-renders every visible cell after any update and re-measures whole columns
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import compress
 from operator import attrgetter, indexOf, is_not
-from typing import Any, overload
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 from rich.segment import Segment
@@ -37,7 +37,7 @@ GAP = 1
 # A snapshot changing at most this many rows moves them in the sorted view (a binary search each)
 # instead of sorting every row again: at 100,000 rows a full sort costs tens of milliseconds per snapshot.
 INCREMENTAL_AT_MOST = 2000
-WARM_SORT_KEYS_AT = 20_000  # rows: from here the numeric columns' sort keys are worked out ahead, in a thread
+WARM_SORT_KEYS_AT = 20_000  # rows: from here the columns' sort keys are worked out ahead, in a thread
 
 
 @dataclass(frozen=True)
@@ -154,18 +154,18 @@ _NUMERIC_TYPES = frozenset({int, float, bool, type(None)})
 
 
 def _getter(column: Column) -> Callable[[TrialRow], Any]:
-    """What a column sorts by, for numeric keys: an attribute, a parameter's value, a state's rank."""
+    """What a column sorts by: an attribute, a parameter's value, else its sort key (a state's rank: its
+    buckets, in trial order, are a stable sort by rank; a note's text)."""
     if column.attr is not None:
         return attrgetter(column.attr)
     if column.value is not None:
         return column.value
-    assert column.key == "state"
-    return column.sort_key  # the state's rank: its buckets, in trial order, are a stable sort by rank
+    return column.sort_key
 
 
 def _keyed(column: Column) -> bool:
-    """Sorted by numeric keys the table keeps (`_getter`)."""
-    return column.attr is not None or column.value is not None or column.key == "state"
+    """Sorted by keys the table keeps (`column_keys`); the number column is the rows' own order."""
+    return column.key != "number"
 
 
 def numeric_keys(values: list[Any]) -> np.ndarray | None:
@@ -173,6 +173,38 @@ def numeric_keys(values: list[Any]) -> np.ndarray | None:
     if not set(map(type, values)) <= _NUMERIC_TYPES:
         return None
     return np.array(values, dtype=np.float64)
+
+
+# A column's sort keys, one per row: floats (NaN: no value), or, when some key is not a number (a note's
+# text, a categorical mixing text and numbers, the hits pair), `_order_key` values (None: no value), ranked
+# before numpy sorts them. Kept per column and updated from the rows that changed, a sort key press costs
+# a sort of the kept keys: at 100,000 rows building them takes 30-90 ms, and a Python sort of the note
+# column's rows took 300-400 ms.
+SortKeys: TypeAlias = "np.ndarray | list[Any]"
+
+
+def column_keys(column: Column, rows: Sequence[TrialRow]) -> SortKeys:
+    """The column's sort keys of `rows` (see `SortKeys`)."""
+    values = list(map(_getter(column), rows))
+    numeric = numeric_keys(values)
+    if numeric is not None:
+        return numeric
+    if column.value is None:
+        return values  # an attribute or a sort key: the order key itself
+    return [_order_key(column, row) for row in rows]
+
+
+def _key_order(keys: SortKeys, reverse: bool) -> list[int]:
+    """Positions in `sort_rows`' order from a column's kept keys."""
+    if isinstance(keys, np.ndarray):
+        return _numeric_order(keys, reverse)
+    # Few distinct keys (notes, choices): rank them, then sort the ranks by numpy (a Python sort of
+    # 100,000 keys took 30-60 ms); equal keys get equal ranks, so the order is the same stable sort.
+    distinct = set(keys)
+    distinct.discard(None)
+    rank: dict[Any, float] = {key: float(r) for r, key in enumerate(sorted(distinct))}
+    rank[None] = np.nan
+    return _numeric_order(np.fromiter(map(rank.__getitem__, keys), np.float64, len(keys)), reverse)
 
 
 def _numeric_order(keys: np.ndarray, reverse: bool) -> list[int]:
@@ -212,35 +244,66 @@ class SortedRows(Sequence[TrialRow]):
     def __iter__(self) -> Iterator[TrialRow]:
         return map(self._rows.__getitem__, self._order)
 
+    def index_of_number(self, number: int) -> int:
+        """Where the row of trial `number` is in this order (ValueError: not here)."""
+        rows = self._rows
+        # Rows come in trial order, numbered from 0 without gaps in a sprint: look there first.
+        if 0 <= number < len(rows) and rows[number].number == number:
+            at = number
+        else:
+            at = indexOf(map(attrgetter("number"), rows), number)
+        return self._order.index(at)
 
-def _realign(
-    keys_by_column: dict[str, np.ndarray], columns: Sequence[Column], old: Sequence[TrialRow], rows: Sequence[TrialRow]
-) -> None:
-    """Bring sort keys worked out for `old` to `rows`, in place: only the rows that changed are read
-    again (rows are immutable and shared between snapshots); keys it cannot bring along are dropped."""
-    if old is rows or not keys_by_column:
-        return
+
+def changed_positions(old: Sequence[TrialRow], rows: Sequence[TrialRow]) -> list[int] | None:
+    """Positions of `rows` that are not the row `old` held there (rows are immutable and shared between
+    snapshots: a row that changed is a new object), the added ones included; None when rows went away or
+    more than INCREMENTAL_AT_MOST changed (then everything is worked out again)."""
     if len(rows) < len(old):
-        keys_by_column.clear()
-        return
+        return None
     changed = list(compress(range(len(old)), map(is_not, old, rows)))
     changed += range(len(old), len(rows))
-    if len(changed) > INCREMENTAL_AT_MOST:
+    return changed if len(changed) <= INCREMENTAL_AT_MOST else None
+
+
+def _realign(
+    keys_by_column: dict[str, SortKeys],
+    columns: Sequence[Column],
+    old: Sequence[TrialRow],
+    rows: Sequence[TrialRow],
+    changed: list[int] | None = None,
+) -> None:
+    """Bring sort keys worked out for `old` to `rows`, in place: only the rows that changed
+    (`changed_positions`, worked out here unless given) are read again; keys it cannot bring along
+    (numbers that met a value that is not a number) are dropped."""
+    if old is rows or not keys_by_column:
+        return
+    if changed is None:
+        changed = changed_positions(old, rows)
+    if changed is None:
         keys_by_column.clear()
         return
     if not changed:
         return
     by_key = {c.key: c for c in columns}
+    changed_rows = list(map(rows.__getitem__, changed))
     for key, keys in list(keys_by_column.items()):
         column = by_key.get(key)
-        fresh = numeric_keys(list(map(_getter(column), map(rows.__getitem__, changed)))) if column else None
-        if fresh is None:
+        if column is None:
             del keys_by_column[key]
-            continue
-        if len(keys) < len(rows):
-            keys = np.concatenate((keys, np.empty(len(rows) - len(keys))))
-        keys[changed] = fresh
-        keys_by_column[key] = keys
+        elif isinstance(keys, np.ndarray):
+            fresh = numeric_keys(list(map(_getter(column), changed_rows)))
+            if fresh is None:
+                del keys_by_column[key]
+                continue
+            if len(keys) < len(rows):
+                keys = np.concatenate((keys, np.empty(len(rows) - len(keys))))
+            keys[changed] = fresh
+            keys_by_column[key] = keys
+        else:
+            keys.extend([None] * (len(rows) - len(keys)))
+            for position, row in zip(changed, changed_rows, strict=True):
+                keys[position] = _order_key(column, row)
 
 
 def _order_key(column: Column, row: TrialRow) -> Any:
@@ -357,11 +420,10 @@ class TrialTable(ScrollView, can_focus=True):
         self._strips: LRUCache[tuple[TrialRow, bool, bool], Strip] = LRUCache(4096)
         self._base_style = Style()
         self._line_width = 0
-        # Numeric sort keys per column, aligned with `_keys_rows`, kept up to date from the rows that
-        # changed: a sort key press then costs an argsort, not a pass of Python calls over every row.
-        self._sort_keys: dict[str, np.ndarray] = {}
+        # Sort keys per column (`SortKeys`), aligned with `_keys_rows`, kept up to date from the rows that
+        # changed: a sort key press then costs a sort of the kept keys, not a pass of Python calls over every row.
+        self._sort_keys: dict[str, SortKeys] = {}
         self._keys_rows: tuple[TrialRow, ...] = ()
-        self._unsortable: set[str] = set()  # columns with a value that is not a number
         self._warming = False
 
     # Data ------------------------------------------------------------------------------------
@@ -379,7 +441,6 @@ class TrialTable(ScrollView, can_focus=True):
         if param_names != self.param_names or staged != self.staged:
             self._view_order = None
             self._sort_keys.clear()
-            self._unsortable.clear()
             self.param_names = param_names
             self.staged = staged
             sort_key = self.columns[self.sort_index].key
@@ -391,45 +452,52 @@ class TrialTable(ScrollView, can_focus=True):
             )
             keys = [c.key for c in self.columns]
             self.sort_index = keys.index(sort_key) if sort_key in keys else 0
+        changed = changed_positions(old_rows, rows)  # once, for the view and for the kept keys
         self.rows = rows
         self.best_number = best
-        self._rebuild(layout_changed, old_rows)
+        self._rebuild(layout_changed, old_rows, changed)
+        if self._keys_rows is old_rows:  # the rebuild did not bring them along
+            _realign(self._sort_keys, self.columns, old_rows, rows, changed)
+            self._keys_rows = rows
         self._align_sort_keys()
         self._warm_sort_keys()
 
-    def _sorted_view(self, old_rows: Sequence[TrialRow] | None) -> Sequence[TrialRow]:
+    def _sorted_view(self, old_rows: Sequence[TrialRow] | None, changed: list[int] | None = None) -> Sequence[TrialRow]:
         column, reverse, state_filter = self.columns[self.sort_index], self.sort_reverse, self.state_filter
         order = (column.key, reverse, state_filter)
-        if old_rows is not None and order == self._view_order and len(self.rows) >= len(old_rows):
-            # Rows are immutable and shared between snapshots: the ones that changed are new objects.
-            changed = list(compress(range(len(old_rows)), map(is_not, old_rows, self.rows)))
-            changed += range(len(old_rows), len(self.rows))
-            if len(changed) <= INCREMENTAL_AT_MOST:
+        if old_rows is not None and order == self._view_order:
+            if changed is None:
+                changed = changed_positions(old_rows, self.rows)
+            if changed is not None:
                 keep = (lambda row: True) if state_filter == "all" else (lambda row: row.state == state_filter)
                 view = resort_rows(self.view, old_rows, self.rows, changed, column, reverse, keep)
                 if view is not None:
                     return view
         self._view_order = order
         keys = self._keys_for(column)
-        rows: Sequence[TrialRow] = self.rows
-        if state_filter != "all":
-            kept = [i for i, row in enumerate(self.rows) if row.state == state_filter]
-            rows = list(map(self.rows.__getitem__, kept))
-            keys = keys[np.asarray(kept, dtype=np.intp)] if keys is not None else None
-        if keys is not None:
-            return SortedRows(rows, _numeric_order(keys, reverse))
-        return sort_rows(rows, column, reverse)
+        if state_filter == "all":
+            return (
+                SortedRows(self.rows, _key_order(keys, reverse))
+                if keys is not None
+                else sort_rows(self.rows, column, reverse)
+            )
+        # The rows in the state, found by the state column's kept keys (a Python pass took 10-25 ms).
+        state_keys = self._keys_for(BASE_COLUMNS[1])
+        assert isinstance(state_keys, np.ndarray)  # ranks of STATE_ORDER: numbers
+        kept = np.flatnonzero(state_keys == STATE_ORDER[state_filter])
+        if keys is None:  # the number column: the rows' own order
+            return SortedRows(self.rows, kept[::-1].tolist() if reverse else kept.tolist())
+        kept_keys = keys[kept] if isinstance(keys, np.ndarray) else list(map(keys.__getitem__, kept.tolist()))
+        return SortedRows(self.rows, kept[_key_order(kept_keys, reverse)].tolist())
 
-    def _keys_for(self, column: Column) -> np.ndarray | None:
-        """The column's numeric sort keys of `rows` (None: not a numeric column)."""
+    def _keys_for(self, column: Column) -> SortKeys | None:
+        """The column's kept sort keys of `rows` (None: the number column, sorted by the rows' order)."""
         if not _keyed(column):
             return None
         self._align_sort_keys()
         keys = self._sort_keys.get(column.key)
         if keys is None:
-            keys = numeric_keys(list(map(_getter(column), self.rows)))
-            if keys is not None:
-                self._sort_keys[column.key] = keys
+            keys = self._sort_keys[column.key] = column_keys(column, self.rows)
         return keys
 
     def _align_sort_keys(self) -> None:
@@ -439,39 +507,41 @@ class TrialTable(ScrollView, can_focus=True):
             self._keys_rows = self.rows
 
     def _warm_sort_keys(self) -> None:
-        """Work out the numeric columns' sort keys in a thread, so that even a column's first sort key
-        press costs an argsort (a Python pass over 100,000 rows takes 30-90 ms of the UI thread)."""
+        """Work out the columns' sort keys in a thread, so that even a column's first sort key press
+        costs a sort of kept keys (a Python pass over 100,000 rows takes 30-400 ms of the UI thread)."""
         if len(self.rows) < WARM_SORT_KEYS_AT or self._warming or not self.is_mounted:
             return
-        missing = [
-            c for c in self.columns if _keyed(c) and c.key not in self._sort_keys and c.key not in self._unsortable
-        ]
+        missing = [c for c in self.columns if _keyed(c) and c.key not in self._sort_keys]
         if not missing:
             return
         self._warming = True
         rows = self.rows
 
         def compute() -> None:
-            computed = {column.key: numeric_keys(list(map(_getter(column), rows))) for column in missing}
+            computed = {column.key: column_keys(column, rows) for column in missing}
             self.app.call_from_thread(self._take_sort_keys, rows, computed)
 
         self.run_worker(compute, thread=True, group="sort-keys", exit_on_error=False)
 
-    def _take_sort_keys(self, rows: tuple[TrialRow, ...], computed: dict[str, np.ndarray | None]) -> None:
+    def _take_sort_keys(self, rows: tuple[TrialRow, ...], computed: dict[str, SortKeys]) -> None:
         self._warming = False
-        self._unsortable.update(key for key, keys in computed.items() if keys is None)
-        numeric = {key: keys for key, keys in computed.items() if keys is not None}
         self._align_sort_keys()
-        _realign(numeric, self.columns, rows, self.rows)
-        for key, keys in numeric.items():
+        _realign(computed, self.columns, rows, self.rows)
+        for key, keys in computed.items():
             self._sort_keys.setdefault(key, keys)
 
-    def _rebuild(self, layout_changed: bool = True, old_rows: Sequence[TrialRow] | None = None) -> None:
+    def _rebuild(
+        self,
+        layout_changed: bool = True,
+        old_rows: Sequence[TrialRow] | None = None,
+        changed: list[int] | None = None,
+    ) -> None:
         """Filter and sort the rows; repaint everything, or (new data only) just the lines that changed.
 
-        `old_rows`: the rows the view was built from, when only the data changed (moved incrementally)."""
+        `old_rows`: the rows the view was built from, when only the data changed (moved incrementally);
+        `changed`: their `changed_positions`, when the caller has them."""
         old_view, old_cursor, old_top = self.view, self.cursor, round(self.scroll_y)
-        view = self._sorted_view(old_rows)
+        view = self._sorted_view(old_rows, changed)
         self.view = view
         if self._fit_note_column():
             layout_changed = True
@@ -519,6 +589,8 @@ class TrialTable(ScrollView, can_focus=True):
             if 0 <= self.cursor < len(self.view) and self.view[self.cursor].number == number:
                 return self.cursor  # the usual case: nothing moved
             try:  # a scan at C speed (100,000 rows after a sort moved the selected one)
+                if isinstance(self.view, SortedRows):
+                    return self.view.index_of_number(number)
                 return indexOf(map(attrgetter("number"), self.view), number)
             except ValueError:
                 pass  # filtered out

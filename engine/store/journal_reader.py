@@ -16,11 +16,12 @@ pinned in pyproject): duplicate study names and operations on missing studies or
 are ignored, trial ids count every trial created, a parameter whose distribution is incompatible
 with the study's earlier trials is dropped. The writer is live: a torn last line is not applied
 (the backend neither yields nor counts it), so the next `update` reads it again once complete.
+The operation codes are Optuna's own enum (engine.store.journal_repair imports it); study-level
+writes that need no replay of the trials go through engine.store.journal_writer.
 """
 
 from __future__ import annotations
 
-import enum
 import sys
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
@@ -33,23 +34,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.errors import CorruptStorage
-from engine.store.journal_repair import GuardedJournalBackend
+from engine.store.journal_repair import GuardedJournalBackend, JournalOperation
 
-
-class JournalOperation(enum.IntEnum):
-    """Optuna's journal operation codes (optuna.storages.journal._storage.JournalOperation, optuna 5.0)."""
-
-    CREATE_STUDY = 0
-    DELETE_STUDY = 1
-    SET_STUDY_USER_ATTR = 2
-    SET_STUDY_SYSTEM_ATTR = 3
-    CREATE_TRIAL = 4
-    SET_TRIAL_PARAM = 5
-    SET_TRIAL_STATE_VALUES = 6
-    SET_TRIAL_INTERMEDIATE_VALUE = 7
-    SET_TRIAL_USER_ATTR = 8
-    SET_TRIAL_SYSTEM_ATTR = 9
-    DISCARD_TRIALS = 10  # written by Rustuna only; Optuna skips it
+__all__ = ["EVERYTHING", "JournalOperation", "JournalReader", "JournalStudy", "JournalTrial", "TrialFilter"]
 
 
 INTERN_BELOW = 64  # string attribute values shorter than this are interned (worker ids repeat 100,000 times)
@@ -146,6 +133,7 @@ class JournalStudy:
     study_id: int
     name: str
     directions: tuple[StudyDirection, ...]
+    created_by: str  # the worker id of the CREATE_STUDY record that created it (a writer's duplicate check)
     user_attrs: dict[str, Any] = field(default_factory=dict)
     system_attrs: dict[str, Any] = field(default_factory=dict)
     trials: list[JournalTrial] = field(default_factory=list)  # by number
@@ -192,6 +180,11 @@ class JournalReader:
     def logs_read(self) -> int:
         return self._logs_read
 
+    @property
+    def backend(self) -> GuardedJournalBackend:
+        """The journal file the reader reads (engine.store.journal_writer appends through it)."""
+        return self._backend
+
     def study_id(self, name: str) -> int:
         """The id of a live study by name; KeyError when there is none."""
         return self._study_by_name[name]
@@ -231,7 +224,7 @@ class JournalReader:
                 study_id = self._next_study_id
                 self._next_study_id += 1
                 directions = tuple(StudyDirection(d) for d in log["directions"])
-                self._studies[study_id] = JournalStudy(study_id, name, directions)
+                self._studies[study_id] = JournalStudy(study_id, name, directions, log["worker_id"])
                 self._study_by_name[name] = study_id
         elif op == JournalOperation.DELETE_STUDY:
             gone = self._studies.pop(log["study_id"], None)
@@ -248,7 +241,7 @@ class JournalReader:
         elif op == JournalOperation.CREATE_TRIAL:
             self._create_trial(log, log_number)
         elif op == JournalOperation.DISCARD_TRIALS:
-            pass
+            pass  # written by Rustuna only; Optuna's replay skips it too
         else:
             trial_id = log["trial_id"]
             trial = self._trials[trial_id] if 0 <= trial_id < len(self._trials) else None

@@ -26,25 +26,12 @@ from typing import Any
 
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._storage import JournalOperation  # the record format's operation codes
 
 from engine.errors import CorruptStorage, StorageRefused
 
 TAIL_BYTES = 1 << 16  # the last line is read from at most this much of the file's end
 TAIL_SETTLE_S = 1.0  # a tail still growing (a writer mid-append) is re-read for this long
-
-# Optuna's journal operation codes (optuna.storages.journal._storage.JournalOperation).
-OPERATIONS = {
-    0: "create_study",
-    1: "delete_study",
-    2: "set_study_user_attr",
-    3: "set_study_system_attr",
-    4: "create_trial",
-    5: "set_trial_param",
-    6: "set_trial_state_values",
-    7: "set_trial_intermediate_value",
-    8: "set_trial_user_attr",
-    9: "set_trial_system_attr",
-}
 
 
 @dataclass(frozen=True)
@@ -194,14 +181,20 @@ def _dropped_summary(path: Path, offset: int) -> tuple[int, Counter[str], set[in
                 trials.update(int(m) for m in re.findall(rb'"trial_id":\s*(\d+)', line))
                 studies.update(int(m) for m in re.findall(rb'"study_id":\s*(\d+)', line))
                 continue
-            op_code = record.get("op_code")
-            operation = OPERATIONS.get(op_code) if op_code is not None else None
-            operations[operation if operation is not None else f"op {op_code}"] += 1
+            operations[_operation_name(record.get("op_code"))] += 1
             if isinstance(record.get("trial_id"), int):
                 trials.add(record["trial_id"])
             if isinstance(record.get("study_id"), int):
                 studies.add(record["study_id"])
     return lines, operations, trials, studies
+
+
+def _operation_name(op_code: Any) -> str:
+    """`set_trial_user_attr` for 8: the name of Optuna's JournalOperation, lower case; `op 42` for a code it lacks."""
+    try:
+        return JournalOperation(op_code).name.lower()
+    except ValueError:
+        return f"op {op_code}"
 
 
 def repair_journal(path: Path) -> RepairReport:

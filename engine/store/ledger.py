@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 
@@ -70,6 +70,7 @@ __all__ = [
     "DecisionConflict",
     "GateAlreadyDecided",
     "Ledger",
+    "LedgerStorage",
     "LedgerView",
     "fidelity_request_key",
     "list_campaigns",
@@ -139,8 +140,18 @@ class LedgerView:
         return pending if pending is not None else self.state.gate
 
 
+class LedgerStorage(Protocol):
+    """What the ledger uses of a storage: any Optuna storage, or the journal's engine.store.journal_writer."""
+
+    def get_study_id_from_name(self, study_name: str) -> int: ...
+    def create_new_study(self, directions: Sequence[optuna.study.StudyDirection], study_name: str) -> int: ...
+    def delete_study(self, study_id: int) -> None: ...
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]: ...
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None: ...
+
+
 class Ledger:
-    def __init__(self, storage: optuna.storages.BaseStorage, campaign: str, *, create: bool = False):
+    def __init__(self, storage: LedgerStorage, campaign: str, *, create: bool = False):
         self.storage = storage
         self.campaign = campaign
         name = campaign_study_name(campaign)

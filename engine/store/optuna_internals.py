@@ -4,7 +4,8 @@ Optuna has no public API for these: the storage behind a study, a study's storag
 (the key every `BaseStorage` method takes), the RDB storage under Optuna's cache wrapper and its query for
 trials whose heartbeat lapsed. They are stable within the pinned optuna (pyproject: >=5.0,<5.1); when the
 pin moves, this is the one module to check (private Optuna modules imported elsewhere: engine.search.cost_aware_gp
-uses optuna._gp, engine.store.journal_repair the journal file's lock).
+and engine.search.multi_fidelity_gp use optuna._gp; engine.store.journal_repair the journal file's lock and the
+journal's operation codes (JournalOperation), which engine.store.journal_reader and journal_writer take from it).
 """
 
 from __future__ import annotations
