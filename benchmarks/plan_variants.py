@@ -1,0 +1,93 @@
+"""Variants of the efficiency benchmark's phased plan, phased runs only: how docs/benchmarks.md's
+"What changed, by measurement" table was measured.
+
+    python -m benchmarks.plan_variants --problems train_mlp,branin --variants base,gp-full,no-handoff --seeds 5
+
+Each variant is the plan of benchmarks.efficiency.phased_sprints with one change:
+
+    base        the plan as shipped (mf-gp full sprint, the gate's default reopen_rank)
+    gp-full     Optuna's GP in the full sprint instead of mf-gp
+    no-handoff  mf-gp without the hand-off to Optuna's GP
+    reopen-0    gates that re-open only at a rank agreement <= 0 (the rule before reopen_rank)
+
+Variants combine with "+" (`gp-full+reopen-0` is the plan before issue 15's second round). Prints the
+final regret per seed and the median per problem and variant. The regret is the benchmark's own
+(benchmarks.efficiency.score_runs); where a problem has no known optimum (svm-digits, digits-mlp) it
+is measured against the best value these runs found, so compare such rows only within one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from benchmarks import efficiency
+
+VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0")
+
+
+def variant_plan(
+    name: str, problem: efficiency.BenchProblem, budget: float
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The phased plan and gate rules with the named changes applied."""
+    sprints = efficiency.phased_sprints(problem, budget)
+    gate: dict[str, Any] | None = None
+    for part in name.split("+"):
+        if part == "base":
+            continue
+        if part == "gp-full":
+            sprints[-1]["sampler"] = "gp"
+        elif part == "no-handoff":
+            sprints[-1]["sampler_options"] = {"handoff_trials": None}
+        elif part == "reopen-0":
+            gate = {**(gate or {}), "reopen_rank": 0.0}
+        else:
+            raise ValueError(f"unknown variant {part!r}; known: {', '.join(VARIANTS)}")
+    return sprints, gate
+
+
+def run_variant(problem: efficiency.BenchProblem, name: str, seed: int, budget: float, workdir: Path) -> efficiency.Run:
+    sprints, gate = variant_plan(name, problem, budget)
+    started = time.perf_counter()
+    events = efficiency._phased_run(problem, seed, budget, workdir, sprints, f"variant-{name}", gate=gate)
+    return efficiency.Run(problem.name, name, seed, events, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.plan_variants", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", required=True, help="comma-separated (benchmarks.efficiency's names)")
+    parser.add_argument(
+        "--variants", default="base", help=f"comma-separated, each from {', '.join(VARIANTS)} joined by +"
+    )
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=40.0)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    variants = args.variants.split(",")
+    unknown = sorted({part for name in variants for part in name.split("+")} - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}, joined by +")
+    with tempfile.TemporaryDirectory(prefix="hpo-variants-") as tmp:
+        for problem_name in args.problems.split(","):
+            problem = efficiency.make_problem(problem_name)
+            runs = [
+                run_variant(problem, name, seed, args.budget, Path(tmp))
+                for name in variants
+                for seed in range(args.seeds)
+            ]
+            efficiency.score_runs(problem, runs, args.budget)  # one scale for every run of this problem
+            for name in variants:
+                finals = [r.final for r in runs if r.method == name]
+                per_seed = ", ".join(f"{v:.3g}" for v in finals)
+                print(f"{problem_name:12s} {name:28s} median {statistics.median(finals):.3g}   seeds: {per_seed}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""benchmarks/plan_variants.py: each variant changes the phased plan as documented, and the script runs."""
+
+import pytest
+
+from benchmarks import efficiency, plan_variants
+
+
+def test_each_variant_changes_only_what_it_names():
+    problem = efficiency.make_problem("branin")
+    base, gate = plan_variants.variant_plan("base", problem, 40.0)
+    assert base == efficiency.phased_sprints(problem, 40.0) and gate is None
+    assert base[-1]["sampler"] == "mf-gp"
+    old, gate = plan_variants.variant_plan("gp-full+reopen-0", problem, 40.0)
+    assert old[-1]["sampler"] == "gp" and gate == {"reopen_rank": 0.0}
+    assert old[:-1] == base[:-1]
+    plain, _ = plan_variants.variant_plan("no-handoff", problem, 40.0)
+    assert plain[-1]["sampler_options"] == {"handoff_trials": None}
+    with pytest.raises(ValueError, match="unknown variant"):
+        plan_variants.variant_plan("gp-ful", problem, 40.0)
+
+
+def test_the_script_prints_a_median_per_problem_and_variant(capsys):
+    assert (
+        plan_variants.main(["--problems", "branin", "--variants", "base,gp-full", "--seeds", "1", "--budget", "10"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines] == [["branin", "base", "median"], ["branin", "gp-full", "median"]]
+    with pytest.raises(SystemExit):
+        plan_variants.main(["--problems", "branin", "--variants", "nope"])
