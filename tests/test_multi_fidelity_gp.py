@@ -142,9 +142,12 @@ def test_at_most_max_earlier_trials_are_fitted_nearest_to_the_box_and_best_first
     study.add_trial(optuna.trial.create_trial(params={"x": 0.2, "y": 0.5}, distributions=box, value=1.0))
     study.ask(box)
     assert sampler.last["earlier"] == 5
+    candidates = inside + near
     kept = sampler.closest(
-        inside + near,
+        candidates,
         SearchSpace(box).get_normalized_params([None] * 11, [o.params for o in inside + near]),
         study.direction,
     )
-    assert kept == inside[:5]  # inside the box before the one just outside, the best values first
+    assert [candidates[i] for i in kept] == inside[
+        :5
+    ]  # inside the box before the one just outside, the best values first

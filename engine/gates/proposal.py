@@ -8,7 +8,7 @@ there instead (the optimum may lie outside), up to the original bound.
 When the finished sprint re-evaluated configurations of an earlier, lower-fidelity sprint (its
 seeds), the gate measures how well the lower fidelity ranked them (Spearman's rho between the two
 fidelities' values). Below `trust_rank` the lower fidelity is not trusted to narrow: the margin is
-widened (x trust_rank / rho, at most x4) and, at rho <= `reopen_rank` (default 0), ranges are not
+widened (x trust_rank / rho, at most x4) and, at rho <= `reopen_rank` (default 0.5), ranges are not
 narrowed at all and the narrowed ones re-open.
 """
 

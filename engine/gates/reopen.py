@@ -16,7 +16,7 @@ when
 * the sprint's best configuration sits within `edge_fraction` of that narrowed bound.
 
 Where the rank agreement between the lower fidelity and this one is at or below the gate's
-`reopen_rank` (default 0), every narrowed range re-opens (the narrowing rested on a fidelity that
+`reopen_rank` (default 0.5), every narrowed range re-opens (the narrowing rested on a fidelity that
 misranks).
 
 **Drift** (`fidelity_drift`): the sprint's seeds are the lower fidelity's best configurations; when
@@ -159,7 +159,7 @@ def reopen_sides(
     original: Space,
     edge_fraction: float,
     agreement_rho: float | None,
-    reopen_rank: float = 0.0,
+    reopen_rank: float,
 ) -> list[Reopen]:
     """The sides of narrowed ranges that this sprint's (higher-fidelity) evidence says to re-open."""
     sides = narrowed_sides(current, original)

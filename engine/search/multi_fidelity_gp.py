@@ -128,16 +128,14 @@ class MultiFidelityGPSampler(BaseSampler):
             usable.append(obs)
         return usable
 
-    def closest(
-        self, earlier: list[Observation], x_earlier: np.ndarray, direction: StudyDirection
-    ) -> list[Observation]:
-        """The `max_earlier` earlier trials that say most about the box: nearest to it first, then the
-        highest fidelity, then the best value. The GP's fit grows with the cube of its data (an ask
-        takes 0.26 s with 300 earlier trials in 6-D, 9 s with 1,000)."""
+    def closest(self, earlier: list[Observation], x_earlier: np.ndarray, direction: StudyDirection) -> np.ndarray:
+        """Positions of the `max_earlier` earlier trials that say most about the box: nearest to it first,
+        then the highest fidelity, then the best value. The GP's fit grows with the cube of its data (an
+        ask takes 0.26 s with 300 earlier trials in 6-D, 9 s with 1,000)."""
         outside = np.sum(np.clip(-x_earlier, 0.0, None) ** 2 + np.clip(x_earlier - 1.0, 0.0, None) ** 2, axis=1)
         sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
         order = sorted(range(len(earlier)), key=lambda i: (outside[i], -earlier[i].z, sign * earlier[i].value))
-        return [earlier[i] for i in order[: self._max_earlier]]
+        return np.array(order[: self._max_earlier], dtype=np.intp)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -155,18 +153,18 @@ class MultiFidelityGPSampler(BaseSampler):
             return self._plain.sample_relative(study, trial, search_space)
         earlier = self.usable_observations(search_space)
         space = SearchSpace(search_space)
-        if earlier:
-            # Only the earlier trials near the box: far ones say nothing about it, and their values would
-            # set the scale the GP standardises to, blurring the differences inside a narrow box.
-            x_earlier = space.get_normalized_params([trial] * len(earlier), [o.params for o in earlier])
-            near = np.all((x_earlier >= -self._neighbourhood) & (x_earlier <= 1.0 + self._neighbourhood), axis=1)
-            earlier = [o for o, keep in zip(earlier, near, strict=True) if keep]
-            if len(earlier) > self._max_earlier:
-                earlier = self.closest(earlier, x_earlier[near], study.direction)
+        x_earlier = space.get_normalized_params([trial] * len(earlier), [o.params for o in earlier])
+        # Only the earlier trials near the box: far ones say nothing about it, and their values would
+        # set the scale the GP standardises to, blurring the differences inside a narrow box.
+        near = np.flatnonzero(
+            np.all((x_earlier >= -self._neighbourhood) & (x_earlier <= 1.0 + self._neighbourhood), axis=1)
+        )
+        if len(near) > self._max_earlier:
+            near = near[self.closest([earlier[i] for i in near], x_earlier[near], study.direction)]
+        earlier = [earlier[i] for i in near]
         if len(done) + len(earlier) < self._n_startup:
             return {}
-        params = [t.params for t in done] + [o.params for o in earlier]
-        x = space.get_normalized_params([trial] * len(params), params)
+        x = np.vstack([space.get_normalized_params(done), x_earlier[near]])
         z = np.array([self._z_here] * len(done) + [o.z for o in earlier])
         x = np.hstack([x, z[:, None]])
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0  # the GP maximises
@@ -210,11 +208,10 @@ class MultiFidelityGPSampler(BaseSampler):
             tol=1e-4,
             rng=self._rng,
         )
-        z_length_scale = float(gpr.length_scales[-1])
         self.last = {
             "trials": len(done),
             "earlier": len(earlier),
-            "z_length_scale": z_length_scale,
+            "z_length_scale": float(gpr.length_scales[-1]),
             "log_ei": float(value),
         }
         return space.get_unnormalized_param(normalized)
