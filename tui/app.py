@@ -23,6 +23,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
@@ -214,14 +215,17 @@ class HpoConsole(App[int]):
         self.engine_line = engine_line
         self._source_error = None  # readable again: the next failure is news
         with self.batch_update():
-            show = getattr(self.screen, "show_snapshot", None)
+            show = getattr(self._top_screen(), "show_snapshot", None)
             if show is not None:
                 show(snapshot, engine_line)
         self._maybe_refresh_importance(snapshot)
 
     def on_campaign_awaited(self, message: CampaignAwaited) -> None:
+        screen = self._top_screen()
+        if screen is None:
+            return
         try:
-            header = self.screen.query_one("#header", Static)
+            header = screen.query_one("#header", Static)
         except NoMatches:  # another screen is on top: nothing to say there
             return
         header.update(
@@ -319,10 +323,17 @@ class HpoConsole(App[int]):
         self.post_message(PlotReady(target, build(), key))
 
     def on_plot_ready(self, message: PlotReady) -> None:
-        for plot in self.screen.query(f"#{message.target}").results(PlotView):
-            plot.show(message.lines, message.key)
+        screen = self._top_screen()
+        if screen is not None:
+            for plot in screen.query(f"#{message.target}").results(PlotView):
+                plot.show(message.lines, message.key)
 
     # Navigation ------------------------------------------------------------------------------
+    def _top_screen(self) -> Screen | None:
+        """The visible screen; None once the app has closed every screen. Snapshots, plots and notices
+        come from threads and may arrive while the app exits (`self.screen` raises then)."""
+        return self.screen_stack[-1] if self.screen_stack else None
+
     def _dashboard(self) -> DashboardScreen | None:
         screen = self.screen_stack[0] if self.screen_stack else None
         return screen if isinstance(screen, DashboardScreen) else None
