@@ -69,7 +69,12 @@ def test_a_short_outage_makes_everyone_wait_and_carry_on(tmp_path, private_postg
             assert after["trials"][key] == outcome, key
     for index, n in enumerate(n_trials):
         check_sprint_integrity(truth.trials(index), n, workers=2)
-        assert all(t.state == TrialState.COMPLETE for t in truth.trials(index))  # the outage failed no trial
+        not_complete = [
+            (t.number, t.state.name, t.user_attrs.get("fail_reason"))
+            for t in truth.trials(index)
+            if t.state != TrialState.COMPLETE
+        ]
+        assert not not_complete, (not_complete, fleet.log_of(coordinator)[-3000:])  # the outage failed no trial
 
     # Each of them said what it was doing.
     coordinator_log = fleet.log_of(coordinator)

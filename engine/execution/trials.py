@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
@@ -18,9 +19,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.objective import BadObjectiveValue, TrialContext, check_value
 from engine.search.space import Space, distributions
-from engine.store.optuna_internals import storage_trial_id, study_storage
+from engine.store.optuna_internals import (
+    forget_cached_trials,
+    pop_waiting_trial_id,
+    storage_trial_id,
+    study_id,
+    study_storage,
+)
 from engine.store.records import SprintRecord
 from engine.store.schema import (
+    ASK_TOKEN_ATTR,
     COST_ATTR,
     DURATION_ATTR,
     FAIL_KIND_ATTR,
@@ -179,6 +187,40 @@ class Heartbeat:
             self._thread.join(timeout=2)
 
 
+def ask_through_outage(study: optuna.Study, log: Callable[[str], None] = print) -> optuna.Trial:
+    """`study.ask()` that a database outage cannot orphan a trial with.
+
+    Optuna's ask() writes the new trial, then reads it back; a connection cut between the two leaves a
+    RUNNING trial that nobody runs (the coordinator fails it after engine.execution.pool.ABANDONED_AFTER_S).
+    Here a new trial is written in one transaction with a token of this call, so a retry
+    after the outage first looks for the token and takes up the trial it finds. An enqueued trial (seed,
+    retry, probe) is popped as Optuna pops it: a pop cut off mid-commit is still left to the coordinator.
+    """
+    from engine.store.storage import with_retries
+
+    storage, token, tries = study_storage(study), uuid.uuid4().hex, 0
+
+    def claim() -> int:
+        nonlocal tries
+        tries += 1
+        if tries > 1:  # did the write the outage cut off reach the database?
+            for trial in storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.system_attrs.get(ASK_TOKEN_ATTR) == token:
+                    log(f"trial {trial.number}: created just before the outage; this worker takes it up")
+                    return storage_trial_id(trial)
+        forget_cached_trials(study)
+        waiting = pop_waiting_trial_id(study)
+        if waiting is not None:
+            return waiting
+        # The worker's name is written after the heartbeat starts (run_trial): a RUNNING trial without
+        # it is one the coordinator's abandoned-trial check may fail.
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={ASK_TOKEN_ATTR: token})
+        return storage.create_new_trial(study_id(study), template_trial=template)
+
+    trial_id = with_retries(claim, what="ask a trial", log=log)
+    return with_retries(lambda: optuna.Trial(study, trial_id), what="read the new trial back", log=log)
+
+
 def run_trial(
     study: optuna.Study,
     *,
@@ -199,7 +241,7 @@ def run_trial(
     """Ask one trial of `study`, run the objective, tell the outcome. Never raises for a bad trial.
 
     Storage writes after ask() wait for a database outage (engine.store.storage.with_retries) rather than
-    lose the trial's result; an outage during ask() is the caller's to retry. A KeyboardInterrupt
+    lose the trial's result; so does ask() (ask_through_outage). A KeyboardInterrupt
     or SystemExit from the objective fails the trial ("objective raised SystemExit(3)"); the user's
     own Ctrl-C (note_user_interrupt) still propagates. An objective that outlived `timeout_s`
     (it caught the TrialTimeout) fails as `timeout` whatever it returned. `on_objective(trial, t)`
@@ -208,7 +250,7 @@ def run_trial(
     """
     from engine.store.storage import with_retries
 
-    trial = study.ask()
+    trial = ask_through_outage(study, log)
     heartbeat = with_retries(
         lambda: Heartbeat(study_storage(study), storage_trial_id(trial)), what="start heartbeat", log=log
     )
@@ -313,7 +355,7 @@ def fail_and_retry(
                 params=trial.params,
                 distributions=trial.distributions,
                 system_attrs={
-                    **trial.system_attrs,
+                    **{k: v for k, v in trial.system_attrs.items() if k != ASK_TOKEN_ATTR},
                     RETRY_ATTR: trial.number,
                     RETRY_HISTORY_ATTR: history,
                     "fixed_params": trial.params,

@@ -32,6 +32,16 @@ def storage_trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
+def pop_waiting_trial_id(study: optuna.Study) -> int | None:
+    """What `Study.ask()` does first: move a WAITING (enqueued) trial to RUNNING and return its id, or None."""
+    return study._pop_waiting_trial_id()
+
+
+def forget_cached_trials(study: optuna.Study) -> None:
+    """What `Study.ask()` does before a trial: samplers read the study's trials afresh, not this thread's copy."""
+    study._thread_local.cached_all_trials = None
+
+
 def heartbeat_storage(study: optuna.Study) -> Any | None:
     """The storage that records the study's heartbeats (the RDB storage under Optuna's `_CachedStorage`), or
     None when it keeps none (journal and in-memory storages, or heartbeats off).
