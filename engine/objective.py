@@ -64,6 +64,13 @@ def check_value(value: Any) -> float:
     return value
 
 
+def _waiting_out_outages(action: Callable[[], Any], what: str) -> Any:
+    """A storage write from inside the objective waits for a database outage, rather than fail the trial."""
+    from engine.store.storage import with_retries
+
+    return with_retries(action, what=what)
+
+
 @dataclass
 class TrialContext:
     """Everything one trial needs. `trial` is the live Optuna trial (None in dry runs)."""
@@ -88,16 +95,18 @@ class TrialContext:
             return
         if not math.isfinite(value):
             raise BadObjectiveValue(f"intermediate value at step {step} is {value}")
-        from engine.store.storage import with_retries  # a database outage waits here, not fails the trial
-
-        with_retries(lambda: self.trial.report(value, step), what=f"report trial {self.trial_number}")
-        if with_retries(self.trial.should_prune, what=f"pruning check of trial {self.trial_number}"):
-            self.trial.set_user_attr(PRUNED_AT_ATTR, {"step": step, "value": value})
+        trial = self.trial
+        _waiting_out_outages(lambda: trial.report(value, step), f"report trial {self.trial_number}")
+        if _waiting_out_outages(trial.should_prune, f"pruning check of trial {self.trial_number}"):
+            self.set_attr(PRUNED_AT_ATTR, {"step": step, "value": value})
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
 
     def set_attr(self, key: str, value: Any) -> None:
-        if self.trial is not None:
-            self.trial.set_user_attr(key, value)
+        trial = self.trial
+        if trial is not None:
+            _waiting_out_outages(
+                lambda: trial.set_user_attr(key, value), f"attribute {key} of trial {self.trial_number}"
+            )
 
     def save_artifact(self, name: str, **arrays: np.ndarray) -> str | None:
         """Save named arrays (npz) as an Optuna artifact of this trial; returns its id."""
@@ -108,19 +117,21 @@ class TrialContext:
         return self.save_bytes(name, buffer.getvalue(), suffix=".npz")
 
     def save_bytes(self, name: str, data: bytes, suffix: str = ".bin") -> str | None:
-        if self.trial is None or self.artifact_store is None:
+        trial, store = self.trial, self.artifact_store
+        if trial is None or store is None:
             return None
         from optuna.artifacts import upload_artifact
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}{suffix}"
             path.write_bytes(data)
-            artifact_id = upload_artifact(
-                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=self.trial
+            artifact_id = _waiting_out_outages(
+                lambda: upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial),
+                f"artifact {name} of trial {self.trial_number}",
             )
-        index = dict(self.trial.user_attrs.get(ARTIFACTS_ATTR, {}))
+        index = dict(trial.user_attrs.get(ARTIFACTS_ATTR, {}))
         index[name] = artifact_id
-        self.trial.set_user_attr(ARTIFACTS_ATTR, index)
+        self.set_attr(ARTIFACTS_ATTR, index)
         return artifact_id
 
     def stage(

@@ -1,14 +1,16 @@
 """A connection cut while a trial is being asked: the write that reached the database is taken up by the
 retry (no orphaned RUNNING trial for the coordinator to fail a minute later), one that did not is
-written again, and an enqueued trial is still popped first. Real Optuna RDB storage (SQLite); the cut
-is a ConnectionError raised after (or instead of) the storage's own commit."""
+written again, and an enqueued trial is still popped first. A cut while the objective writes (an
+attribute, a report, an artifact) waits and carries on instead of failing the trial. Real Optuna RDB
+storage (SQLite); the cut is a ConnectionError raised after (or instead of) the storage's own write."""
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from engine.execution.trials import ask_through_outage, fail_and_retry
+from engine.execution.trials import ask_through_outage, fail_and_retry, run_trial
 from engine.store.optuna_internals import study_storage
+from engine.store.records import SprintRecord
 from engine.store.schema import ASK_TOKEN_ATTR
 
 
@@ -80,3 +82,50 @@ def test_an_enqueued_trial_is_popped_first_and_a_retry_does_not_inherit_the_toke
     assert fail_and_retry(study, frozen, "stale: test", max_retry=1)
     queued = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert len(queued) == 1 and ASK_TOKEN_ATTR not in queued[0].system_attrs
+
+
+def test_an_objective_writing_during_an_outage_waits_and_its_trial_completes(study, tmp_path, monkeypatch):
+    storage = study_storage(study)
+    real, cuts = storage.set_trial_user_attr, []
+
+    def set_trial_user_attr(trial_id, key, value):
+        if key == "true_regret" and len(cuts) < 2:  # cut twice: the objective waits through both
+            cuts.append(key)
+            raise ConnectionError("server closed the connection unexpectedly")
+        return real(trial_id, key, value)
+
+    monkeypatch.setattr(storage, "set_trial_user_attr", set_trial_user_attr)
+    monkeypatch.setattr("engine.store.storage.time.sleep", lambda s: None)
+
+    def objective(ctx):
+        ctx.report(0.5, 0)
+        ctx.set_attr("true_regret", 0.25)
+        ctx.set_attr("notes", "after the outage")
+        return 0.25
+
+    record = SprintRecord(
+        index=0,
+        name="s",
+        study="ask",
+        sampler="random",
+        pruner="none",
+        space={},
+        tuned=(),
+        fixed={},
+        level="low",
+        fidelity={},
+    )
+    frozen = run_trial(
+        study,
+        objective=objective,
+        sprint=record,
+        settings={},
+        full_fidelity={},
+        cost_knobs=[],
+        run_dir=tmp_path,
+        artifact_store=None,
+        worker="w0",
+    )
+    assert cuts == ["true_regret", "true_regret"]
+    assert frozen.state == TrialState.COMPLETE and frozen.value == 0.25
+    assert frozen.user_attrs["true_regret"] == 0.25 and frozen.user_attrs["notes"] == "after the outage"
