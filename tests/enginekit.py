@@ -13,6 +13,7 @@ import optuna
 
 from engine.objective import TrialContext
 from engine.spec import CampaignSpec, parse_campaign
+from engine.store.records import SprintRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +44,23 @@ def branin_campaign(name: str = "t", **overrides: Any) -> dict[str, Any]:
         ],
     }
     return deep_update(data, overrides)
+
+
+def bare_sprint_record(study: str = "c/00-s", **fields: Any) -> SprintRecord:
+    """A random-sampler sprint record with an empty space, for running trials and progress by hand."""
+    base: dict[str, Any] = dict(
+        index=0,
+        name="s",
+        study=study,
+        sampler="random",
+        pruner="none",
+        space={},
+        tuned=(),
+        fixed={},
+        level="low",
+        fidelity={},
+    )
+    return SprintRecord(**{**base, **fields})
 
 
 def deep_update(base: dict, changes: dict) -> dict:

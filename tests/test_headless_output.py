@@ -6,7 +6,7 @@ import time
 
 import optuna
 import pytest
-from enginekit import branin_campaign, hpo_tui, write_toml
+from enginekit import bare_sprint_record, branin_campaign, hpo_tui, write_toml
 from optuna.trial import TrialState
 
 from engine.store.records import SprintRecord
@@ -83,19 +83,7 @@ def test_json_output_one_parsable_event_per_line(tmp_path):
 
 
 def _sprint(**budget) -> SprintRecord:
-    return SprintRecord(
-        index=0,
-        name="s",
-        study="c/00-s",
-        sampler="random",
-        pruner="none",
-        space={},
-        tuned=(),
-        fixed={},
-        level="low",
-        fidelity={},
-        **budget,
-    )
+    return bare_sprint_record(**budget)
 
 
 def test_eta_comes_from_the_sprints_budget():

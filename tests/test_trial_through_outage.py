@@ -6,11 +6,11 @@ storage (SQLite); the cut is a ConnectionError raised after (or instead of) the 
 
 import optuna
 import pytest
+from enginekit import bare_sprint_record
 from optuna.trial import TrialState
 
 from engine.execution.trials import ask_through_outage, fail_and_retry, run_trial
 from engine.store.optuna_internals import study_storage
-from engine.store.records import SprintRecord
 from engine.store.schema import ASK_TOKEN_ATTR
 
 
@@ -103,18 +103,7 @@ def test_an_objective_writing_during_an_outage_waits_and_its_trial_completes(stu
         ctx.set_attr("notes", "after the outage")
         return 0.25
 
-    record = SprintRecord(
-        index=0,
-        name="s",
-        study="ask",
-        sampler="random",
-        pruner="none",
-        space={},
-        tuned=(),
-        fixed={},
-        level="low",
-        fidelity={},
-    )
+    record = bare_sprint_record(study="ask")
     frozen = run_trial(
         study,
         objective=objective,
