@@ -9,9 +9,13 @@ Each variant is the plan of benchmarks.efficiency.phased_sprints with one change
     gp-full     Optuna's GP in the full sprint instead of mf-gp
     no-handoff  mf-gp without the hand-off to Optuna's GP
     reopen-0    gates that re-open only at a rank agreement <= 0 (the rule before reopen_rank)
+    seeds-N     the full sprint seeded with the best N earlier configurations (the plan: 5)
+    margin-X    gates that add X times the top-k span on each side (the default rule: 0.15)
 
 Variants combine with "+" (`gp-full+reopen-0` is the plan before issue 15's second round). Prints the
-final regret per seed and the median per problem and variant. The regret is the benchmark's own
+final regret per seed and the median per problem and variant; with `--targets branin=0.0217,...` also
+the share of B at which each run first reached that regret and their lower median (as the efficiency
+benchmark's budget column, whose target is flat TPE + Hyperband's final median). The regret is the benchmark's own
 (benchmarks.efficiency.score_runs); where a problem has no known optimum (svm-digits, digits-mlp) it
 is measured against the best value these runs found, so compare such rows only within one call.
 """
@@ -29,7 +33,7 @@ import optuna
 
 from benchmarks import efficiency
 
-VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0")
+VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0", "seeds-N", "margin-X")
 
 
 def variant_plan(
@@ -47,9 +51,29 @@ def variant_plan(
             sprints[-1]["sampler_options"] = {"handoff_trials": None}
         elif part == "reopen-0":
             gate = {**(gate or {}), "reopen_rank": 0.0}
+        elif part.startswith("seeds-") and part[6:].isdigit():
+            sprints[-1]["seed_top"] = int(part[6:])
+        elif part.startswith("margin-") and _is_number(part[7:]):
+            gate = {**(gate or {}), "margin": float(part[7:])}
         else:
             raise ValueError(f"unknown variant {part!r}; known: {', '.join(VARIANTS)}")
     return sprints, gate
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _known(part: str) -> bool:
+    if part.startswith("seeds-"):
+        return part[6:].isdigit()
+    if part.startswith("margin-"):
+        return _is_number(part[7:])
+    return part in VARIANTS
 
 
 def run_variant(problem: efficiency.BenchProblem, name: str, seed: int, budget: float, workdir: Path) -> efficiency.Run:
@@ -67,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=float, default=40.0)
+    parser.add_argument(
+        "--targets", default="", help="problem=regret,...: print the share of B at which each run reached it"
+    )
     args = parser.parse_args(argv)
+    targets = {k: float(v) for k, v in (item.split("=", 1) for item in args.targets.split(",") if item)}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     variants = args.variants.split(",")
-    unknown = sorted({part for name in variants for part in name.split("+")} - set(VARIANTS))
+    unknown = sorted({part for name in variants for part in name.split("+") if not _known(part)})
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}, joined by +")
     with tempfile.TemporaryDirectory(prefix="hpo-variants-") as tmp:
@@ -86,6 +114,17 @@ def main(argv: list[str] | None = None) -> int:
                 finals = [r.final for r in runs if r.method == name]
                 per_seed = ", ".join(f"{v:.3g}" for v in finals)
                 print(f"{problem_name:12s} {name:28s} median {statistics.median(finals):.3g}   seeds: {per_seed}")
+                if problem_name in targets:
+                    reach = sorted(
+                        efficiency.cost_to_reach(r, targets[problem_name]) / args.budget
+                        for r in runs
+                        if r.method == name
+                    )
+                    shown = ", ".join("never" if v == float("inf") else f"{v:.2f}" for v in reach)
+                    lower_median = reach[(len(reach) - 1) // 2]
+                    print(
+                        f"{'':12s} {'':28s} budget to {targets[problem_name]:.3g}: {lower_median:.2f} x B   seeds: {shown}"
+                    )
     return 0
 
 

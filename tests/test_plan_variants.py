@@ -15,16 +15,24 @@ def test_each_variant_changes_only_what_it_names():
     assert old[:-1] == base[:-1]
     plain, _ = plan_variants.variant_plan("no-handoff", problem, 40.0)
     assert plain[-1]["sampler_options"] == {"handoff_trials": None}
+    fewer, gate = plan_variants.variant_plan("seeds-2+margin-0.5", problem, 40.0)
+    assert fewer[-1]["seed_top"] == 2 and base[-1]["seed_top"] == 5 and gate == {"margin": 0.5}
     with pytest.raises(ValueError, match="unknown variant"):
         plan_variants.variant_plan("gp-ful", problem, 40.0)
+    with pytest.raises(ValueError, match="unknown variant"):
+        plan_variants.variant_plan("seeds-x", problem, 40.0)
 
 
 def test_the_script_prints_a_median_per_problem_and_variant(capsys):
     assert (
-        plan_variants.main(["--problems", "branin", "--variants", "base,gp-full", "--seeds", "1", "--budget", "10"])
+        plan_variants.main(
+            ["--problems", "branin", "--variants", "base,gp-full", "--seeds", "1", "--budget", "10"]
+            + ["--targets", "branin=100"]  # above the uninformed guess: reached at the first trial
+        )
         == 0
     )
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in lines] == [["branin", "base", "median"], ["branin", "gp-full", "median"]]
+    assert [line.split()[:3] for line in lines[::2]] == [["branin", "base", "median"], ["branin", "gp-full", "median"]]
+    assert lines[1].split()[:5] == ["budget", "to", "100:", "0.00", "x"], lines
     with pytest.raises(SystemExit):
         plan_variants.main(["--problems", "branin", "--variants", "nope"])
