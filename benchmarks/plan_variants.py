@@ -43,21 +43,28 @@ def variant_plan(
     sprints = efficiency.phased_sprints(problem, budget)
     gate: dict[str, Any] | None = None
     for part in name.split("+"):
-        if part == "base":
-            continue
-        if part == "gp-full":
-            sprints[-1]["sampler"] = "gp"
-        elif part == "no-handoff":
-            sprints[-1]["sampler_options"] = {"handoff_trials": None}
-        elif part == "reopen-0":
-            gate = {**(gate or {}), "reopen_rank": 0.0}
-        elif part.startswith("seeds-") and part[6:].isdigit():
-            sprints[-1]["seed_top"] = int(part[6:])
-        elif part.startswith("margin-") and _is_number(part[7:]):
-            gate = {**(gate or {}), "margin": float(part[7:])}
-        else:
-            raise ValueError(f"unknown variant {part!r}; known: {', '.join(VARIANTS)}")
+        gate = _apply(part, sprints, gate)
     return sprints, gate
+
+
+def _apply(part: str, sprints: list[dict[str, Any]], gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One named change to the plan's last sprint (in place) or to the gate rules (returned)."""
+    prefix, _, value = part.partition("-")
+    if part == "base":
+        return gate
+    if part == "gp-full":
+        sprints[-1]["sampler"] = "gp"
+    elif part == "no-handoff":
+        sprints[-1]["sampler_options"] = {"handoff_trials": None}
+    elif part == "reopen-0":
+        return {**(gate or {}), "reopen_rank": 0.0}
+    elif prefix == "seeds" and value.isdigit():
+        sprints[-1]["seed_top"] = int(value)
+    elif prefix == "margin" and _is_number(value):
+        return {**(gate or {}), "margin": float(value)}
+    else:
+        raise ValueError(f"unknown variant {part!r}; known: {', '.join(VARIANTS)}")
+    return gate
 
 
 def _is_number(text: str) -> bool:
@@ -69,11 +76,11 @@ def _is_number(text: str) -> bool:
 
 
 def _known(part: str) -> bool:
-    if part.startswith("seeds-"):
-        return part[6:].isdigit()
-    if part.startswith("margin-"):
-        return _is_number(part[7:])
-    return part in VARIANTS
+    try:
+        _apply(part, [{}], None)
+    except ValueError:
+        return False
+    return True
 
 
 def run_variant(problem: efficiency.BenchProblem, name: str, seed: int, budget: float, workdir: Path) -> efficiency.Run:

@@ -190,9 +190,7 @@ RETRY_OF_ATTR = "failed_trial"  # the system attribute Optuna's own RetryFailedT
 RETRY_HISTORY_ATTR = "retry_history"
 RUNG_ATTR_PREFIX = "completed_rung_"  # Optuna's successive-halving pruners
 EXPLANATION_ATTR = "eeipu"  # engine.search.pipeline_costs: why the sampler chose the trial's parameters
-ASK_TOKEN_ATTR = (
-    "ask_token"  # engine.execution.trials.ask_through_outage: written with the new trial, found after an outage
-)
+ASK_TOKEN_ATTR = "ask_token"  # engine.execution.trials.ask_through_outage: finds its trial after an outage
 
 # Lease study user attributes (engine.store.lease) -------------------------------------------------
 HOLDER_ATTR = "holder"
