@@ -10,7 +10,8 @@ Each variant is the plan of benchmarks.efficiency.phased_sprints with one change
     no-handoff  mf-gp without the hand-off to Optuna's GP
     reopen-0    gates that re-open only at a rank agreement <= 0 (the rule before reopen_rank)
     seeds-N     the full sprint seeded with the best N earlier configurations (the plan: 5)
-    margin-X    gates that add X times the top-k span on each side (the default rule: 0.15)
+    margin-X    gates that add X times the top-k span on each side (the default rule: 1; before: 0.15)
+    handoff-N   mf-gp hands off to Optuna's GP from its N-th own completed trial (the plan: 10)
 
 Variants combine with "+" (`gp-full+reopen-0` is the plan before issue 15's second round). Prints the
 final regret per seed and the median per problem and variant; with `--targets branin=0.0217,...` also
@@ -33,7 +34,7 @@ import optuna
 
 from benchmarks import efficiency
 
-VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0", "seeds-N", "margin-X")
+VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0", "seeds-N", "margin-X", "handoff-N")
 
 
 def variant_plan(
@@ -60,6 +61,8 @@ def _apply(part: str, sprints: list[dict[str, Any]], gate: dict[str, Any] | None
         return {**(gate or {}), "reopen_rank": 0.0}
     elif prefix == "seeds" and value.isdigit():
         sprints[-1]["seed_top"] = int(value)
+    elif prefix == "handoff" and value.isdigit():
+        sprints[-1]["sampler_options"] = {"handoff_trials": int(value)}
     elif prefix == "margin" and _is_number(value):
         return {**(gate or {}), "margin": float(value)}
     else:

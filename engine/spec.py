@@ -183,7 +183,7 @@ class FidelitySpec(_Strict):
 
 class GateRules(_Strict):
     top_k: int = Field(default=10, ge=1)
-    margin: float = Field(default=0.15, ge=0, le=5, description="fraction of the top-k span added on each side")
+    margin: float = Field(default=1.0, ge=0, le=5, description="fraction of the top-k span added on each side")
     min_width: float = Field(
         default=0.1, ge=0, le=1, description="narrowed width is at least this share of the current one"
     )
