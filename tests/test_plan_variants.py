@@ -15,12 +15,16 @@ def test_each_variant_changes_only_what_it_names():
     assert old[:-1] == base[:-1]
     plain, _ = plan_variants.variant_plan("no-handoff", problem, 40.0)
     assert plain[-1]["sampler_options"] == {"handoff_trials": None}
+    later, _ = plan_variants.variant_plan("handoff-15", problem, 40.0)
+    assert later[-1]["sampler_options"] == {"handoff_trials": 15} and "sampler_options" not in base[-1]
     fewer, gate = plan_variants.variant_plan("seeds-2+margin-0.5", problem, 40.0)
     assert fewer[-1]["seed_top"] == 2 and base[-1]["seed_top"] == 5 and gate == {"margin": 0.5}
     with pytest.raises(ValueError, match="unknown variant"):
         plan_variants.variant_plan("gp-ful", problem, 40.0)
     with pytest.raises(ValueError, match="unknown variant"):
         plan_variants.variant_plan("seeds-x", problem, 40.0)
+    with pytest.raises(ValueError, match="unknown variant"):
+        plan_variants.variant_plan("handoff-", problem, 40.0)
 
 
 def test_the_script_prints_a_median_per_problem_and_variant(capsys):
