@@ -12,6 +12,8 @@ Each variant is the plan of benchmarks.efficiency.phased_sprints with one change
     seeds-N     the full sprint seeded with the best N earlier configurations (the plan: 5)
     margin-X    gates that add X times the top-k span on each side (the default rule: 1; before: 0.15)
     handoff-N   mf-gp hands off to Optuna's GP from its N-th own completed trial (the plan: 10)
+    no-refine   no mid-fidelity sprint: its budget goes to the full sprint, which starts after explore
+    refine-N    a mid-fidelity sprint of N trials (the plan: 15; its seeds at most N), the rest to full
 
 Variants combine with "+" (`gp-full+reopen-0` is the plan before issue 15's second round). Prints the
 final regret per seed and the median per problem and variant; with `--targets branin=0.0217,...` also
@@ -34,7 +36,7 @@ import optuna
 
 from benchmarks import efficiency
 
-VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0", "seeds-N", "margin-X", "handoff-N")
+VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0", "seeds-N", "margin-X", "handoff-N", "no-refine", "refine-N")
 
 
 def variant_plan(
@@ -44,17 +46,33 @@ def variant_plan(
     sprints = efficiency.phased_sprints(problem, budget)
     gate: dict[str, Any] | None = None
     for part in name.split("+"):
-        gate = _apply(part, sprints, gate)
+        gate = _apply(part, sprints, gate, problem)
     return sprints, gate
 
 
-def _apply(part: str, sprints: list[dict[str, Any]], gate: dict[str, Any] | None) -> dict[str, Any] | None:
+def _apply(
+    part: str,
+    sprints: list[dict[str, Any]],
+    gate: dict[str, Any] | None,
+    problem: efficiency.BenchProblem | None = None,
+) -> dict[str, Any] | None:
     """One named change to the plan's last sprint (in place) or to the gate rules (returned)."""
     prefix, _, value = part.partition("-")
     if part == "base":
         return gate
     if part == "gp-full":
         sprints[-1]["sampler"] = "gp"
+    elif part == "no-refine":
+        if len(sprints) == 3 and problem is not None:  # with two levels there is no refine sprint
+            refine = sprints.pop(1)
+            sprints[-1]["budget_cost"] += refine["n_trials"] * problem.level_cost(refine["fidelity"])
+    elif prefix == "refine" and value.isdigit() and int(value) > 0:
+        if len(sprints) == 3 and problem is not None:
+            refine = sprints[1]
+            saved = (refine["n_trials"] - int(value)) * problem.level_cost(refine["fidelity"])
+            refine["n_trials"] = int(value)
+            refine["seed_top"] = min(refine["seed_top"], int(value))
+            sprints[-1]["budget_cost"] += saved
     elif part == "no-handoff":
         sprints[-1]["sampler_options"] = {"handoff_trials": None}
     elif part == "reopen-0":

@@ -16,6 +16,13 @@ def test_each_variant_changes_only_what_it_names():
     plain, _ = plan_variants.variant_plan("no-handoff", problem, 40.0)
     assert plain[-1]["sampler_options"] == {"handoff_trials": None}
     later, _ = plan_variants.variant_plan("handoff-15", problem, 40.0)
+    two, _ = plan_variants.variant_plan("no-refine", problem, 40.0)
+    short, _ = plan_variants.variant_plan("refine-8", problem, 40.0)
+    assert [s["name"] for s in two] == ["explore", "full"]
+    assert short[1]["n_trials"] == 8 and short[1]["seed_top"] == 8
+    refine_cost = 15 * problem.level_cost(base[1]["fidelity"])
+    assert two[-1]["budget_cost"] == pytest.approx(base[-1]["budget_cost"] + refine_cost)
+    assert short[-1]["budget_cost"] == pytest.approx(base[-1]["budget_cost"] + refine_cost * 7 / 15)
     assert later[-1]["sampler_options"] == {"handoff_trials": 15} and "sampler_options" not in base[-1]
     fewer, gate = plan_variants.variant_plan("seeds-2+margin-0.5", problem, 40.0)
     assert fewer[-1]["seed_top"] == 2 and base[-1]["seed_top"] == 5 and gate == {"margin": 0.5}
