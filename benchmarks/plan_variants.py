@@ -56,7 +56,7 @@ def _apply(
     gate: dict[str, Any] | None,
     problem: efficiency.BenchProblem | None = None,
 ) -> dict[str, Any] | None:
-    """One named change to the plan's last sprint (in place) or to the gate rules (returned)."""
+    """One named change to the plan's sprints (in place) or to the gate rules (returned)."""
     prefix, _, value = part.partition("-")
     if part == "base":
         return gate
