@@ -14,6 +14,8 @@ Each variant is the plan of benchmarks.efficiency.phased_sprints with one change
     handoff-N   mf-gp hands off to Optuna's GP from its N-th own completed trial (the plan: 10)
     no-refine   no mid-fidelity sprint: its budget goes to the full sprint, which starts after explore
     refine-N    a mid-fidelity sprint of N trials (the plan: 15; its seeds at most N), the rest to full
+    check-N     instead of the refine sprint, the best N at full fidelity (a gate re-opens where they
+                disagree with the low fidelity's ranking); the full sprint, unseeded, has the rest
 
 Variants combine with "+" (`gp-full+reopen-0` is the plan before issue 15's second round). Prints the
 final regret per seed and the median per problem and variant; with `--targets branin=0.0217,...` also
@@ -36,7 +38,18 @@ import optuna
 
 from benchmarks import efficiency
 
-VARIANTS = ("base", "gp-full", "no-handoff", "reopen-0", "seeds-N", "margin-X", "handoff-N", "no-refine", "refine-N")
+VARIANTS = (
+    "base",
+    "gp-full",
+    "no-handoff",
+    "reopen-0",
+    "seeds-N",
+    "margin-X",
+    "handoff-N",
+    "no-refine",
+    "refine-N",
+    "check-N",
+)
 
 
 def variant_plan(
@@ -73,6 +86,19 @@ def _apply(
             refine["n_trials"] = int(value)
             refine["seed_top"] = min(refine["seed_top"], int(value))
             sprints[-1]["budget_cost"] += saved
+    elif prefix == "check" and value.isdigit() and int(value) > 0:
+        if len(sprints) == 3 and problem is not None:
+            refine, full = sprints[1], sprints[2]
+            saved = refine["n_trials"] * problem.level_cost(refine["fidelity"]) - int(value)
+            sprints[1] = {
+                "name": "check",
+                "sampler": "gp",
+                "fidelity": full["fidelity"],
+                "n_trials": int(value),
+                "seed_top": int(value),
+            }
+            full["budget_cost"] += saved
+            full["seed_top"] = 0
     elif part == "no-handoff":
         sprints[-1]["sampler_options"] = {"handoff_trials": None}
     elif part == "reopen-0":

@@ -21,6 +21,10 @@ def test_each_variant_changes_only_what_it_names():
     assert [s["name"] for s in two] == ["explore", "full"]
     assert short[1]["n_trials"] == 8 and short[1]["seed_top"] == 8
     refine_cost = 15 * problem.level_cost(base[1]["fidelity"])
+    checked, _ = plan_variants.variant_plan("check-5", problem, 40.0)
+    assert checked[1]["fidelity"] == base[-1]["fidelity"] and checked[1]["seed_top"] == 5
+    assert checked[-1]["seed_top"] == 0
+    assert checked[-1]["budget_cost"] == pytest.approx(base[-1]["budget_cost"] + refine_cost - 5)
     assert two[-1]["budget_cost"] == pytest.approx(base[-1]["budget_cost"] + refine_cost)
     assert short[-1]["budget_cost"] == pytest.approx(base[-1]["budget_cost"] + refine_cost * 7 / 15)
     assert later[-1]["sampler_options"] == {"handoff_trials": 15} and "sampler_options" not in base[-1]
